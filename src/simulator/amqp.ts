@@ -1,0 +1,150 @@
+/**
+ * Small typed helpers over rhea for the simulator: outcomes, tags, ids, and the internal link fields
+ * a server needs to answer an attach faithfully.
+ */
+import { randomBytes } from 'node:crypto';
+import rhea = require('rhea');
+
+export type Outcome = 'accepted' | 'rejected' | 'released' | 'modified';
+
+export interface AmqpError {
+  condition: string;
+  description?: string;
+  info?: Record<string, unknown>;
+}
+
+/** rhea keeps the frames it will send in `local`; a server must echo the peer's termini there. */
+interface LinkInternals {
+  local: { attach: { source?: unknown; target?: unknown; snd_settle_mode?: number; rcv_settle_mode?: number } };
+  remote: { attach?: { source?: { address?: string; filter?: unknown }; target?: { address?: string }; snd_settle_mode?: number; rcv_settle_mode?: number; properties?: Record<string, unknown> } };
+}
+
+type AnyLink = rhea.Sender | rhea.Receiver;
+
+function internals(link: AnyLink): LinkInternals {
+  return link as unknown as LinkInternals;
+}
+
+export function remoteAttach(link: AnyLink): NonNullable<LinkInternals['remote']['attach']> {
+  return internals(link).remote.attach ?? {};
+}
+
+/**
+ * Echo the peer's source and target and settle modes in our attach. Clients (the C# and Java stacks
+ * among them) treat an attach with a missing terminus as a refusal.
+ */
+export function echoAttach(link: AnyLink): void {
+  const remote = remoteAttach(link);
+  const local = internals(link).local.attach;
+  if (remote.source) local.source = { address: remote.source.address };
+  if (remote.target) local.target = { address: remote.target.address };
+  if (remote.snd_settle_mode !== undefined) local.snd_settle_mode = remote.snd_settle_mode;
+  if (remote.rcv_settle_mode !== undefined) local.rcv_settle_mode = remote.rcv_settle_mode;
+}
+
+// rhea defines the outcome constructors at run time; its typings leave them out.
+const outcomes = rhea.message as unknown as Record<Outcome, (fields?: object) => { described(): unknown }>;
+
+export function outcomeState(outcome: Outcome, error?: AmqpError): unknown {
+  return outcomes[outcome](outcome === 'rejected' ? { error } : {}).described();
+}
+
+/**
+ * Settles a delivery we sent once the receiver has decided. Receivers in rcv-settle-mode second send an
+ * unsettled disposition and wait for us to settle; rhea's sender does not do that by itself.
+ */
+export function settleOutgoing(delivery: rhea.Delivery, outcome: Outcome, error?: AmqpError): void {
+  if (!delivery.settled && !delivery.remote_settled) delivery.update(true, outcomeState(outcome, error));
+}
+
+export function newTag(): Buffer {
+  return randomBytes(16);
+}
+
+export function tagKey(tag: Buffer | string): string {
+  return typeof tag === 'string' ? tag : tag.toString('hex');
+}
+
+/** Message and correlation ids as text: uuids in their usual form, numbers in decimal. */
+export function idToString(id: unknown): string | undefined {
+  if (id === undefined || id === null) return undefined;
+  if (Buffer.isBuffer(id)) return id.length === 16 ? rhea.uuid_to_string(id) : id.toString('hex');
+  return String(id);
+}
+
+export function uuidFromTag(tag: Buffer): string {
+  return rhea.uuid_to_string(tag);
+}
+
+/** Body bytes of a received message: data sections concatenated, strings as UTF-8, values as JSON. */
+export function bodyBytes(body: unknown): Buffer {
+  if (body === undefined || body === null) return Buffer.alloc(0);
+  if (Buffer.isBuffer(body)) return body;
+  if (typeof body === 'string') return Buffer.from(body, 'utf8');
+  const section = body as { typecode?: number; content?: unknown; multiple?: boolean };
+  if (section.typecode === 0x75) {
+    if (section.multiple && Array.isArray(section.content)) return Buffer.concat(section.content.map((c) => bodyBytes(c)));
+    return bodyBytes(section.content);
+  }
+  return Buffer.from(JSON.stringify(body), 'utf8');
+}
+
+/**
+ * IoT Hub's size rule: body, system property values, application property names and values.
+ */
+export function messageSize(message: rhea.Message): number {
+  let size = bodyBytes(message.body).length;
+  const system = ['message_id', 'correlation_id', 'user_id', 'to', 'subject', 'reply_to', 'content_type', 'content_encoding', 'group_id', 'reply_to_group_id'];
+  const fields = message as unknown as Record<string, unknown>;
+  for (const key of system) {
+    const value = fields[key];
+    if (value !== undefined && value !== null) size += Buffer.isBuffer(value) ? value.length : Buffer.byteLength(String(value));
+  }
+  const props = message.application_properties as Record<string, unknown> | undefined;
+  if (props) {
+    for (const [k, v] of Object.entries(props)) size += Buffer.byteLength(k) + Buffer.byteLength(String(v));
+  }
+  return size;
+}
+
+/** The fields of a message that travel on (header, properties, application properties, body). */
+export const MESSAGE_FIELDS = [
+  'durable',
+  'priority',
+  'ttl',
+  'first_acquirer',
+  'message_id',
+  'user_id',
+  'to',
+  'subject',
+  'reply_to',
+  'correlation_id',
+  'content_type',
+  'content_encoding',
+  'absolute_expiry_time',
+  'creation_time',
+  'group_id',
+  'group_sequence',
+  'reply_to_group_id',
+  'application_properties',
+] as const;
+
+export function copyMessage(message: rhea.Message): rhea.Message {
+  const from = message as unknown as Record<string, unknown>;
+  const copy: Record<string, unknown> = {};
+  for (const field of MESSAGE_FIELDS) {
+    const value = from[field];
+    if (value !== undefined && value !== null) copy[field] = value;
+  }
+  return copy as unknown as rhea.Message;
+}
+
+/** A data-section body, which every SDK can read (node devices cannot read amqp-value bodies). */
+export function dataBody(body: unknown): unknown {
+  return rhea.message.data_section(bodyBytes(body));
+}
+
+export const wrapInt = (n: number): unknown => rhea.types.wrap_int(n);
+export const wrapLong = (n: number): unknown => rhea.types.wrap_long(n);
+export const wrapUlong = (n: number): unknown => rhea.types.wrap_ulong(n);
+export const wrapUbyte = (n: number): unknown => rhea.types.wrap_ubyte(n);

@@ -1,0 +1,188 @@
+/**
+ * What a connection may do: the set of tokens it has presented (by CBS put-token or SASL PLAIN), each
+ * a grant with a scope, rights and an expiry. Every link attach is checked against this set, and links
+ * whose grant lapses are detached by the hub's sweep.
+ */
+import { parseSasToken, verifySasSignature, SasError, type KeyEncoding } from '../iothub/sas';
+import { addressSegments, type Address } from './addresses';
+import type { Registry, Right } from './registry';
+
+export interface Grant {
+  /** Path segments below the host that the token covers (lower-cased fixed words, ids as given). */
+  scope: string[];
+  rights: Set<Right>;
+  /** ms since the epoch. */
+  expiresAt: number;
+  /** Who signed it: a policy, or a device or module with its own key. */
+  signer: { type: 'policy'; name: string } | { type: 'device'; deviceId: string; moduleId?: string };
+  /** True for tokens on the Event Hubs-compatible surface (`sb://` audiences, key as text). */
+  eventHub: boolean;
+}
+
+export class AuthError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = 'AuthError';
+  }
+}
+
+export interface TokenContext {
+  registry: Registry;
+  /** Host names (without port) this hub answers to. */
+  hosts: string[];
+  /** Event Hubs-compatible entity name. */
+  entityName: string;
+  now: number;
+}
+
+/** Verifies a SAS token and returns the grant it gives. Throws AuthError with a reason otherwise. */
+export function grantFromToken(token: string, ctx: TokenContext): Grant {
+  let parsed;
+  try {
+    parsed = parseSasToken(token);
+  } catch (err) {
+    throw new AuthError(err instanceof SasError ? err.message : 'malformed token');
+  }
+  if (parsed.expiry * 1000 <= ctx.now) throw new AuthError('token expired');
+  const isSb = /^sb:\/\//i.test(parsed.resource);
+  const withoutScheme = parsed.resource.replace(/^[a-z][a-z0-9+.-]*:\/\//i, '');
+  const hostPart = withoutScheme.split('/')[0].split(':')[0].toLowerCase();
+  if (!ctx.hosts.includes(hostPart)) throw new AuthError('token is for another host');
+  const segments = addressSegments(withoutScheme.slice(withoutScheme.split('/')[0].length));
+  const eventHub = isSb || (segments.length > 0 && segments[0].toLowerCase() === ctx.entityName.toLowerCase());
+  const expiresAt = parsed.expiry * 1000;
+
+  if (parsed.keyName) {
+    const policy = ctx.registry.policies.get(parsed.keyName);
+    if (!policy) throw new AuthError('unknown policy');
+    const keys = policy.secondaryKey ? [policy.primaryKey, policy.secondaryKey] : [policy.primaryKey];
+    // Event Hubs clients sign with the key as text; the IoT flavour of their token provider
+    // decodes it first. Accept both on the Event Hubs surface, only base64 on the IoT Hub surface.
+    const encodings: KeyEncoding[] = eventHub ? ['text', 'base64'] : ['base64'];
+    if (!keys.some((k) => encodings.some((e) => verifySasSignature(parsed, k, e)))) {
+      throw new AuthError('signature does not match');
+    }
+    return { scope: normaliseScope(segments), rights: policy.rights, expiresAt, signer: { type: 'policy', name: policy.name }, eventHub };
+  }
+
+  if (eventHub) throw new AuthError('Event Hubs tokens need a policy name (skn)');
+  // A device or module key: sr must be devices/<id> or devices/<id>/modules/<mid>.
+  const isDevice = segments.length === 2 && segments[0].toLowerCase() === 'devices';
+  const isModule = segments.length === 4 && segments[0].toLowerCase() === 'devices' && segments[2].toLowerCase() === 'modules';
+  if (!isDevice && !isModule) throw new AuthError('a token without a policy must be for devices/<id>');
+  const deviceId = segments[1];
+  const moduleId = isModule ? segments[3] : undefined;
+  const keys = ctx.registry.keysFor(deviceId, moduleId);
+  if (keys.length === 0) throw new AuthError('unknown device');
+  if (!keys.some((k) => verifySasSignature(parsed, k, 'base64'))) throw new AuthError('signature does not match');
+  ctx.registry.ensure(deviceId, moduleId);
+  const signer = moduleId === undefined ? { type: 'device' as const, deviceId } : { type: 'device' as const, deviceId, moduleId };
+  return { scope: normaliseScope(segments), rights: new Set<Right>(['DeviceConnect']), expiresAt, signer, eventHub };
+}
+
+/**
+ * Fixed words compare case-insensitively; under devices/ the ids (odd positions) keep their case,
+ * because device ids are case-sensitive.
+ */
+export function normaliseScope(segments: string[]): string[] {
+  const deviceScope = segments.length > 0 && segments[0].toLowerCase() === 'devices';
+  return segments.map((s, i) => (deviceScope && i % 2 === 1 ? s : s.toLowerCase()));
+}
+
+function covers(scope: string[], path: string[]): boolean {
+  return scope.length <= path.length && scope.every((s, i) => s === path[i]);
+}
+
+/** The scope path and right an attach to `address` needs, or undefined when no token can allow it. */
+export interface Requirement {
+  path: string[];
+  right: Right;
+  eventHub: boolean;
+  /** For device paths: the exact device/module a device-signed token must be for. */
+  device?: { deviceId: string; moduleId?: string };
+}
+
+export function requirementFor(address: Address): Requirement | undefined {
+  switch (address.kind) {
+    case 'd2c':
+    case 'c2d': {
+      const path = ['devices', address.deviceId];
+      if (address.moduleId !== undefined) path.push('modules', address.moduleId);
+      path.push('messages', address.kind === 'd2c' ? 'events' : 'devicebound');
+      const device = address.moduleId === undefined ? { deviceId: address.deviceId } : { deviceId: address.deviceId, moduleId: address.moduleId };
+      return { path, right: 'DeviceConnect', eventHub: false, device };
+    }
+    case 'devicebound':
+      return { path: ['messages', 'devicebound'], right: 'ServiceConnect', eventHub: false };
+    case 'feedback':
+      return { path: ['messages', 'servicebound', 'feedback'], right: 'ServiceConnect', eventHub: false };
+    case 'filenotifications':
+      return { path: ['messages', 'servicebound', 'filenotifications'], right: 'ServiceConnect', eventHub: false };
+    case 'builtin-partition':
+      return {
+        path: normaliseScope(['messages', 'events', 'consumergroups', address.consumerGroup, 'partitions', address.partition]),
+        right: 'ServiceConnect',
+        eventHub: false,
+      };
+    case 'builtin-management':
+      return { path: ['messages', 'events', '$management'], right: 'ServiceConnect', eventHub: false };
+    case 'eh-partition':
+      return {
+        path: normaliseScope([address.entity, 'consumergroups', address.consumerGroup, 'partitions', address.partition]),
+        right: 'ServiceConnect',
+        eventHub: true,
+      };
+    case 'eh-management':
+      return { path: normaliseScope([address.entity, '$management']), right: 'ServiceConnect', eventHub: true };
+    default:
+      return undefined;
+  }
+}
+
+function grantAllows(grant: Grant, req: Requirement, now: number): boolean {
+  if (grant.expiresAt <= now || !grant.rights.has(req.right) || grant.eventHub !== req.eventHub) return false;
+  if (grant.signer.type === 'device') {
+    // A device key speaks only for that device, a module key only for that module.
+    return (
+      req.device !== undefined &&
+      grant.signer.deviceId === req.device.deviceId &&
+      grant.signer.moduleId === req.device.moduleId
+    );
+  }
+  return covers(grant.scope, req.path);
+}
+
+/** The grants of one connection. */
+export class ConnectionAuth {
+  private grants: Grant[] = [];
+  constructor(private readonly maxGrants: number) {}
+
+  add(grant: Grant): void {
+    // A renewal replaces the grant for the same scope and signer, so renewals never pile up.
+    const key = grantKey(grant);
+    const index = this.grants.findIndex((g) => grantKey(g) === key);
+    if (index >= 0) this.grants[index] = grant;
+    else {
+      if (this.grants.length >= this.maxGrants) throw new AuthError('too many tokens on one connection');
+      this.grants.push(grant);
+    }
+  }
+
+  allows(req: Requirement, now: number): boolean {
+    return this.grants.some((g) => grantAllows(g, req, now));
+  }
+
+  /** Makes every grant lapse now (fault injection). */
+  expireAll(now: number): void {
+    for (const g of this.grants) g.expiresAt = Math.min(g.expiresAt, now);
+  }
+
+  get size(): number {
+    return this.grants.length;
+  }
+}
+
+function grantKey(g: Grant): string {
+  const who = g.signer.type === 'policy' ? `p:${g.signer.name}` : `d:${g.signer.deviceId}/${g.signer.moduleId ?? ''}`;
+  return `${g.eventHub ? 'eh' : 'iot'}|${who}|${g.scope.join('/')}`;
+}

@@ -1,0 +1,221 @@
+/**
+ * The Event Hubs-compatible surface of the built-in endpoint: partition readers with selector
+ * filters and owner levels (epochs), and `$management` READ for the hub and its partitions.
+ */
+import type * as rhea from 'rhea';
+import { remoteAttach, wrapInt, wrapLong, type AmqpError } from './amqp';
+import type { Partition } from './partitions';
+
+const SELECTOR_KEY = 'apache.org:selector-filter:string';
+const MAX_NON_EPOCH_READERS = 5;
+
+export type StartFilter =
+  | { kind: 'offset'; value: string; inclusive: boolean }
+  | { kind: 'sequence'; value: number; inclusive: boolean }
+  | { kind: 'time'; value: number; inclusive: boolean };
+
+/** Parses `amqp.annotation.x-opt-offset > '-1'` and its sequence-number and enqueued-time kin. */
+export function parseSelector(expression: string): StartFilter | undefined {
+  const match = /^\s*amqp\.annotation\.(x-opt-offset|x-opt-sequence-number|x-opt-enqueued-time)\s*(>=|>)\s*'?([^']*)'?\s*$/i.exec(expression);
+  if (!match) return undefined;
+  const [, field, op, raw] = match;
+  const inclusive = op === '>=';
+  switch (field.toLowerCase()) {
+    case 'x-opt-offset':
+      return { kind: 'offset', value: raw, inclusive };
+    case 'x-opt-sequence-number':
+      return /^-?\d+$/.test(raw) ? { kind: 'sequence', value: Number(raw), inclusive } : undefined;
+    default:
+      return /^-?\d+$/.test(raw) ? { kind: 'time', value: Number(raw), inclusive } : undefined;
+  }
+}
+
+function findString(value: unknown, depth = 0): string | undefined {
+  if (typeof value === 'string') return value;
+  if (depth < 4 && value !== null && typeof value === 'object' && 'value' in value) {
+    return findString((value as { value: unknown }).value, depth + 1);
+  }
+  return undefined;
+}
+
+/** The selector expression from a receiver's source filter, if any. */
+export function selectorOf(link: rhea.Sender): string | undefined {
+  const filter = remoteAttach(link).source?.filter;
+  if (!filter || typeof filter !== 'object') return undefined;
+  return findString((filter as Record<string, unknown>)[SELECTOR_KEY]);
+}
+
+/** First sequence number a reader with this filter gets. */
+export function startSequence(partition: Partition, filter: StartFilter | undefined): number {
+  if (!filter) return partition.beginSequence;
+  switch (filter.kind) {
+    case 'offset': {
+      if (filter.value === '@latest') return partition.endSequence;
+      const offset = Number(filter.value);
+      if (!Number.isFinite(offset) || offset < 0) return partition.beginSequence;
+      return partition.firstWhere((e) => (filter.inclusive ? e.offset >= offset : e.offset > offset));
+    }
+    case 'sequence': {
+      const first = filter.inclusive ? filter.value : filter.value + 1;
+      return Math.min(Math.max(first, partition.beginSequence), partition.endSequence);
+    }
+    case 'time':
+      return partition.firstWhere((e) => (filter.inclusive ? e.enqueuedTime >= filter.value : e.enqueuedTime > filter.value));
+  }
+}
+
+interface Reader {
+  sender: rhea.Sender;
+  partition: Partition;
+  key: string;
+  epoch?: number;
+  cursor: number;
+  unsubscribe: () => void;
+}
+
+export class EventHubSurface {
+  private readonly readers = new Map<rhea.Sender, Reader>();
+  private readonly byPartition = new Map<string, Set<Reader>>();
+
+  constructor(
+    readonly entityName: string,
+    private readonly partitions: Partition[],
+    private readonly consumerGroups: Set<string>,
+    private readonly createdAt: Date,
+    /** Detaches a link with an error (the hub owns link bookkeeping). */
+    private readonly detach: (sender: rhea.Sender, error: AmqpError) => void,
+  ) {}
+
+  hasConsumerGroup(name: string): boolean {
+    return this.consumerGroups.has(name.toLowerCase());
+  }
+
+  /** Starts a reader; returns the error to detach it with instead, if it may not read. */
+  attachReader(sender: rhea.Sender, consumerGroup: string, partitionId: string): AmqpError | undefined {
+    if (!this.hasConsumerGroup(consumerGroup)) {
+      return { condition: 'amqp:not-found', description: `The consumer group '${consumerGroup}' does not exist.` };
+    }
+    const partition = this.partitions.find((p) => p.id === partitionId);
+    if (!partition) {
+      return { condition: 'amqp:not-found', description: `The partition '${partitionId}' does not exist.` };
+    }
+    const expression = selectorOf(sender);
+    const filter = expression === undefined ? undefined : parseSelector(expression);
+    if (expression !== undefined && !filter) {
+      return { condition: 'com.microsoft:argument-error', description: `Unsupported filter expression: ${expression.slice(0, 100)}` };
+    }
+    const epochValue: unknown = remoteAttach(sender).properties?.['com.microsoft:epoch'];
+    const epoch = typeof epochValue === 'number' ? epochValue : undefined;
+    const key = `${consumerGroup.toLowerCase()}/${partitionId}`;
+    const peers = this.byPartition.get(key) ?? new Set<Reader>();
+    const epochs = [...peers].map((r) => r.epoch).filter((e): e is number => e !== undefined);
+    const highest = epochs.length > 0 ? Math.max(...epochs) : undefined;
+    if (epoch === undefined) {
+      if (highest !== undefined) {
+        return { condition: 'amqp:link:stolen', description: `A receiver with owner level ${highest} is reading this partition.` };
+      }
+      if (peers.size >= MAX_NON_EPOCH_READERS) {
+        return {
+          condition: 'amqp:resource-limit-exceeded',
+          description: `At most ${MAX_NON_EPOCH_READERS} receivers per partition per consumer group are allowed.`,
+        };
+      }
+    } else {
+      if (highest !== undefined && epoch < highest) {
+        return { condition: 'amqp:link:stolen', description: `A receiver with a higher owner level (${highest}) is reading this partition.` };
+      }
+      for (const peer of peers) {
+        if (peer.epoch === undefined || peer.epoch < epoch) {
+          this.detachReader(peer.sender);
+          this.detach(peer.sender, {
+            condition: 'amqp:link:stolen',
+            description: `New receiver with owner level ${epoch} took over this partition.`,
+          });
+        }
+      }
+    }
+    const reader: Reader = { sender, partition, key, cursor: startSequence(partition, filter), unsubscribe: () => undefined };
+    if (epoch !== undefined) reader.epoch = epoch;
+    reader.unsubscribe = partition.onAppend(() => this.pump(reader));
+    this.readers.set(sender, reader);
+    const set = this.byPartition.get(key) ?? new Set<Reader>();
+    set.add(reader);
+    this.byPartition.set(key, set);
+    this.pump(reader);
+    return undefined;
+  }
+
+  detachReader(sender: rhea.Sender): void {
+    const reader = this.readers.get(sender);
+    if (!reader) return;
+    reader.unsubscribe();
+    this.readers.delete(sender);
+    const set = this.byPartition.get(reader.key);
+    set?.delete(reader);
+    if (set && set.size === 0) this.byPartition.delete(reader.key);
+  }
+
+  onSendable(sender: rhea.Sender): void {
+    const reader = this.readers.get(sender);
+    if (reader) this.pump(reader);
+  }
+
+  private pump(reader: Reader): void {
+    const { sender, partition } = reader;
+    if (reader.cursor < partition.beginSequence) reader.cursor = partition.beginSequence;
+    while (reader.cursor < partition.endSequence && sender.sendable()) {
+      const event = partition.at(reader.cursor);
+      reader.cursor += 1;
+      // Format 0 with a buffer: rhea sends the bytes encoded on arrival as they are.
+      if (event) sender.send(event.encoded as unknown as rhea.Message, undefined, 0);
+    }
+  }
+
+  /** Answers a `$management` request; returns the response's application properties and body. */
+  management(request: rhea.Message): { status: number; description: string; body?: Record<string, unknown> } {
+    const props = (request.application_properties ?? {}) as Record<string, unknown>;
+    if (props.operation !== 'READ') return { status: 400, description: `Unsupported operation '${String(props.operation)}'.` };
+    if (typeof props.name !== 'string' || props.name.toLowerCase() !== this.entityName.toLowerCase()) {
+      return { status: 404, description: `The messaging entity '${String(props.name)}' could not be found.` };
+    }
+    if (props.type === 'com.microsoft:eventhub') {
+      return {
+        status: 200,
+        description: 'OK',
+        body: {
+          name: this.entityName,
+          type: 'com.microsoft:eventhub',
+          created_at: this.createdAt,
+          partition_count: wrapInt(this.partitions.length),
+          partition_ids: this.partitions.map((p) => p.id),
+        },
+      };
+    }
+    if (props.type === 'com.microsoft:partition') {
+      const partition = this.partitions.find((p) => p.id === String(props.partition));
+      if (!partition) return { status: 404, description: `The partition '${String(props.partition)}' does not exist.` };
+      const last = partition.lastEvent();
+      return {
+        status: 200,
+        description: 'OK',
+        body: {
+          name: this.entityName,
+          type: 'com.microsoft:partition',
+          partition: partition.id,
+          begin_sequence_number: wrapLong(partition.beginSequence),
+          last_enqueued_sequence_number: wrapLong(last ? last.sequenceNumber : -1),
+          last_enqueued_offset: last ? String(last.offset) : '-1',
+          last_enqueued_time_utc: new Date(last ? last.enqueuedTime : 0),
+          is_partition_empty: partition.size === 0,
+        },
+      };
+    }
+    return { status: 400, description: `Unsupported type '${String(props.type)}'.` };
+  }
+
+  close(): void {
+    for (const reader of this.readers.values()) reader.unsubscribe();
+    this.readers.clear();
+    this.byPartition.clear();
+  }
+}

@@ -1,0 +1,880 @@
+/**
+ * The simulated IoT Hub: listeners, SASL, CBS, per-attach authorisation, and the routing of every
+ * link to the part that serves it (D2C partitions, C2D queues, feedback, the Event Hubs surface).
+ */
+import { EventEmitter } from 'node:events';
+import * as net from 'node:net';
+import * as tls from 'node:tls';
+import type * as http from 'node:http';
+import rhea = require('rhea');
+import { WebSocketServer, type WebSocket } from 'ws';
+import {
+  formatDeviceConnectionString,
+  formatEventHubConnectionString,
+  formatServiceConnectionString,
+} from '../iothub/connection-string';
+import { bodyBytes, echoAttach, messageSize, remoteAttach, wrapInt, wrapLong, copyMessage, type AmqpError, type Outcome } from './amqp';
+import { parseAddress, type Address } from './addresses';
+import { AuthError, ConnectionAuth, grantFromToken, requirementFor, type Requirement } from './auth';
+import { C2dQueues } from './c2d';
+import { loadOrMakeCertificate, type Certificate } from './certificate';
+import { EventHubSurface } from './event-hub';
+import { FeedbackQueue } from './feedback';
+import { resolveOptions, type SimulatorOptions, type SimulatorOptionsInput } from './options';
+import { Partition, partitionForDevice, type StoredEvent } from './partitions';
+import { Registry } from './registry';
+
+type Transport = 'amqp' | 'amqps' | 'ws';
+type Link = rhea.Sender | rhea.Receiver;
+
+interface LinkState {
+  link: Link;
+  /** Our role: 'sender' when the client receives. */
+  role: 'sender' | 'receiver';
+  address: Address;
+  addressText: string;
+  session: rhea.Session;
+  requirement?: Requirement;
+  onMessage?: (context: rhea.EventContext) => void;
+  onSendable?: () => void;
+  onOutcome?: (delivery: rhea.Delivery, outcome: Outcome) => void;
+  onClose?: () => void;
+  closed?: boolean;
+}
+
+interface ConnState {
+  id: number;
+  connection: rhea.Connection;
+  transport: Transport;
+  destroy: () => void;
+  auth: ConnectionAuth;
+  links: Map<Link, LinkState>;
+  closed: boolean;
+}
+
+export interface HubStats {
+  connectionsAccepted: number;
+  connectionsRefused: number;
+  openConnections: number;
+  linksAttached: number;
+  linksRefused: number;
+  putTokens: number;
+  putTokensRefused: number;
+  d2cAccepted: number;
+  c2dAccepted: number;
+}
+
+export interface D2cEvent {
+  deviceId: string;
+  moduleId?: string;
+  partitionId: string;
+  event: StoredEvent;
+  message: rhea.Message;
+}
+
+const UNAUTHORIZED = (description: string): AmqpError => ({ condition: 'amqp:unauthorized-access', description });
+const THROTTLED: AmqpError = {
+  condition: 'com.microsoft:device-container-throttled',
+  description: 'The request was throttled (simulated fault).',
+};
+
+interface AcceptingConnection {
+  accept(socket: net.Socket | tls.TLSSocket | unknown): void;
+}
+
+/** rhea keeps the SASL exchange inside the connection; the token a PLAIN client sent lives there. */
+interface SaslInternals {
+  sasl_transport?: { mechanism?: { token?: string }; transports?: Record<number, { mechanism?: { token?: string } }> };
+}
+
+class TokenPlain {
+  outcome: boolean | undefined = undefined;
+  username: string | undefined = undefined;
+  token: string | undefined = undefined;
+  constructor(private readonly check: (token: string) => boolean) {}
+  start(response: Buffer | undefined): void {
+    const parts = (response ?? Buffer.alloc(0)).toString('utf8').split('\u0000');
+    if (parts.length !== 3) {
+      this.outcome = false;
+      return;
+    }
+    this.username = parts[1];
+    this.token = parts[2];
+    this.outcome = this.check(parts[2]);
+  }
+}
+
+class AcceptAll {
+  outcome: boolean | undefined = undefined;
+  username = 'anonymous';
+  start(): void {
+    this.outcome = true;
+  }
+}
+
+export class SimulatedHub extends EventEmitter {
+  readonly options: SimulatorOptions;
+  readonly registry: Registry;
+  readonly partitions: Partition[];
+  readonly c2d: C2dQueues;
+  readonly feedback: FeedbackQueue;
+  readonly eventHub: EventHubSurface;
+  readonly ports: { amqp?: number; amqps?: number; ws?: number } = {};
+  certificate?: Certificate;
+  readonly stats: HubStats = {
+    connectionsAccepted: 0,
+    connectionsRefused: 0,
+    openConnections: 0,
+    linksAttached: 0,
+    linksRefused: 0,
+    putTokens: 0,
+    putTokensRefused: 0,
+    d2cAccepted: 0,
+    c2dAccepted: 0,
+  };
+
+  private readonly container: rhea.Container;
+  private readonly conns = new Map<rhea.Connection, ConnState>();
+  private readonly servers: Array<net.Server | WebSocketServer | http.Server> = [];
+  private sweepTimer: NodeJS.Timeout | undefined;
+  private nextConnId = 1;
+  private throttleCount = 0;
+  private refuseUntil = 0;
+  private closing = false;
+
+  private constructor(options: SimulatorOptions) {
+    super();
+    this.options = options;
+    this.registry = new Registry({ autoRegister: options.autoRegister, policies: options.policies });
+    for (const d of options.devices) {
+      this.registry.addDevice(d.deviceId, d);
+      for (const m of d.modules ?? []) this.registry.addModule(d.deviceId, m.moduleId, m);
+    }
+    this.partitions = Array.from(
+      { length: options.partitionCount },
+      (_, i) => new Partition(String(i), { maxEvents: options.d2c.maxEventsPerPartition, maxAgeMs: options.d2c.retentionMs }),
+    );
+    this.feedback = new FeedbackQueue(options.feedback, options.hubName);
+    this.c2d = new C2dQueues(options.c2d, (record) => this.feedback.add(record));
+    const groups = new Set(['$default', ...options.consumerGroups.map((g) => g.toLowerCase())]);
+    this.eventHub = new EventHubSurface(options.hubName, this.partitions, groups, new Date(), (sender, error) => {
+      const state = this.linkState(sender);
+      if (state) this.closeLink(state, error);
+    });
+    this.container = rhea.create_container({ id: options.hubName });
+    this.setupSasl();
+    this.setupEvents();
+  }
+
+  static async start(input: SimulatorOptionsInput = {}): Promise<SimulatedHub> {
+    const hub = new SimulatedHub(resolveOptions(input));
+    try {
+      await hub.listen();
+    } catch (err) {
+      await hub.close();
+      throw err;
+    }
+    hub.sweepTimer = setInterval(() => hub.sweep(), hub.options.sweepIntervalMs);
+    hub.sweepTimer.unref();
+    return hub;
+  }
+
+  // ---- connection strings -------------------------------------------------------------------
+
+  /** Host name as clients write it: with the TLS port unless it is the standard 5671. */
+  get hostWithPort(): string {
+    const port = this.ports.amqps;
+    return port === undefined || port === 5671 ? this.options.hostName : `${this.options.hostName}:${port}`;
+  }
+
+  serviceConnectionString(policyName = 'iothubowner'): string {
+    const policy = this.registry.policies.get(policyName);
+    if (!policy) throw new Error(`no policy named ${policyName}`);
+    return formatServiceConnectionString(this.hostWithPort, policy.name, policy.primaryKey);
+  }
+
+  /** A device's connection string; registers the device (and module) if needed. */
+  deviceConnectionString(deviceId: string, moduleId?: string): string {
+    const device = this.registry.addDevice(deviceId);
+    const key = moduleId === undefined ? device.primaryKey : this.registry.addModule(deviceId, moduleId).primaryKey;
+    return formatDeviceConnectionString(this.hostWithPort, deviceId, key, moduleId === undefined ? {} : { moduleId });
+  }
+
+  /**
+   * The Event Hubs-compatible connection string. Plain AMQP with `UseDevelopmentEmulator=true` when
+   * the plain port is on (the Event Hubs SDKs then skip TLS), else TLS on the AMQPS port.
+   */
+  eventHubConnectionString(policyName = 'iothubowner', transport: 'amqp' | 'amqps' = this.ports.amqp !== undefined ? 'amqp' : 'amqps'): string {
+    const policy = this.registry.policies.get(policyName);
+    if (!policy) throw new Error(`no policy named ${policyName}`);
+    const port = transport === 'amqp' ? this.ports.amqp : this.ports.amqps;
+    if (port === undefined) throw new Error(`the ${transport} listener is off`);
+    return formatEventHubConnectionString(`${this.options.hostName}:${port}`, this.options.hubName, policy.name, policy.primaryKey, transport === 'amqp');
+  }
+
+  // ---- listeners ----------------------------------------------------------------------------
+
+  private async listen(): Promise<void> {
+    const o = this.options;
+    if (o.amqpPort !== null) {
+      const server = net.createServer((socket) => this.accept(socket, 'amqp', () => socket.destroy()));
+      this.ports.amqp = await this.bind(server, o.amqpPort);
+    }
+    if (o.amqpsPort !== null || o.wsPort !== null) {
+      this.certificate = o.tls ?? (await loadOrMakeCertificate(o.certDir, [o.hostName]));
+    }
+    if (o.amqpsPort !== null) {
+      const certificate = this.certificate as Certificate;
+      const server = tls.createServer({ cert: certificate.cert, key: certificate.key }, (socket) =>
+        this.accept(socket, 'amqps', () => socket.destroy()),
+      );
+      // A client that fails the handshake is its own problem, not the hub's.
+      server.on('tlsClientError', () => undefined);
+      this.ports.amqps = await this.bind(server, o.amqpsPort);
+    }
+    if (o.wsPort !== null) this.ports.ws = await this.listenWebSocket(o.wsPort);
+  }
+
+  private bind(server: net.Server, port: number): Promise<number> {
+    this.servers.push(server);
+    return new Promise((resolve, reject) => {
+      const onError = (err: NodeJS.ErrnoException): void => {
+        reject(new Error(err.code === 'EADDRINUSE' ? `port ${port} on ${this.options.host} is already in use` : `cannot listen on port ${port}: ${err.message}`));
+      };
+      server.once('error', onError);
+      server.listen(port, this.options.host, () => {
+        server.off('error', onError);
+        server.on('error', () => undefined);
+        resolve((server.address() as net.AddressInfo).port);
+      });
+    });
+  }
+
+  /** AMQP over WebSockets on TLS, path `/$iothub/websocket`, subprotocol AMQPWSB10. */
+  private async listenWebSocket(port: number): Promise<number> {
+    const https = await import('node:https');
+    const certificate = this.certificate as Certificate;
+    const server = https.createServer({ cert: certificate.cert, key: certificate.key });
+    server.on('tlsClientError', () => undefined);
+    const wss = new WebSocketServer({
+      server,
+      handleProtocols: (protocols) => (protocols.has('AMQPWSB10') ? 'AMQPWSB10' : false),
+      verifyClient: (info: { req: http.IncomingMessage }) => /^\/\$iothub\/websocket\/?(\?.*)?$/i.test(info.req.url ?? '') || /^\/\$servicebus\/websocket\/?(\?.*)?$/i.test(info.req.url ?? ''),
+    });
+    wss.on('error', () => undefined);
+    wss.on('connection', (ws: WebSocket) => {
+      ws.on('error', () => undefined);
+      this.acceptWebSocket(ws);
+    });
+    this.servers.push(wss);
+    return this.bind(server, port);
+  }
+
+  private acceptWebSocket(ws: WebSocket): void {
+    if (this.refusing()) {
+      this.stats.connectionsRefused++;
+      ws.terminate();
+      return;
+    }
+    this.stats.connectionsAccepted++;
+    this.pendingWebSockets.push(ws);
+    // rhea wraps the socket itself; the connection is tracked on its first event (stateOf), and
+    // its WebSocket is the oldest one not yet claimed.
+    this.container.websocket_accept(ws as unknown as net.Socket, this.connectionOptions() as never);
+  }
+
+  private readonly pendingWebSockets: WebSocket[] = [];
+
+  private refusing(): boolean {
+    return this.closing || Date.now() < this.refuseUntil;
+  }
+
+  private connectionOptions(): rhea.ConnectionOptions {
+    const options = {
+      container_id: this.options.hubName,
+      idle_time_out: this.options.idleTimeoutMs,
+      autoaccept: false,
+      credit_window: 500,
+    };
+    // rhea's typings describe client options only; a server connection takes these.
+    return options as unknown as rhea.ConnectionOptions;
+  }
+
+  private accept(socket: net.Socket, transport: Transport, destroy: () => void): void {
+    socket.on('error', () => undefined);
+    if (this.refusing()) {
+      this.stats.connectionsRefused++;
+      destroy();
+      return;
+    }
+    this.stats.connectionsAccepted++;
+    const connection = this.container.create_connection(this.connectionOptions());
+    this.track(connection, transport, destroy);
+    (connection as unknown as AcceptingConnection).accept(socket);
+  }
+
+  private track(connection: rhea.Connection, transport: Transport, destroy: () => void): ConnState {
+    const state: ConnState = {
+      id: this.nextConnId++,
+      connection,
+      transport,
+      destroy,
+      auth: new ConnectionAuth(this.options.maxTokensPerConnection),
+      links: new Map(),
+      closed: false,
+    };
+    this.conns.set(connection, state);
+    this.stats.openConnections = this.conns.size;
+    return state;
+  }
+
+  private stateOf(connection: rhea.Connection): ConnState {
+    const known = this.conns.get(connection);
+    if (known) return known;
+    // Connections rhea made for us (WebSockets) are tracked on their first event.
+    const ws = this.pendingWebSockets.shift();
+    return this.track(connection, 'ws', () => ws?.terminate());
+  }
+
+  // ---- SASL and events ----------------------------------------------------------------------
+
+  private setupSasl(): void {
+    const mechanisms = this.container.sasl_server_mechanisms as Record<string, unknown> & { enable_anonymous(): void };
+    mechanisms.enable_anonymous();
+    mechanisms.PLAIN = () =>
+      new TokenPlain((token) => {
+        try {
+          grantFromToken(token, this.tokenContext());
+          return true;
+        } catch {
+          return false;
+        }
+      });
+    mechanisms.MSSBCBS = () => new AcceptAll();
+  }
+
+  private tokenContext(): Parameters<typeof grantFromToken>[1] {
+    return {
+      registry: this.registry,
+      hosts: Array.from(new Set([this.options.hostName.toLowerCase(), 'localhost', '127.0.0.1', this.options.host])),
+      entityName: this.options.hubName,
+      now: Date.now(),
+    };
+  }
+
+  private setupEvents(): void {
+    const c = this.container;
+    c.on('connection_open', (ctx: rhea.EventContext) => this.onConnectionOpen(ctx));
+    for (const name of ['connection_close', 'connection_error', 'disconnected']) {
+      c.on(name, (ctx: rhea.EventContext) => this.onConnectionGone(ctx.connection));
+    }
+    // rhea throws on an 'error' event nobody listens to; a broken peer must not take the hub down.
+    c.on('error', () => undefined);
+    c.on('protocol_error', (ctx: rhea.EventContext | Error) => {
+      if (ctx && 'connection' in ctx && ctx.connection) this.onConnectionGone(ctx.connection);
+    });
+    c.on('session_close', (ctx: rhea.EventContext) => this.onSessionGone(ctx));
+    c.on('session_error', (ctx: rhea.EventContext) => this.onSessionGone(ctx));
+    c.on('sender_open', (ctx: rhea.EventContext) => this.onLinkOpen(ctx, 'sender'));
+    c.on('receiver_open', (ctx: rhea.EventContext) => this.onLinkOpen(ctx, 'receiver'));
+    for (const name of ['sender_close', 'sender_error', 'receiver_close', 'receiver_error']) {
+      c.on(name, (ctx: rhea.EventContext) => {
+        const link = ctx.sender ?? ctx.receiver;
+        const state = link && this.linkState(link);
+        if (state) this.linkGone(state);
+      });
+    }
+    c.on('message', (ctx: rhea.EventContext) => {
+      const state = ctx.receiver && this.linkState(ctx.receiver);
+      if (state?.onMessage) state.onMessage(ctx);
+    });
+    c.on('sendable', (ctx: rhea.EventContext) => {
+      const state = ctx.sender && this.linkState(ctx.sender);
+      state?.onSendable?.();
+    });
+    // 'modified' is also dispatched as 'released' (rhea's treat_modified_as_released).
+    for (const outcome of ['accepted', 'rejected', 'released'] as const) {
+      c.on(outcome, (ctx: rhea.EventContext) => {
+        const state = ctx.sender && this.linkState(ctx.sender);
+        if (state?.onOutcome && ctx.delivery) state.onOutcome(ctx.delivery, outcome);
+      });
+    }
+  }
+
+  private linkState(link: Link): LinkState | undefined {
+    return this.conns.get(link.connection)?.links.get(link);
+  }
+
+  private onConnectionOpen(ctx: rhea.EventContext): void {
+    const state = this.stateOf(ctx.connection);
+    const token = plainToken(ctx.connection);
+    if (token) {
+      try {
+        state.auth.add(grantFromToken(token, this.tokenContext()));
+      } catch {
+        ctx.connection.close(UNAUTHORIZED('The SASL PLAIN token is not valid.'));
+      }
+    }
+  }
+
+  private onConnectionGone(connection: rhea.Connection): void {
+    const state = this.conns.get(connection);
+    if (!state || state.closed) return;
+    state.closed = true;
+    for (const link of [...state.links.values()]) this.linkGone(link);
+    this.conns.delete(connection);
+    this.stats.openConnections = this.conns.size;
+    // A closed AMQP connection may leave its socket half open; make sure it goes.
+    if (!connection.is_closed() || connection.is_remote_open()) connection.close();
+    setTimeout(() => state.destroy(), 100).unref();
+  }
+
+  private onSessionGone(ctx: rhea.EventContext): void {
+    const state = this.conns.get(ctx.connection);
+    if (!state) return;
+    for (const link of [...state.links.values()]) if (link.session === ctx.session) this.linkGone(link);
+  }
+
+  private linkGone(state: LinkState): void {
+    if (state.closed) return;
+    state.closed = true;
+    this.conns.get(state.link.connection)?.links.delete(state.link);
+    state.onClose?.();
+  }
+
+  private closeLink(state: LinkState, error: AmqpError): void {
+    if (state.closed) return;
+    this.linkGone(state);
+    if (!state.link.is_closed()) state.link.close(error as rhea.AmqpError);
+  }
+
+  // ---- link attach --------------------------------------------------------------------------
+
+  private onLinkOpen(ctx: rhea.EventContext, role: 'sender' | 'receiver'): void {
+    const link = (role === 'sender' ? ctx.sender : ctx.receiver) as Link;
+    const conn = this.stateOf(ctx.connection);
+    echoAttach(link);
+    const remote = remoteAttach(link);
+    const addressText = (role === 'sender' ? remote.source?.address : remote.target?.address) ?? '';
+    const address = parseAddress(addressText, this.options.hubName);
+    const state: LinkState = { link, role, address, addressText, session: ctx.session as rhea.Session };
+    conn.links.set(link, state);
+
+    if (address.kind === 'cbs') {
+      if (role === 'receiver') state.onMessage = (c) => this.onCbsRequest(conn, state, c);
+      this.stats.linksAttached++;
+      return;
+    }
+    const requirement = requirementFor(address);
+    if (!requirement) {
+      this.stats.linksRefused++;
+      this.closeLink(state, { condition: 'amqp:not-found', description: `The address '${addressText.slice(0, 200)}' does not exist on this hub.` });
+      return;
+    }
+    if (!conn.auth.allows(requirement, Date.now())) {
+      this.stats.linksRefused++;
+      this.closeLink(state, UNAUTHORIZED(`No valid token on this connection allows access to '${addressText.slice(0, 200)}'.`));
+      return;
+    }
+    state.requirement = requirement;
+    const refusal = this.serveLink(conn, state);
+    if (refusal) {
+      this.stats.linksRefused++;
+      this.closeLink(state, refusal);
+      return;
+    }
+    this.stats.linksAttached++;
+  }
+
+  /** Wires an authorised link to what serves it, or returns why it cannot be served. */
+  private serveLink(conn: ConnState, state: LinkState): AmqpError | undefined {
+    const { address, role } = state;
+    const wrongRole = (): AmqpError => ({ condition: 'amqp:not-allowed', description: `The address '${state.addressText.slice(0, 200)}' cannot be used in this direction.` });
+    switch (address.kind) {
+      case 'd2c': {
+        if (role !== 'receiver') return wrongRole();
+        const missing = this.ensureDevice(address.deviceId, address.moduleId);
+        if (missing) return missing;
+        state.onMessage = (c) => this.onD2c(address.deviceId, address.moduleId, c);
+        return undefined;
+      }
+      case 'c2d': {
+        if (role !== 'sender') return wrongRole();
+        const missing = this.ensureDevice(address.deviceId, address.moduleId);
+        if (missing) return missing;
+        const sender = state.link as rhea.Sender;
+        const device = this.registry.getDevice(address.deviceId);
+        this.c2d.attachReceiver(address.deviceId, address.moduleId, device?.generationId ?? '', sender);
+        state.onSendable = () => this.c2d.onSendable(sender);
+        state.onOutcome = (delivery, outcome) => this.c2d.onOutcome(delivery, outcome);
+        state.onClose = () => this.c2d.detachReceiver(sender);
+        return undefined;
+      }
+      case 'devicebound':
+        if (role !== 'receiver') return wrongRole();
+        state.onMessage = (c) => this.onC2dSend(c);
+        return undefined;
+      case 'feedback': {
+        if (role !== 'sender') return wrongRole();
+        const sender = state.link as rhea.Sender;
+        this.feedback.attach(sender);
+        state.onSendable = () => this.feedback.onSendable();
+        state.onOutcome = (delivery, outcome) => this.feedback.onOutcome(delivery, outcome);
+        state.onClose = () => this.feedback.detach(sender);
+        return undefined;
+      }
+      case 'filenotifications':
+        // File uploads are out of scope: the link stays open and idle, as on a hub with no uploads.
+        return role === 'sender' ? undefined : wrongRole();
+      case 'builtin-partition':
+      case 'builtin-management':
+        return this.redirectFor(address);
+      case 'eh-partition': {
+        if (role !== 'sender') return wrongRole();
+        const sender = state.link as rhea.Sender;
+        const error = this.eventHub.attachReader(sender, address.consumerGroup, address.partition);
+        if (error) return error;
+        state.onSendable = () => this.eventHub.onSendable(sender);
+        state.onClose = () => this.eventHub.detachReader(sender);
+        return undefined;
+      }
+      case 'eh-management':
+        if (role === 'receiver') state.onMessage = (c) => this.onManagementRequest(conn, state, c);
+        return undefined;
+      default:
+        return { condition: 'amqp:not-found', description: 'Unknown address.' };
+    }
+  }
+
+  private ensureDevice(deviceId: string, moduleId?: string): AmqpError | undefined {
+    const device = this.registry.getDevice(deviceId);
+    if (device && (moduleId === undefined || device.modules.has(moduleId))) return undefined;
+    if (this.registry.autoRegister) {
+      this.registry.ensure(deviceId, moduleId);
+      return undefined;
+    }
+    return { condition: 'amqp:not-found', description: `The device '${deviceId}' is not registered.` };
+  }
+
+  /**
+   * The built-in endpoint answers with a redirect to its Event Hubs-compatible surface, which this
+   * simulator serves on the same listeners. The address keeps the literal `:<port>/<name>/$management`
+   * form the Azure samples parse. Info keys are strings (rhea encodes error info maps that way);
+   * clients read them by name either way.
+   */
+  private redirectFor(address: Address): AmqpError {
+    const port = this.ports.amqps ?? this.ports.amqp ?? 5671;
+    const scheme = this.ports.amqps !== undefined ? 'amqps' : 'amqp';
+    const host = this.options.hostName;
+    const path =
+      address.kind === 'builtin-partition'
+        ? `${this.options.hubName}/ConsumerGroups/${address.consumerGroup}/Partitions/${address.partition}`
+        : `${this.options.hubName}/$management`;
+    return {
+      condition: 'amqp:link:redirect',
+      description: "An AMQP error occurred (condition='amqp:link:redirect').",
+      info: {
+        hostname: port === 5671 ? host : `${host}:${port}`,
+        'network-host': host,
+        port: wrapInt(port),
+        address: `${scheme}://${host}:${port}/${path}`,
+      },
+    };
+  }
+
+  // ---- message handlers ---------------------------------------------------------------------
+
+  private onCbsRequest(conn: ConnState, state: LinkState, ctx: rhea.EventContext): void {
+    const message = ctx.message as rhea.Message;
+    ctx.delivery?.accept();
+    const props = (message.application_properties ?? {}) as Record<string, unknown>;
+    let status = 200;
+    let description = 'OK';
+    if (props.operation !== 'put-token') {
+      status = 400;
+      description = `Unsupported operation '${String(props.operation)}'.`;
+    } else {
+      const token = typeof message.body === 'string' ? message.body : bodyBytes(message.body).toString('utf8');
+      try {
+        const grant = grantFromToken(token, this.tokenContext());
+        conn.auth.add(grant);
+        this.stats.putTokens++;
+      } catch (err) {
+        this.stats.putTokensRefused++;
+        status = 401;
+        description = err instanceof AuthError ? `Unauthorized: ${err.message}.` : 'Unauthorized.';
+      }
+    }
+    this.reply(conn, state, message, 'cbs', status, description);
+  }
+
+  private onManagementRequest(conn: ConnState, state: LinkState, ctx: rhea.EventContext): void {
+    const message = ctx.message as rhea.Message;
+    ctx.delivery?.accept();
+    const answer = this.eventHub.management(message);
+    this.reply(conn, state, message, 'eh-management', answer.status, answer.description, answer.body);
+  }
+
+  /** Sends a response on the sender whose target is the request's reply-to, same session first. */
+  private reply(conn: ConnState, request: LinkState, message: rhea.Message, kind: Address['kind'], status: number, description: string, body?: unknown): void {
+    const replyTo = typeof message.reply_to === 'string' ? message.reply_to : undefined;
+    const candidates = [...conn.links.values()].filter((l) => l.role === 'sender' && l.address.kind === kind && !l.closed);
+    const targetOf = (l: LinkState): string | undefined => remoteAttach(l.link).target?.address;
+    const pick =
+      candidates.find((l) => replyTo !== undefined && targetOf(l) === replyTo && l.session === request.session) ??
+      candidates.find((l) => replyTo !== undefined && targetOf(l) === replyTo) ??
+      candidates.find((l) => l.session === request.session) ??
+      candidates[0];
+    if (!pick) return;
+    const response: rhea.Message = {
+      correlation_id: message.message_id,
+      application_properties: { 'status-code': wrapInt(status), 'status-description': description },
+      body: body ?? null,
+    } as rhea.Message;
+    if (replyTo !== undefined) response.to = replyTo;
+    (pick.link as rhea.Sender).send(response);
+  }
+
+  private onD2c(deviceId: string, moduleId: string | undefined, ctx: rhea.EventContext): void {
+    const delivery = ctx.delivery as rhea.Delivery;
+    let messages: rhea.Message[];
+    const format = (ctx as unknown as { format?: number }).format;
+    try {
+      messages = format === 0x80013700 ? unpackBatch(ctx.message as unknown as Buffer) : [ctx.message as rhea.Message];
+    } catch {
+      delivery.reject({ condition: 'amqp:decode-error', description: 'The batch could not be decoded.' });
+      return;
+    }
+    if (this.takeThrottle()) {
+      delivery.reject(THROTTLED);
+      return;
+    }
+    const total = messages.reduce((n, m) => n + messageSize(m), 0);
+    if (total > this.options.d2c.maxMessageBytes) {
+      delivery.reject({
+        condition: 'amqp:link:message-size-exceeded',
+        description: `The message is ${total} bytes; at most ${this.options.d2c.maxMessageBytes} are allowed.`,
+      });
+      return;
+    }
+    for (const message of messages) this.ingest(deviceId, moduleId, message);
+    delivery.accept();
+  }
+
+  /** Stamps a device message as IoT Hub does and stores it in its partition. */
+  ingest(deviceId: string, moduleId: string | undefined, message: rhea.Message): StoredEvent {
+    const now = Date.now();
+    const device = this.registry.getDevice(deviceId);
+    const partition = this.partitions[partitionForDevice(deviceId, this.partitions.length)];
+    const out = copyMessage(message);
+    out.body = message.body ?? null;
+    const event = partition.append(deviceId, now, (stamp) => {
+      // Anti-spoofing: the identity annotations always come from the connection, never the device.
+      const annotations: Record<string, unknown> = {
+        ...(message.message_annotations ?? {}),
+        'iothub-connection-device-id': deviceId,
+        'iothub-connection-auth-method': JSON.stringify({ scope: 'device', type: 'sas', issuer: 'iothub', acceptingIpFilterRule: null }),
+        'iothub-connection-auth-generation-id': device?.generationId ?? '',
+        'iothub-enqueuedtime': new Date(stamp.enqueuedTime),
+        'iothub-message-source': 'Telemetry',
+        'x-opt-sequence-number': wrapLong(stamp.sequenceNumber),
+        'x-opt-offset': String(stamp.offset),
+        'x-opt-enqueued-time': new Date(stamp.enqueuedTime),
+      };
+      if (moduleId !== undefined) annotations['iothub-connection-module-id'] = moduleId;
+      else delete annotations['iothub-connection-module-id'];
+      out.message_annotations = annotations;
+      return rhea.message.encode(out);
+    });
+    this.stats.d2cAccepted++;
+    if (this.listenerCount('d2c') > 0) {
+      const info: D2cEvent = { deviceId, partitionId: partition.id, event, message: out };
+      if (moduleId !== undefined) info.moduleId = moduleId;
+      this.emit('d2c', info);
+    }
+    return event;
+  }
+
+  private onC2dSend(ctx: rhea.EventContext): void {
+    const delivery = ctx.delivery as rhea.Delivery;
+    const message = ctx.message as rhea.Message;
+    const to = parseAddress(typeof message.to === 'string' ? message.to : undefined, this.options.hubName);
+    if (to.kind !== 'c2d') {
+      delivery.reject({ condition: 'com.microsoft:argument-error', description: "The message 'to' must be /devices/<id>/messages/devicebound." });
+      return;
+    }
+    const device = this.registry.getDevice(to.deviceId);
+    if (!device || (to.moduleId !== undefined && !device.modules.has(to.moduleId))) {
+      delivery.reject({ condition: 'amqp:not-found', description: `The device '${to.deviceId}' is not registered.` });
+      return;
+    }
+    const size = messageSize(message);
+    if (size > this.options.c2d.maxMessageBytes) {
+      delivery.reject({
+        condition: 'amqp:link:message-size-exceeded',
+        description: `The message is ${size} bytes; at most ${this.options.c2d.maxMessageBytes} are allowed.`,
+      });
+      return;
+    }
+    if (this.takeThrottle()) {
+      delivery.reject(THROTTLED);
+      return;
+    }
+    const error = this.c2d.enqueue(to.deviceId, to.moduleId, device.generationId, message);
+    if (error) {
+      delivery.reject(error as rhea.AmqpError);
+      return;
+    }
+    this.stats.c2dAccepted++;
+    delivery.accept();
+  }
+
+  private takeThrottle(): boolean {
+    if (this.throttleCount <= 0) return false;
+    this.throttleCount--;
+    return true;
+  }
+
+  // ---- expiry sweep -------------------------------------------------------------------------
+
+  private sweep(): void {
+    const now = Date.now();
+    this.c2d.sweep();
+    this.feedback.sweep();
+    for (const p of this.partitions) p.trimByAge(now);
+    this.enforceTokens(now);
+  }
+
+  /** Detaches every link whose token lapsed, as the hub does ("Token Invalid."). */
+  private enforceTokens(now: number): void {
+    const cutoff = now - this.options.tokenGraceMs;
+    for (const conn of this.conns.values()) {
+      for (const state of [...conn.links.values()]) {
+        if (state.requirement && !conn.auth.allows(state.requirement, cutoff)) this.closeLink(state, UNAUTHORIZED('Token Invalid.'));
+      }
+    }
+  }
+
+  // ---- faults -------------------------------------------------------------------------------
+
+  readonly faults = {
+    /** Kills the TCP connections (no AMQP close); returns how many. */
+    dropConnections: (filter?: (info: { id: number; transport: Transport }) => boolean): number => {
+      let n = 0;
+      for (const conn of [...this.conns.values()]) {
+        if (filter && !filter({ id: conn.id, transport: conn.transport })) continue;
+        n++;
+        conn.destroy();
+      }
+      return n;
+    },
+    /** Closes the AMQP connections with an error (default `amqp:connection:forced`). */
+    closeConnections: (error: AmqpError = { condition: 'amqp:connection:forced', description: 'Closed by the simulator (fault).' }): number => {
+      const all = [...this.conns.values()];
+      for (const conn of all) conn.connection.close(error as rhea.AmqpError);
+      return all.length;
+    },
+    /** Ends every session with an error. */
+    endSessions: (error: AmqpError = { condition: 'amqp:internal-error', description: 'Session ended by the simulator (fault).' }): number => {
+      const sessions = new Set<rhea.Session>();
+      for (const conn of this.conns.values()) for (const l of conn.links.values()) sessions.add(l.session);
+      for (const s of sessions) s.close(error as rhea.AmqpError);
+      return sessions.size;
+    },
+    /** Detaches the links whose address matches, e.g. `(a) => a.kind === 'd2c'`. */
+    detachLinks: (
+      match: (address: Address, text: string) => boolean,
+      error: AmqpError = { condition: 'amqp:link:detach-forced', description: 'Link detached by the simulator (fault).' },
+    ): number => {
+      let n = 0;
+      for (const conn of this.conns.values()) {
+        for (const state of [...conn.links.values()]) {
+          if (!match(state.address, state.addressText)) continue;
+          n++;
+          this.closeLink(state, error);
+        }
+      }
+      return n;
+    },
+    /** Makes every token on every connection lapse now; their links are detached at once. */
+    expireTokens: (): void => {
+      const now = Date.now();
+      for (const conn of this.conns.values()) conn.auth.expireAll(now);
+      this.enforceTokens(now + this.options.tokenGraceMs + 1);
+    },
+    /** Answers the next `count` D2C and C2D sends with a throttling error. */
+    throttleNext: (count: number): void => {
+      this.throttleCount = Math.max(0, count);
+    },
+    /** Refuses new connections for `ms` (0 stops refusing). */
+    refuseConnections: (ms: number): void => {
+      this.refuseUntil = ms > 0 ? Date.now() + ms : 0;
+    },
+  };
+
+  /** Counts of what is open now, for tests and the CLI. */
+  snapshot(): { connections: number; links: number; tokens: number } {
+    let links = 0;
+    let tokens = 0;
+    for (const conn of this.conns.values()) {
+      links += conn.links.size;
+      tokens += conn.auth.size;
+    }
+    return { connections: this.conns.size, links, tokens };
+  }
+
+  /** All retained D2C events, across partitions, decoded (for tests and tools). */
+  *events(): IterableIterator<{ partitionId: string; event: StoredEvent; message: rhea.Message }> {
+    for (const p of this.partitions) for (const event of p.all()) yield { partitionId: p.id, event, message: decode(event.encoded) };
+  }
+
+  async close(): Promise<void> {
+    if (this.closing && this.servers.length === 0) return;
+    this.closing = true;
+    if (this.sweepTimer) clearInterval(this.sweepTimer);
+    this.sweepTimer = undefined;
+    for (const conn of [...this.conns.values()]) {
+      conn.closed = true;
+      conn.destroy();
+    }
+    this.conns.clear();
+    this.stats.openConnections = 0;
+    const servers = this.servers.splice(0);
+    await Promise.all(
+      servers.map(
+        (server) =>
+          new Promise<void>((resolve) => {
+            if (server instanceof WebSocketServer) {
+              for (const client of server.clients) client.terminate();
+              server.close(() => resolve());
+              return;
+            }
+            (server as net.Server).close(() => resolve());
+            (server as net.Server & { closeAllConnections?: () => void }).closeAllConnections?.();
+          }),
+      ),
+    );
+    this.c2d.close();
+    this.feedback.close();
+    this.eventHub.close();
+  }
+}
+
+function plainToken(connection: rhea.Connection): string | undefined {
+  const sasl = (connection as unknown as SaslInternals).sasl_transport;
+  if (!sasl) return undefined;
+  return sasl.mechanism?.token ?? sasl.transports?.[3]?.mechanism?.token;
+}
+
+/** A batch (message format 0x80013700): data sections, each a whole encoded message. */
+function unpackBatch(payload: Buffer): rhea.Message[] {
+  const outer = decode(payload);
+  const body = outer.body as { typecode?: number; content?: unknown; multiple?: boolean } | undefined;
+  if (!body || body.typecode !== 0x75) throw new Error('batch body is not data sections');
+  const parts = body.multiple && Array.isArray(body.content) ? body.content : [body.content];
+  return parts.map((part) => decode(part as Buffer));
+}
+
+function decode(bytes: Buffer): rhea.Message {
+  return rhea.message.decode(bytes) as unknown as rhea.Message;
+}

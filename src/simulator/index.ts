@@ -1,0 +1,12 @@
+/** The local IoT Hub simulator: start it from code with `startSimulator(options)`. */
+import { SimulatedHub } from './hub';
+import type { SimulatorOptionsInput } from './options';
+
+export { SimulatedHub, type HubStats, type D2cEvent } from './hub';
+export { DEFAULT_KEYS } from './registry';
+export { DEFAULT_OPTIONS, OptionsError, readConfigFile, type SimulatorOptions, type SimulatorOptionsInput } from './options';
+export { makeSelfSignedCertificate, loadOrMakeCertificate } from './certificate';
+
+export function startSimulator(options: SimulatorOptionsInput = {}): Promise<SimulatedHub> {
+  return SimulatedHub.start(options);
+}

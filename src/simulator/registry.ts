@@ -1,0 +1,148 @@
+/**
+ * The simulator's identity registry: shared access policies with their rights, devices and modules
+ * with their keys, consumer groups. Keys are fixed well-known values by default (as Azurite does),
+ * so connection strings can be written down in docs and examples; every key can be overridden.
+ */
+import { randomUUID } from 'node:crypto';
+
+export type Right = 'RegistryRead' | 'RegistryWrite' | 'ServiceConnect' | 'DeviceConnect';
+
+export interface Policy {
+  name: string;
+  primaryKey: string;
+  secondaryKey?: string;
+  rights: Set<Right>;
+}
+
+export interface ModuleRecord {
+  moduleId: string;
+  primaryKey: string;
+  secondaryKey?: string;
+  generationId: string;
+}
+
+export interface DeviceRecord {
+  deviceId: string;
+  primaryKey: string;
+  secondaryKey?: string;
+  generationId: string;
+  modules: Map<string, ModuleRecord>;
+}
+
+/** Well-known local keys. They protect nothing: the simulator binds to loopback by default. */
+export const DEFAULT_KEYS = {
+  iothubowner: 'SGVsbG9Mb2NhbElvVEh1Yk93bmVyS2V5MDAwMDAwMDA=',
+  service: 'SGVsbG9Mb2NhbElvVEh1YlNlcnZpY2VLZXkwMDAwMDA=',
+  device: 'SGVsbG9Mb2NhbElvVEh1YkRldmljZUtleTAwMDAwMDA=',
+  registryRead: 'SGVsbG9Mb2NhbElvVEh1YlJlZ2lzdHJ5UmVhZEtleTA=',
+  registryReadWrite: 'SGVsbG9Mb2NhbElvVEh1YlJlZ2lzdHJ5V3JpdGVLZXk=',
+  /** Key of every device and module registered without one. */
+  deviceDefault: 'SGVsbG9Mb2NhbElvVEh1YkRldmljZUtleURlZmF1bHQ=',
+} as const;
+
+export const DEFAULT_POLICY_RIGHTS: Record<string, Right[]> = {
+  iothubowner: ['RegistryRead', 'RegistryWrite', 'ServiceConnect', 'DeviceConnect'],
+  service: ['ServiceConnect'],
+  device: ['DeviceConnect'],
+  registryRead: ['RegistryRead'],
+  registryReadWrite: ['RegistryRead', 'RegistryWrite'],
+};
+
+const ID_PATTERN = /^[A-Za-z0-9\-.+%_#*?!(),:=@$']{1,128}$/;
+
+export function isValidDeviceId(id: string): boolean {
+  return typeof id === 'string' && ID_PATTERN.test(id);
+}
+
+export interface RegistryOptions {
+  /** Register a device the first time a token for it is presented with the default device key. */
+  autoRegister: boolean;
+  policies?: Array<{ name: string; primaryKey: string; secondaryKey?: string; rights: Right[] }>;
+}
+
+export class Registry {
+  readonly policies = new Map<string, Policy>();
+  readonly devices = new Map<string, DeviceRecord>();
+  autoRegister: boolean;
+
+  constructor(options: RegistryOptions) {
+    this.autoRegister = options.autoRegister;
+    const defaults: NonNullable<RegistryOptions['policies']> = Object.entries(DEFAULT_POLICY_RIGHTS).map(([name, rights]) => ({
+      name,
+      primaryKey: DEFAULT_KEYS[name as keyof typeof DEFAULT_KEYS],
+      rights,
+    }));
+    for (const p of options.policies ?? defaults) this.setPolicy(p.name, p.rights, p.primaryKey, p.secondaryKey);
+  }
+
+  setPolicy(name: string, rights: Right[], primaryKey: string, secondaryKey?: string): Policy {
+    const policy: Policy = { name, primaryKey, rights: new Set(rights) };
+    if (secondaryKey) policy.secondaryKey = secondaryKey;
+    this.policies.set(name, policy);
+    return policy;
+  }
+
+  addDevice(deviceId: string, keys: { primaryKey?: string; secondaryKey?: string } = {}): DeviceRecord {
+    if (!isValidDeviceId(deviceId)) throw new Error(`invalid device id "${deviceId.slice(0, 40)}"`);
+    const existing = this.devices.get(deviceId);
+    if (existing) return existing;
+    const device: DeviceRecord = {
+      deviceId,
+      primaryKey: keys.primaryKey ?? DEFAULT_KEYS.deviceDefault,
+      generationId: generationId(),
+      modules: new Map(),
+    };
+    if (keys.secondaryKey) device.secondaryKey = keys.secondaryKey;
+    this.devices.set(deviceId, device);
+    return device;
+  }
+
+  addModule(deviceId: string, moduleId: string, keys: { primaryKey?: string; secondaryKey?: string } = {}): ModuleRecord {
+    if (!isValidDeviceId(moduleId)) throw new Error(`invalid module id "${moduleId.slice(0, 40)}"`);
+    const device = this.addDevice(deviceId);
+    const existing = device.modules.get(moduleId);
+    if (existing) return existing;
+    const mod: ModuleRecord = {
+      moduleId,
+      primaryKey: keys.primaryKey ?? DEFAULT_KEYS.deviceDefault,
+      generationId: generationId(),
+    };
+    if (keys.secondaryKey) mod.secondaryKey = keys.secondaryKey;
+    device.modules.set(moduleId, mod);
+    return mod;
+  }
+
+  removeDevice(deviceId: string): boolean {
+    return this.devices.delete(deviceId);
+  }
+
+  getDevice(deviceId: string): DeviceRecord | undefined {
+    return this.devices.get(deviceId);
+  }
+
+  /** Keys a device (or module) token may be signed with; auto-registration offers the default key. */
+  keysFor(deviceId: string, moduleId?: string): string[] {
+    const device = this.devices.get(deviceId);
+    if (!device) return this.autoRegister && isValidDeviceId(deviceId) ? [DEFAULT_KEYS.deviceDefault] : [];
+    if (moduleId === undefined) return keyList(device);
+    const mod = device.modules.get(moduleId);
+    if (!mod) return this.autoRegister && isValidDeviceId(moduleId) ? [DEFAULT_KEYS.deviceDefault] : [];
+    return keyList(mod);
+  }
+
+  /** Called once a token for a device proves valid, so auto-registered devices exist from then on. */
+  ensure(deviceId: string, moduleId?: string): void {
+    if (!this.autoRegister) return;
+    if (moduleId !== undefined) this.addModule(deviceId, moduleId);
+    else this.addDevice(deviceId);
+  }
+}
+
+function keyList(record: { primaryKey: string; secondaryKey?: string }): string[] {
+  return record.secondaryKey ? [record.primaryKey, record.secondaryKey] : [record.primaryKey];
+}
+
+function generationId(): string {
+  // IoT Hub generation ids are 18-digit numbers; uniqueness is all that matters here.
+  return '6' + randomUUID().replace(/\D/g, '').padEnd(17, '0').slice(0, 17);
+}
