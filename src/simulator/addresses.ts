@@ -39,6 +39,8 @@ export function parseAddress(address: string | undefined, entityName: string): A
   if (!address) return { kind: 'unknown', path: '' };
   const s = addressSegments(address);
   if (s.length === 1 && eq(s[0], '$cbs')) return { kind: 'cbs' };
+  // Event Hubs clients attach their management links to a bare `$management`.
+  if (s.length === 1 && eq(s[0], '$management')) return { kind: 'eh-management', entity: entityName };
   if (eq(s[0], 'devices') && s.length >= 4) {
     const deviceId = s[1];
     let rest = s.slice(2);

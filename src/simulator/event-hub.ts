@@ -86,6 +86,11 @@ export class EventHubSurface {
     private readonly detach: (sender: rhea.Sender, error: AmqpError) => void,
   ) {}
 
+  /** Readers attached now (for tests that must wait until a reader is in place). */
+  get readerCount(): number {
+    return this.readers.size;
+  }
+
   hasConsumerGroup(name: string): boolean {
     return this.consumerGroups.has(name.toLowerCase());
   }
