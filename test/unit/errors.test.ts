@@ -1,0 +1,71 @@
+import { strict as assert } from 'node:assert';
+import { errorFromCondition, HubError } from '../../src/iothub/errors';
+
+describe('errors: errorFromCondition', () => {
+  const table: Array<[string, string, boolean]> = [
+    ['amqp:unauthorized-access', 'Unauthorized', false],
+    ['com.microsoft:auth-failed', 'Unauthorized', false],
+    ['amqp:not-found', 'DeviceNotFound', false],
+    ['com.microsoft:device-container-throttled', 'Throttled', true],
+    ['com.microsoft:server-busy', 'Throttled', true],
+    ['com.microsoft:timeout', 'Timeout', true],
+    ['com.microsoft:message-lock-lost', 'MessageLockLost', false],
+    ['amqp:link:message-size-exceeded', 'MessageTooLarge', false],
+    ['amqp:link:detach-forced', 'ServiceUnavailable', true],
+    ['com.microsoft:container-close', 'ServiceUnavailable', true],
+    ['amqp:internal-error', 'InternalServerError', true],
+    ['com.microsoft:argument-error', 'ArgumentInvalid', false],
+    ['com.microsoft:argument-out-of-range', 'ArgumentOutOfRange', false],
+    ['com.microsoft:quota-exceeded', 'IotHubQuotaExceeded', false],
+    ['amqp:link:stolen', 'ReceiverDisconnected', true],
+    ['amqp:link:redirect', 'LinkRedirect', true],
+    ['amqp:connection:forced', 'ConnectionForced', true],
+    ['com.microsoft:precondition-failed', 'PreconditionFailed', false],
+    ['com.microsoft:entity-disabled', 'EntityDisabled', false],
+  ];
+  for (const [condition, code, retryable] of table) {
+    it(`${condition} -> ${code}${retryable ? ' (retryable)' : ''}`, () => {
+      const err = errorFromCondition({ condition, description: 'why it failed' });
+      assert.ok(err instanceof HubError);
+      assert.ok(err instanceof Error);
+      assert.equal(err.name, 'HubError');
+      assert.equal(err.code, code);
+      assert.equal(err.retryable, retryable);
+      assert.equal(err.condition, condition);
+      assert.equal(err.message, 'why it failed');
+    });
+  }
+
+  it('resource-limit-exceeded is a full device queue only in the service context', () => {
+    const c = { condition: 'amqp:resource-limit-exceeded', description: 'queue full' };
+    assert.equal(errorFromCondition(c, 'service').code, 'DeviceMaximumQueueDepthExceeded');
+    assert.equal(errorFromCondition(c, 'service').retryable, false);
+    assert.equal(errorFromCondition(c, 'device').code, 'IotHubQuotaExceeded');
+    assert.equal(errorFromCondition(c, 'eventhub').code, 'IotHubQuotaExceeded');
+    assert.equal(errorFromCondition(c).code, 'IotHubQuotaExceeded');
+  });
+
+  it('an unknown condition is a non-retryable AmqpError that keeps the condition', () => {
+    const err = errorFromCondition({ condition: 'com.example:something-new' });
+    assert.equal(err.code, 'AmqpError');
+    assert.equal(err.retryable, false);
+    assert.equal(err.condition, 'com.example:something-new');
+    assert.equal(err.message, 'com.example:something-new');
+  });
+
+  it('no error, or a condition that is not a string, counts as an internal error', () => {
+    for (const input of [undefined, {}, { condition: 42, description: '' }]) {
+      const err = errorFromCondition(input);
+      assert.equal(err.code, 'InternalServerError');
+      assert.equal(err.retryable, true);
+      assert.equal(err.condition, 'amqp:internal-error');
+      assert.equal(err.message, 'amqp:internal-error');
+    }
+  });
+
+  it('HubError defaults to not retryable and no condition', () => {
+    const err = new HubError('X', 'm');
+    assert.equal(err.retryable, false);
+    assert.equal(err.condition, undefined);
+  });
+});
