@@ -60,17 +60,22 @@ export function splitConnectionString(text: string): Map<string, string> {
       throw new ConnectionStringError('connection string has a part that is not Key=Value');
     }
     const name = part.slice(0, eq).trim();
-    if (!KNOWN_KEYS.has(name)) {
-      throw new ConnectionStringError(`connection string has an unexpected key "${safeName(name)}"`);
-    }
+    if (!KNOWN_KEYS.has(name)) throw unexpectedKey(name);
     if (fields.has(name)) throw new ConnectionStringError(`connection string repeats the key "${name}"`);
     fields.set(name, part.slice(eq + 1).trim());
   }
   return fields;
 }
 
-function safeName(name: string): string {
-  return name.length > 40 || /[^A-Za-z0-9_-]/.test(name) ? '(unprintable)' : name;
+/**
+ * A pasted key split at its first '=' looks like a key name, so only a word that reads as a setting
+ * is quoted back: a known key in the wrong case, or a short run of letters.
+ */
+function unexpectedKey(name: string): ConnectionStringError {
+  const known = [...KNOWN_KEYS].find((k) => k.toLowerCase() === name.toLowerCase());
+  if (known) return new ConnectionStringError(`connection string key "${name}" must be written "${known}"`);
+  if (/^[A-Za-z]{1,20}$/.test(name)) return new ConnectionStringError(`connection string has an unexpected key "${name}"`);
+  return new ConnectionStringError('connection string has an unexpected part (not shown, as it may be a secret)');
 }
 
 function need(fields: Map<string, string>, name: string, kind: string): string {

@@ -4,7 +4,7 @@
  * whose grant lapses are detached by the hub's sweep.
  */
 import { parseSasToken, verifySasSignature, SasError, type KeyEncoding } from '../iothub/sas';
-import { addressSegments, type Address } from './addresses';
+import type { Address } from './addresses';
 import type { Registry, Right } from './registry';
 
 export interface Grant {
@@ -48,7 +48,8 @@ export function grantFromToken(token: string, ctx: TokenContext): Grant {
   const withoutScheme = parsed.resource.replace(/^[a-z][a-z0-9+.-]*:\/\//i, '');
   const hostPart = withoutScheme.split('/')[0].split(':')[0].toLowerCase();
   if (!ctx.hosts.includes(hostPart)) throw new AuthError('token is for another host');
-  const segments = addressSegments(withoutScheme.slice(withoutScheme.split('/')[0].length));
+  // `resource` is already URL-decoded: split it, never decode again (ids may contain '%').
+  const segments = withoutScheme.split('/').slice(1).filter((part) => part !== '');
   const eventHub = isSb || (segments.length > 0 && segments[0].toLowerCase() === ctx.entityName.toLowerCase());
   const expiresAt = parsed.expiry * 1000;
 

@@ -122,7 +122,7 @@ export async function loadOrMakeCertificate(dir: string, extraNames: string[] = 
     const [cert, key] = await Promise.all([fs.readFile(certPath, 'utf8'), fs.readFile(keyPath, 'utf8')]);
     const x509 = new X509Certificate(cert);
     const stillValid = new Date(x509.validTo).getTime() > Date.now() + 24 * 3600 * 1000;
-    const coversNames = extraNames.every((n) => (x509.subjectAltName ?? '').includes(n));
+    const coversNames = extraNames.every((n) => (isIP(n) ? x509.checkIP(n) !== undefined : x509.checkHost(n) !== undefined));
     if (stillValid && coversNames) return { cert, key };
   } catch (err) {
     if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;

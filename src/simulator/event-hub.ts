@@ -16,9 +16,11 @@ export type StartFilter =
 
 /** Parses `amqp.annotation.x-opt-offset > '-1'` and its sequence-number and enqueued-time kin. */
 export function parseSelector(expression: string): StartFilter | undefined {
-  const match = /^\s*amqp\.annotation\.(x-opt-offset|x-opt-sequence-number|x-opt-enqueued-time)\s*(>=|>)\s*'?([^']*)'?\s*$/i.exec(expression);
+  // Values come quoted ('5') from the SDKs and unquoted (5) in the docs' examples.
+  const match = /^\s*amqp\.annotation\.(x-opt-offset|x-opt-sequence-number|x-opt-enqueued-time)\s*(>=|>)\s*(?:'([^']*)'|([^'\s]+))\s*$/i.exec(expression);
   if (!match) return undefined;
-  const [, field, op, raw] = match;
+  const [, field, op, quoted, bare] = match;
+  const raw = quoted ?? bare;
   const inclusive = op === '>=';
   switch (field.toLowerCase()) {
     case 'x-opt-offset':

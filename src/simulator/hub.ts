@@ -310,6 +310,8 @@ export class SimulatedHub extends EventEmitter {
     this.stats.connectionsAccepted++;
     const connection = this.container.create_connection(this.connectionOptions());
     this.track(connection, transport, destroy);
+    // rhea hears only of a peer's end; a socket we destroy (fault) or one that just dies says 'close'.
+    socket.on('close', () => this.onConnectionGone(connection));
     (connection as unknown as AcceptingConnection).accept(socket);
   }
 
@@ -333,6 +335,7 @@ export class SimulatedHub extends EventEmitter {
     if (known) return known;
     // Connections rhea made for us (WebSockets) are tracked on their first event.
     const ws = this.pendingWebSockets.shift();
+    ws?.on('close', () => this.onConnectionGone(connection));
     return this.track(connection, 'ws', () => ws?.terminate());
   }
 

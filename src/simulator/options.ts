@@ -185,7 +185,9 @@ export async function readConfigFile(file: string): Promise<SimulatorOptionsInpu
   try {
     parsed = JSON.parse(text);
   } catch (err) {
-    throw new OptionsError(`config file ${file} is not valid JSON: ${(err as Error).message.split('\n')[0]}`);
+    // Node's parse errors quote the text around the fault, which may be a key: give the position only.
+    const position = /position (\d+)/.exec((err as Error).message)?.[1];
+    throw new OptionsError(`config file ${file} is not valid JSON${position === undefined ? '' : ` (at character ${position})`}`);
   }
   if (!parsed || typeof parsed !== 'object' || Array.isArray(parsed)) throw new OptionsError(`config file ${file} must hold a JSON object`);
   const allowed = new Set([...Object.keys(DEFAULT_OPTIONS), 'tls', 'policies']);

@@ -132,7 +132,14 @@ describe('options: readConfigFile', () => {
   it('broken JSON', async () => {
     const file = path.join(dir, 'broken.json');
     await fs.writeFile(file, '{\n  "hubName": "x",\n  oops\n}\n');
-    assert.match(await readError(file), new RegExp(`^config file ${file.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')} is not valid JSON: .+`));
+    assert.equal(await readError(file), `config file ${file} is not valid JSON (at character 22)`);
+  });
+
+  it('broken JSON around a key does not quote the key', async () => {
+    const file = path.join(dir, 'broken-key.json');
+    await fs.writeFile(file, '{ "devices": [{ "deviceId": "d", "primaryKey": SGVsbG9Mb2NhbElvVEh1Yk93bmVy }] }');
+    const message = await readError(file);
+    assert.ok(!message.includes('SGVsbG9'), message);
   });
 
   it('not an object', async () => {
