@@ -8,6 +8,7 @@ import { generateKeyPairSync, randomBytes, sign, X509Certificate } from 'node:cr
 import { promises as fs } from 'node:fs';
 import * as path from 'node:path';
 import { isIP } from 'node:net';
+import { createSecureContext } from 'node:tls';
 
 function der(tag: number, content: Buffer): Buffer {
   const len = content.length;
@@ -40,8 +41,13 @@ function oid(dotted: string): Buffer {
   return der(0x06, Buffer.from(bytes));
 }
 
-function positiveInteger(bytes: Buffer): Buffer {
-  const body = bytes[0] & 0x80 ? Buffer.concat([Buffer.from([0]), bytes]) : bytes;
+/** A DER INTEGER for an unsigned big-endian number: minimal, with a 0 byte only to keep it positive. */
+export function positiveInteger(bytes: Buffer): Buffer {
+  let start = 0;
+  // DER forbids leading zero bytes ("illegal padding" to OpenSSL) unless the next byte's top bit is set.
+  while (start < bytes.length - 1 && bytes[start] === 0) start++;
+  const trimmed = bytes.subarray(start);
+  const body = trimmed[0] & 0x80 ? Buffer.concat([Buffer.from([0]), trimmed]) : trimmed;
   return der(0x02, body);
 }
 
@@ -91,7 +97,6 @@ export function makeSelfSignedCertificate(extraNames: string[] = []): Certificat
     seq(oid('2.5.29.17'), octets(subjectAltNames(names))),
   );
   const serial = randomBytes(16);
-  serial[0] &= 0x7f;
   const tbs = seq(
     explicit(0, der(0x02, Buffer.from([2]))),
     positiveInteger(serial),
@@ -121,11 +126,15 @@ export async function loadOrMakeCertificate(dir: string, extraNames: string[] = 
   try {
     const [cert, key] = await Promise.all([fs.readFile(certPath, 'utf8'), fs.readFile(keyPath, 'utf8')]);
     const x509 = new X509Certificate(cert);
+    // A pair OpenSSL cannot load (damaged, or from an older buggy build) is made anew.
+    createSecureContext({ cert, key, ca: cert });
     const stillValid = new Date(x509.validTo).getTime() > Date.now() + 24 * 3600 * 1000;
     const coversNames = extraNames.every((n) => (isIP(n) ? x509.checkIP(n) !== undefined : x509.checkHost(n) !== undefined));
     if (stillValid && coversNames) return { cert, key };
   } catch (err) {
-    if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
+    // Missing or unusable: make a new pair. Only a folder we may not touch is the user's to fix.
+    const code = (err as NodeJS.ErrnoException).code;
+    if (code === 'EACCES' || code === 'EPERM') throw err;
   }
   const made = makeSelfSignedCertificate(extraNames);
   await fs.mkdir(dir, { recursive: true });

@@ -5,7 +5,7 @@ import type { AddressInfo } from 'node:net';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import * as tls from 'node:tls';
-import { loadOrMakeCertificate, makeSelfSignedCertificate, type Certificate } from '../../src/simulator/certificate';
+import { loadOrMakeCertificate, makeSelfSignedCertificate, positiveInteger, type Certificate } from '../../src/simulator/certificate';
 
 /** Serves one TLS connection on 127.0.0.1 and reports what the client made of it. */
 async function handshake(cert: Certificate, client: tls.ConnectionOptions): Promise<{ authorized: boolean; error?: string; reply?: string }> {
@@ -31,6 +31,23 @@ async function handshake(cert: Certificate, client: tls.ConnectionOptions): Prom
     await new Promise<void>((resolve) => server.close(() => resolve()));
   }
 }
+
+describe('certificate: DER integers', () => {
+  // A serial starting with a zero byte once made a certificate OpenSSL refused ("illegal padding").
+  it('are minimal: leading zero bytes go, one stays only to keep the top bit clear', () => {
+    assert.deepEqual(positiveInteger(Buffer.from([0x00, 0x01, 0x02])), Buffer.from([0x02, 0x02, 0x01, 0x02]));
+    assert.deepEqual(positiveInteger(Buffer.from([0x00, 0x00, 0x81])), Buffer.from([0x02, 0x02, 0x00, 0x81]));
+    assert.deepEqual(positiveInteger(Buffer.from([0x81, 0x00])), Buffer.from([0x02, 0x03, 0x00, 0x81, 0x00]));
+    assert.deepEqual(positiveInteger(Buffer.from([0x00])), Buffer.from([0x02, 0x01, 0x00]));
+  });
+
+  it('every one of many made certificates loads into a TLS context', () => {
+    for (let i = 0; i < 200; i++) {
+      const made = makeSelfSignedCertificate();
+      tls.createSecureContext({ ca: made.cert, cert: made.cert, key: made.key });
+    }
+  });
+});
 
 describe('certificate: makeSelfSignedCertificate', () => {
   const made = makeSelfSignedCertificate(['sim.example', '10.1.2.3']);
