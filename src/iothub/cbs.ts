@@ -25,12 +25,15 @@ export class CbsChannel {
   constructor(
     private readonly connection: Connection,
     private readonly timeoutMs = 30_000,
+    /** Called once if a CBS link or its session fails while the channel is meant to be open. */
+    private readonly onBroken: (reason: string) => void = () => undefined,
   ) {}
 
-  async open(): Promise<void> {
-    this.session = await this.connection.createSession();
+  async open(signal?: AbortSignal): Promise<void> {
+    this.session = await this.connection.createSession({ abortSignal: signal });
     this.session.on(SessionEvents.sessionError, () => this.failAll('the CBS session failed'));
     this.receiver = await this.session.createReceiver({
+      abortSignal: signal,
       name: this.replyTo,
       source: { address: '$cbs' },
       target: { address: this.replyTo },
@@ -39,6 +42,7 @@ export class CbsChannel {
       onClose: () => this.failAll('the CBS receiver closed'),
     });
     this.sender = await this.session.createSender({
+      abortSignal: signal,
       target: { address: '$cbs' },
       onError: () => this.failAll('the CBS sender failed'),
       onClose: () => this.failAll('the CBS sender closed'),
@@ -95,6 +99,10 @@ export class CbsChannel {
   }
 
   private failAll(reason: string): void {
+    if (!this.closed) {
+      this.closed = true;
+      this.onBroken(reason);
+    }
     for (const [id, waiting] of this.pending) {
       clearTimeout(waiting.timer);
       this.pending.delete(id);
@@ -103,7 +111,7 @@ export class CbsChannel {
   }
 
   async close(): Promise<void> {
-    if (this.closed) return;
+    if (this.closed && !this.session) return;
     this.closed = true;
     this.failAll('the CBS channel was closed');
     const session = this.session;

@@ -1,0 +1,456 @@
+/**
+ * One AMQP connection to IoT Hub (or its Event Hubs-compatible endpoint) that keeps itself alive:
+ * connect, authenticate every scope in use over CBS, renew tokens before they expire, reconnect with
+ * backoff, and re-attach every durable link after a reconnect. Links never hold a raw rhea link across
+ * a reconnect; they are handed a fresh session each time the connection opens.
+ *
+ *   idle -> connecting -> authenticating -> open -> reconnecting -> connecting ... -> closed
+ */
+import { EventEmitter, setMaxListeners } from 'node:events';
+import { Connection, ConnectionEvents, SessionEvents, type ConnectionOptions as RheaConnectionOptions, type EventContext, type Session } from 'rhea-promise';
+import WebSocket from 'ws';
+import { backoffDelay } from './backoff';
+import { CbsChannel } from './cbs';
+import type { Identity } from './connection-string';
+import { checkScope, makeToken, scopeKey, type Scope, type Token } from './credentials';
+import { errorFromCondition, HubError, type AmqpErrorLike } from './errors';
+
+export type HubState = 'idle' | 'connecting' | 'authenticating' | 'open' | 'reconnecting' | 'closed';
+export type Transport = 'amqps' | 'amqpws' | 'amqp';
+
+export interface HubConnectionOptions {
+  transport?: Transport;
+  /** Connect here instead of the identity's host (the token audience keeps the identity's host). */
+  connectHost?: string;
+  port?: number;
+  /** Extra CA certificate(s) to trust, PEM. */
+  ca?: string | Buffer | Array<string | Buffer>;
+  /** Lifetime of tokens made from keys, seconds. */
+  tokenLifetimeSec?: number;
+  /** Renew this long before expiry, seconds (kept between 10 % and 50 % of the lifetime). */
+  tokenRenewMarginSec?: number;
+  reconnectMinMs?: number;
+  reconnectMaxMs?: number;
+  /** AMQP idle timeout we ask of the peer, ms (rhea sends heartbeats at half the peer's). */
+  idleTimeoutMs?: number;
+  /** Bound on connect, put-token and attach, ms. */
+  operationTimeoutMs?: number;
+  /** close() gives up on a polite close after this long and drops the socket, ms. */
+  closeTimeoutMs?: number;
+  /** For tests: the jitter source. */
+  random?: () => number;
+  /** WebSocket path; `/$iothub/websocket` for IoT Hub, `/$servicebus/websocket` for Event Hubs. */
+  webSocketPath?: string;
+}
+
+type ResolvedOptions = Required<Omit<HubConnectionOptions, 'connectHost' | 'port' | 'ca' | 'random'>> &
+  Pick<HubConnectionOptions, 'connectHost' | 'port' | 'ca' | 'random'>;
+
+const DEFAULTS = {
+  transport: 'amqps' as Transport,
+  tokenLifetimeSec: 3600,
+  tokenRenewMarginSec: 900,
+  reconnectMinMs: 1000,
+  reconnectMaxMs: 60_000,
+  idleTimeoutMs: 120_000,
+  operationTimeoutMs: 30_000,
+  closeTimeoutMs: 10_000,
+  webSocketPath: '/$iothub/websocket',
+};
+
+/** What the connection asks of a durable link (see links.ts). */
+export interface LinkOwner {
+  readonly scope: Scope;
+  /** The connection opened (again): attach on this session; `signal` aborts when it goes. */
+  attach(session: Session, generation: number, signal: AbortSignal): void;
+  /** The connection is gone: forget the rhea link, keep what must be resent. */
+  down(): void;
+  /** The connection is closing for good. */
+  shutdown(error: HubError): void;
+}
+
+interface ScopeState {
+  scope: Scope;
+  users: number;
+  token?: Token;
+  renewTimer?: NodeJS.Timeout;
+  /** Put-token in progress on this generation. */
+  pending?: Promise<void>;
+  generation: number;
+}
+
+export class HubConnection extends EventEmitter {
+  readonly identity: Identity;
+  readonly options: ResolvedOptions;
+  private currentState: HubState = 'idle';
+  private lastError: HubError | undefined;
+  private readonly links = new Set<LinkOwner>();
+  private readonly scopes = new Map<string, ScopeState>();
+  private generation = 0;
+  private connection: Connection | undefined;
+  private cbs: CbsChannel | undefined;
+  private session: Session | undefined;
+  /** Aborts every open, create and attach still pending on the current connection. */
+  private abort: AbortController | undefined;
+  private attempt = 0;
+  private retryTimer: NodeJS.Timeout | undefined;
+  private closing: Promise<void> | undefined;
+
+  constructor(identity: Identity, options: HubConnectionOptions = {}) {
+    super();
+    this.identity = identity;
+    const defined = Object.fromEntries(Object.entries(options).filter(([, v]) => v !== undefined));
+    this.options = { ...DEFAULTS, ...defined } as ResolvedOptions;
+    if (identity.kind === 'eventhub' && options.webSocketPath === undefined) this.options.webSocketPath = '/$servicebus/websocket';
+  }
+
+  get state(): HubState {
+    return this.currentState;
+  }
+
+  /** The error behind the last move to reconnecting, if any. */
+  get error(): HubError | undefined {
+    return this.lastError;
+  }
+
+  /** How many scopes (hub or devices) hold a token now. */
+  get scopeCount(): number {
+    return this.scopes.size;
+  }
+
+  private setState(state: HubState, error?: HubError): void {
+    if (state === this.currentState && error === undefined) return;
+    this.currentState = state;
+    if (error) this.lastError = error;
+    else if (state === 'open') this.lastError = undefined;
+    this.emit('state', state, error);
+  }
+
+  // ---- link registry ------------------------------------------------------------------------
+
+  /** Adds a durable link; connects on the first one. Throws if the identity cannot act for its scope. */
+  register(link: LinkOwner): void {
+    if (this.currentState === 'closed') throw new HubError('Closed', 'the connection is closed');
+    checkScope(this.identity, link.scope);
+    this.links.add(link);
+    const key = scopeKey(link.scope);
+    const existing = this.scopes.get(key);
+    if (existing) existing.users += 1;
+    else this.scopes.set(key, { scope: link.scope, users: 1, generation: -1 });
+    if (this.currentState === 'idle') this.connect();
+    else if (this.currentState === 'open' && this.session && this.abort) this.attachWhenAuthorized(link, this.session, this.generation, this.abort.signal);
+  }
+
+  unregister(link: LinkOwner): void {
+    if (!this.links.delete(link)) return;
+    const key = scopeKey(link.scope);
+    const state = this.scopes.get(key);
+    if (state) {
+      state.users -= 1;
+      if (state.users <= 0) {
+        if (state.renewTimer) clearTimeout(state.renewTimer);
+        this.scopes.delete(key);
+      }
+    }
+  }
+
+  /** Starts connecting now (links also start it). */
+  open(): void {
+    if (this.currentState === 'idle') this.connect();
+  }
+
+  // ---- connecting ---------------------------------------------------------------------------
+
+  private connect(): void {
+    const generation = ++this.generation;
+    this.setState('connecting');
+    void this.runAttempt(generation);
+  }
+
+  private transportOptions(): RheaConnectionOptions {
+    const o = this.options;
+    const identityHost = (this.identity.kind === 'device' && this.identity.gatewayHost) || this.identity.host;
+    const [hostName, hostPort] = identityHost.split(':');
+    const host = o.connectHost ?? hostName;
+    const defaultPort = o.transport === 'amqp' ? (this.identity.kind === 'eventhub' ? 5672 : 5672) : o.transport === 'amqpws' ? 443 : 5671;
+    const port = o.port ?? (hostPort && o.transport !== 'amqp' ? Number(hostPort) : defaultPort);
+    const base = {
+      reconnect: false,
+      hostname: hostName,
+      idle_time_out: o.idleTimeoutMs,
+      tcp_no_delay: true,
+      operationTimeoutInSeconds: Math.ceil(o.operationTimeoutMs / 1000),
+    };
+    if (o.transport === 'amqp') return { ...base, transport: 'tcp', host, port } as RheaConnectionOptions;
+    if (o.transport === 'amqpws') {
+      return {
+        ...base,
+        // rhea uses the WebSocket for the connection; transport and host only satisfy the types.
+        transport: 'tls',
+        host,
+        port,
+        webSocketOptions: {
+          webSocket: WebSocket,
+          url: `wss://${host}:${port}${o.webSocketPath}`,
+          protocol: ['AMQPWSB10'],
+          options: { ca: o.ca, servername: hostName },
+        },
+      } as RheaConnectionOptions;
+    }
+    return { ...base, transport: 'tls', host, port, servername: hostName, ca: o.ca } as RheaConnectionOptions;
+  }
+
+  private async runAttempt(generation: number): Promise<void> {
+    const connection = new Connection(this.transportOptions());
+    this.connection = connection;
+    const abort = new AbortController();
+    // Every link attach on this connection listens to the one signal; a gateway has hundreds.
+    setMaxListeners(0, abort.signal);
+    this.abort = abort;
+    const signal = abort.signal;
+    const onGone = (ctx: EventContext): void => {
+      const err = ctx.connection?.error ?? ctx.error;
+      this.lost(generation, toHubError(err, 'the connection to the hub was lost'));
+    };
+    connection.on(ConnectionEvents.disconnected, onGone);
+    connection.on(ConnectionEvents.connectionClose, onGone);
+    connection.on(ConnectionEvents.connectionError, onGone);
+    connection.on(ConnectionEvents.protocolError, onGone);
+    connection.on(ConnectionEvents.error, onGone);
+    try {
+      await withTimeout(connection.open({ abortSignal: signal }), this.options.operationTimeoutMs, 'connecting to the hub');
+      if (generation !== this.generation) return;
+      this.setState('authenticating');
+      const cbs = new CbsChannel(connection, this.options.operationTimeoutMs, (reason) =>
+        this.lost(generation, new HubError('NotConnected', `${reason}; reconnecting`, { retryable: true })),
+      );
+      this.cbs = cbs;
+      await cbs.open(signal);
+      if (generation !== this.generation) return;
+      // Every scope in use is authorised before any link attaches, so no attach is refused for want of a token.
+      await Promise.all([...this.scopes.values()].map((s) => this.authorize(s, generation)));
+      if (generation !== this.generation) return;
+      const session = await connection.createSession({ abortSignal: signal });
+      session.on(SessionEvents.sessionError, (ctx: EventContext) => this.lost(generation, toHubError(ctx.session?.error, 'the AMQP session failed')));
+      session.on(SessionEvents.sessionClose, (ctx: EventContext) => this.lost(generation, toHubError(ctx.session?.error, 'the AMQP session was closed')));
+      if (generation !== this.generation) return;
+      this.session = session;
+      this.attempt = 0;
+      this.setState('open');
+      for (const link of this.links) link.attach(session, generation, signal);
+    } catch (err) {
+      this.lost(generation, toHubError(err, 'could not connect to the hub'));
+    }
+  }
+
+  /** Puts (or re-puts) the token for a scope on this generation's CBS channel, and plans its renewal. */
+  private authorize(state: ScopeState, generation: number): Promise<void> {
+    if (state.generation === generation && state.token && state.token.expiresAt > Date.now() && !state.pending) return Promise.resolve();
+    if (state.generation === generation && state.pending) return state.pending;
+    state.generation = generation;
+    const run = async (): Promise<void> => {
+      const token = makeToken(this.identity, state.scope, this.options.tokenLifetimeSec);
+      const cbs = this.cbs;
+      if (!cbs || generation !== this.generation) throw new HubError('NotConnected', 'the connection closed while authenticating', { retryable: true });
+      await cbs.putToken(token.audience, token.token);
+      state.token = token;
+      this.planRenewal(state, generation);
+    };
+    state.pending = run().finally(() => {
+      state.pending = undefined;
+    });
+    return state.pending;
+  }
+
+  private planRenewal(state: ScopeState, generation: number): void {
+    if (state.renewTimer) clearTimeout(state.renewTimer);
+    state.renewTimer = undefined;
+    const token = state.token;
+    if (!token || !token.renewable) return;
+    const lifetimeMs = Math.max(1000, token.expiresAt - Date.now());
+    const configured = this.options.tokenRenewMarginSec * 1000;
+    const margin = Math.min(Math.max(configured, this.options.tokenLifetimeSec * 100), this.options.tokenLifetimeSec * 500);
+    const wait = Math.max(0, Math.min(lifetimeMs - margin, lifetimeMs));
+    state.renewTimer = setTimeout(() => {
+      state.renewTimer = undefined;
+      if (generation !== this.generation || !this.scopes.has(scopeKey(state.scope))) return;
+      state.token = undefined;
+      this.authorize(state, generation).then(
+        () => this.emit('renewed', state.scope),
+        (err: unknown) => {
+          // A renewal refused means the key was revoked or rotated: say so and back off hard.
+          const error = toHubError(err, 'token renewal failed');
+          if (error.code === 'Unauthorized') this.lost(generation, error);
+          else this.planRetryRenewal(state, generation);
+        },
+      );
+    }, wait);
+    state.renewTimer.unref();
+  }
+
+  private planRetryRenewal(state: ScopeState, generation: number): void {
+    // Not refused, just not answered: try again soon while the old token still holds.
+    state.renewTimer = setTimeout(() => {
+      state.renewTimer = undefined;
+      if (generation !== this.generation) return;
+      this.authorize(state, generation).then(
+        () => this.planRenewal(state, generation),
+        () => this.planRetryRenewal(state, generation),
+      );
+    }, this.options.reconnectMinMs);
+    state.renewTimer.unref();
+  }
+
+  /** For a link registered while open: authorise its scope, then attach. */
+  private attachWhenAuthorized(link: LinkOwner, session: Session, generation: number, signal: AbortSignal): void {
+    const state = this.scopes.get(scopeKey(link.scope));
+    if (!state) return;
+    this.authorize(state, generation).then(
+      () => {
+        if (generation === this.generation && this.links.has(link)) link.attach(session, generation, signal);
+      },
+      (err: unknown) => {
+        const error = toHubError(err, 'authorising a device failed');
+        if (error.code === 'Unauthorized') this.emit('scopeError', link.scope, error);
+        else this.lost(generation, error);
+      },
+    );
+  }
+
+  /** A link whose token lapsed or was refused asks for a fresh one before re-attaching. */
+  async reauthorize(scope: Scope, generation: number): Promise<void> {
+    const state = this.scopes.get(scopeKey(scope));
+    if (!state || generation !== this.generation) return;
+    state.token = undefined;
+    state.generation = -1;
+    await this.authorize(state, generation);
+  }
+
+  isCurrent(generation: number): boolean {
+    return generation === this.generation && this.currentState === 'open';
+  }
+
+  private lost(generation: number, error: HubError): void {
+    if (generation !== this.generation || this.currentState === 'closed') return;
+    this.generation += 1;
+    this.teardown();
+    for (const link of this.links) link.down();
+    const delay = error.code === 'Unauthorized' ? this.options.reconnectMaxMs : backoffDelay(this.attempt, {
+      minMs: this.options.reconnectMinMs,
+      maxMs: this.options.reconnectMaxMs,
+      random: this.options.random,
+    });
+    this.attempt += 1;
+    this.setState('reconnecting', error);
+    this.retryTimer = setTimeout(() => {
+      this.retryTimer = undefined;
+      if (this.currentState === 'reconnecting') this.connect();
+    }, delay);
+    this.retryTimer.unref();
+    this.emit('retry', delay, error);
+  }
+
+  /** Drops this generation's connection without waiting; listeners go with it. */
+  private teardown(): void {
+    for (const state of this.scopes.values()) {
+      if (state.renewTimer) clearTimeout(state.renewTimer);
+      state.renewTimer = undefined;
+      state.token = undefined;
+      state.generation = -1;
+    }
+    const connection = this.connection;
+    const cbs = this.cbs;
+    const session = this.session;
+    this.abort?.abort();
+    this.abort = undefined;
+    this.connection = undefined;
+    this.cbs = undefined;
+    this.session = undefined;
+    session?.removeAllListeners();
+    if (cbs) void cbs.close();
+    if (connection) void closeConnection(connection, this.options.closeTimeoutMs);
+  }
+
+  /** Closes every link and the connection; finishes within closeTimeoutMs even if the hub is gone. */
+  close(): Promise<void> {
+    if (this.closing) return this.closing;
+    this.closing = (async () => {
+      this.generation += 1;
+      if (this.retryTimer) clearTimeout(this.retryTimer);
+      this.retryTimer = undefined;
+      const error = new HubError('Closed', 'the connection was closed');
+      for (const link of [...this.links]) link.shutdown(error);
+      this.links.clear();
+      for (const state of this.scopes.values()) if (state.renewTimer) clearTimeout(state.renewTimer);
+      this.scopes.clear();
+      const connection = this.connection;
+      const cbs = this.cbs;
+      this.abort?.abort();
+      this.abort = undefined;
+      this.session?.removeAllListeners();
+      this.connection = undefined;
+      this.cbs = undefined;
+      this.session = undefined;
+      this.setState('closed');
+      const polite = (async () => {
+        await cbs?.close();
+        if (connection) await closeConnection(connection, this.options.closeTimeoutMs);
+      })();
+      await withTimeout(polite, this.options.closeTimeoutMs + 500, 'closing').catch(() => undefined);
+      this.removeAllListeners();
+    })();
+    return this.closing;
+  }
+}
+
+/** Closes politely, then by force: a hub that is gone never answers the close. */
+async function closeConnection(connection: Connection, timeoutMs: number): Promise<void> {
+  const controller = new AbortController();
+  const timer = setTimeout(() => controller.abort(), timeoutMs);
+  try {
+    if (connection.isOpen()) await connection.close({ abortSignal: controller.signal });
+  } catch {
+    // aborted or already broken: fall through to the hard stop
+  } finally {
+    clearTimeout(timer);
+    destroySocket(connection);
+    connection.removeAllSessions();
+    connection.removeAllListeners();
+  }
+}
+
+/**
+ * rhea keeps the socket inside its connection; a bounded close has to reach it. Destroying it with an
+ * error makes rhea run its disconnect path, which clears its heartbeat timers: a plain destroy leaves
+ * them running for minutes and keeps the process alive.
+ */
+function destroySocket(connection: Connection): void {
+  const inner = (connection as unknown as { _connection?: { socket?: { destroy?: (err?: Error) => void; end?: () => void; destroyed?: boolean } } })._connection;
+  const socket = inner?.socket;
+  if (socket?.destroy) {
+    if (!socket.destroyed) socket.destroy(new Error('connection closed by this client'));
+  } else socket?.end?.();
+}
+
+export function toHubError(err: unknown, fallback: string): HubError {
+  if (err instanceof HubError) return err;
+  const amqp = err as AmqpErrorLike & { message?: string; code?: string };
+  if (amqp && typeof amqp.condition === 'string') return errorFromCondition(amqp);
+  const message = err instanceof Error && err.message ? `${fallback}: ${err.message}` : fallback;
+  const code = (err as NodeJS.ErrnoException | undefined)?.code;
+  if (code === 'ECONNREFUSED' || code === 'ENOTFOUND' || code === 'ETIMEDOUT' || code === 'ECONNRESET' || code === 'EHOSTUNREACH') {
+    return new HubError('NotConnected', message, { retryable: true });
+  }
+  if (err instanceof Error && /certificate|self.signed|CERT_/i.test(err.message + String(code))) {
+    return new HubError('TlsError', message, { retryable: true });
+  }
+  return new HubError('NotConnected', message, { retryable: true });
+}
+
+export function withTimeout<T>(promise: Promise<T>, ms: number, what: string): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  const timeout = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new HubError('Timeout', `${what} took longer than ${Math.round(ms / 1000)} s`, { retryable: true })), ms);
+  });
+  return Promise.race([promise, timeout]).finally(() => clearTimeout(timer));
+}

@@ -1,0 +1,424 @@
+/**
+ * Links that outlive connections. A HubSender keeps every message until the hub has settled it:
+ * sends are pipelined within the link credit, deliveries still unsettled when the connection drops are
+ * sent again after the reconnect (at-least-once, in order), and throttling pauses the link instead of
+ * failing the message. A HubReceiver re-attaches after every reconnect and bounds its credit.
+ */
+import { EventEmitter } from 'node:events';
+import {
+  ReceiverEvents,
+  SenderEvents,
+  type Delivery,
+  type EventContext,
+  type Message,
+  type Receiver,
+  type ReceiverOptions,
+  type Sender,
+  type Session,
+} from 'rhea-promise';
+import rhea = require('rhea');
+import { backoffDelay } from './backoff';
+import type { Scope } from './credentials';
+import { errorFromCondition, HubError, type AmqpErrorLike, type ErrorContext } from './errors';
+import { toHubError, type HubConnection, type LinkOwner } from './hub-connection';
+
+export type AmqpMessage = Message;
+
+/** Link-level retry: a detach while the connection stays up (stolen, redirect, forced, token lapsed). */
+abstract class DurableLink extends EventEmitter implements LinkOwner {
+  protected generation = -1;
+  private signal: AbortSignal | undefined;
+  protected closed = false;
+  private retries = 0;
+  private retryTimer: NodeJS.Timeout | undefined;
+  private attached = false;
+
+  constructor(
+    protected readonly hub: HubConnection,
+    readonly address: string,
+    readonly scope: Scope,
+  ) {
+    super();
+  }
+
+  /** True while a rhea link is attached on the current connection. */
+  get isAttached(): boolean {
+    return this.attached;
+  }
+
+  protected start(): void {
+    this.hub.register(this);
+  }
+
+  attach(session: Session, generation: number, signal: AbortSignal): void {
+    if (this.closed) return;
+    this.generation = generation;
+    this.signal = signal;
+    this.clearRetry();
+    this.createLink(session, generation, signal).then(
+      () => {
+        if (generation !== this.generation || this.closed) return;
+        this.attached = true;
+        this.retries = 0;
+        this.emit('attached');
+      },
+      (err: unknown) => this.linkFailed(session, generation, toHubError(err, `attaching ${this.address} failed`)),
+    );
+  }
+
+  down(): void {
+    this.generation = -1;
+    this.clearRetry();
+    this.dropLink();
+    if (this.attached) {
+      this.attached = false;
+      this.emit('detached', new HubError('NotConnected', 'the connection to the hub was lost', { retryable: true }));
+    }
+  }
+
+  shutdown(error: HubError): void {
+    this.closed = true;
+    this.clearRetry();
+    this.attached = false;
+    this.fail(error);
+    const link = this.dropLink();
+    if (link) void link.close({ closeSession: false }).catch(() => undefined).finally(() => link.removeAllListeners());
+  }
+
+  /** The hub detached this link (or refused the attach): re-attach with backoff on the same connection. */
+  protected linkFailed(session: Session, generation: number, error: HubError): void {
+    if (generation !== this.generation || this.closed) return;
+    this.attached = false;
+    const old = this.dropLink();
+    if (old) void old.close({ closeSession: false }).catch(() => undefined).finally(() => old.removeAllListeners());
+    this.emit('detached', error);
+    const delay =
+      error.code === 'Unauthorized' || !error.retryable && error.code !== 'ReceiverDisconnected'
+        ? Math.max(backoffDelay(this.retries, { minMs: this.hub.options.reconnectMinMs, maxMs: this.hub.options.reconnectMaxMs }), this.hub.options.reconnectMinMs)
+        : backoffDelay(this.retries, { minMs: this.hub.options.reconnectMinMs, maxMs: this.hub.options.reconnectMaxMs, random: this.hub.options.random });
+    this.retries += 1;
+    this.retryTimer = setTimeout(() => {
+      this.retryTimer = undefined;
+      if (!this.hub.isCurrent(generation) || this.closed) return;
+      // A lapsed or refused token is put again before the link comes back.
+      const ready = error.code === 'Unauthorized' ? this.hub.reauthorize(this.scope, generation) : Promise.resolve();
+      ready.then(
+        () => {
+          if (this.signal) this.attach(session, generation, this.signal);
+        },
+        (err: unknown) => this.linkFailed(session, generation, toHubError(err, 'authorising again failed')),
+      );
+    }, delay);
+    this.retryTimer.unref();
+  }
+
+  private clearRetry(): void {
+    if (this.retryTimer) clearTimeout(this.retryTimer);
+    this.retryTimer = undefined;
+  }
+
+  protected abstract createLink(session: Session, generation: number, signal: AbortSignal): Promise<void>;
+  /** Forgets the current rhea link (moving its unsettled work back) and returns it for closing. */
+  protected abstract dropLink(): Sender | Receiver | undefined;
+  /** Fails whatever waits on this link (it is closing for good). */
+  protected abstract fail(error: HubError): void;
+
+  async close(): Promise<void> {
+    if (this.closed) return;
+    this.hub.unregister(this);
+    this.shutdown(new HubError('Closed', 'the link was closed'));
+  }
+}
+
+// ---- sender ---------------------------------------------------------------------------------
+
+export interface SendOptions {
+  /** ms since the epoch after which the message is not worth sending. */
+  expiresAt?: number;
+}
+
+interface Outgoing {
+  message: Message;
+  resolve: () => void;
+  reject: (err: HubError) => void;
+  expiresAt?: number;
+  expiryTimer?: NodeJS.Timeout;
+}
+
+export interface HubSenderOptions {
+  /** Most messages waiting or in flight; more fail at once with BufferFull. */
+  maxPending?: number;
+  /** How conditions map to codes on this link (C2D queue full vs device quota). */
+  errorContext?: ErrorContext;
+}
+
+export class HubSender extends DurableLink {
+  private link: Sender | undefined;
+  private readonly waiting: Outgoing[] = [];
+  private readonly inflight = new Map<number, Outgoing>();
+  private pausedUntil = 0;
+  private pauseTimer: NodeJS.Timeout | undefined;
+  private throttles = 0;
+  private readonly maxPending: number;
+  private readonly errorContext: ErrorContext;
+
+  constructor(hub: HubConnection, address: string, scope: Scope, options: HubSenderOptions = {}) {
+    super(hub, address, scope);
+    this.maxPending = options.maxPending ?? 1000;
+    this.errorContext = options.errorContext ?? 'device';
+    this.start();
+  }
+
+  /** Messages not yet settled by the hub (waiting plus in flight). */
+  get pending(): number {
+    return this.waiting.length + this.inflight.size;
+  }
+
+  /** Resolves when the hub accepts the message; rejects with a HubError otherwise. */
+  send(message: Message, options: SendOptions = {}): Promise<void> {
+    if (this.closed) return Promise.reject(new HubError('Closed', 'the sender is closed'));
+    if (this.pending >= this.maxPending) {
+      return Promise.reject(new HubError('BufferFull', `${this.pending} messages are already waiting for the hub (the limit is ${this.maxPending})`, { retryable: true }));
+    }
+    if (options.expiresAt !== undefined && options.expiresAt <= Date.now()) {
+      return Promise.reject(new HubError('Expired', 'the message expired before it could be sent'));
+    }
+    return new Promise<void>((resolve, reject) => {
+      const entry: Outgoing = { message, resolve, reject };
+      if (options.expiresAt !== undefined) {
+        entry.expiresAt = options.expiresAt;
+        entry.expiryTimer = setTimeout(() => this.expire(entry), Math.max(0, options.expiresAt - Date.now()));
+        entry.expiryTimer.unref();
+      }
+      this.waiting.push(entry);
+      this.pump();
+    });
+  }
+
+  private expire(entry: Outgoing): void {
+    const index = this.waiting.indexOf(entry);
+    if (index < 0) return; // in flight: the hub decides
+    this.waiting.splice(index, 1);
+    entry.reject(new HubError('Expired', 'the message expired while waiting for the hub'));
+  }
+
+  protected async createLink(session: Session, generation: number, signal: AbortSignal): Promise<void> {
+    const sender = await session.createSender({
+      abortSignal: signal,
+      target: { address: this.address },
+      onError: (ctx: EventContext) => this.linkFailed(session, generation, toHubError(ctx.sender?.error, `the hub detached ${this.address}`)),
+      onClose: (ctx: EventContext) => {
+        if (!this.closed) this.linkFailed(session, generation, toHubError(ctx.sender?.error, `the hub closed ${this.address}`));
+      },
+    });
+    if (generation !== this.generation || this.closed) {
+      void sender.close({ closeSession: false }).catch(() => undefined);
+      return;
+    }
+    sender.on(SenderEvents.accepted, (ctx: EventContext) => this.settled(sender, ctx.delivery, 'accepted'));
+    sender.on(SenderEvents.rejected, (ctx: EventContext) => this.settled(sender, ctx.delivery, 'rejected'));
+    sender.on(SenderEvents.released, (ctx: EventContext) => this.settled(sender, ctx.delivery, 'released'));
+    sender.on(SenderEvents.sendable, () => this.pump());
+    this.link = sender;
+    this.pump();
+  }
+
+  protected dropLink(): Sender | undefined {
+    const link = this.link;
+    this.link = undefined;
+    // Unsettled deliveries go back to the front, oldest first, to be sent again on the next link.
+    const unsettled = [...this.inflight.entries()].sort((a, b) => a[0] - b[0]).map(([, e]) => e);
+    this.inflight.clear();
+    this.waiting.unshift(...unsettled);
+    return link;
+  }
+
+  protected fail(error: HubError): void {
+    if (this.pauseTimer) clearTimeout(this.pauseTimer);
+    for (const entry of [...this.inflight.values(), ...this.waiting]) {
+      if (entry.expiryTimer) clearTimeout(entry.expiryTimer);
+      entry.reject(error);
+    }
+    this.inflight.clear();
+    this.waiting.length = 0;
+  }
+
+  private pump(): void {
+    const link = this.link;
+    if (!link || this.closed) return;
+    if (Date.now() < this.pausedUntil) return;
+    while (this.waiting.length > 0 && link.sendable()) {
+      const entry = this.waiting.shift() as Outgoing;
+      let delivery: Delivery;
+      try {
+        delivery = link.send(entry.message);
+      } catch {
+        // The link broke under us; its error handler takes it from here.
+        this.waiting.unshift(entry);
+        return;
+      }
+      this.inflight.set(delivery.id, entry);
+    }
+  }
+
+  private settled(sender: Sender, delivery: Delivery | undefined, outcome: 'accepted' | 'rejected' | 'released'): void {
+    // Delivery ids are per link: a late settlement from a dropped link must not touch the new one's.
+    if (!delivery || sender !== this.link) return;
+    const entry = this.inflight.get(delivery.id);
+    if (!entry) return;
+    this.inflight.delete(delivery.id);
+    if (outcome === 'accepted') {
+      if (entry.expiryTimer) clearTimeout(entry.expiryTimer);
+      this.throttles = 0;
+      entry.resolve();
+    } else if (outcome === 'released') {
+      // The hub did not take it: send again, first in line.
+      this.waiting.unshift(entry);
+    } else {
+      const error = errorFromCondition(delivery.remote_state?.error as AmqpErrorLike | undefined, this.errorContext);
+      const expired = entry.expiresAt !== undefined && entry.expiresAt <= Date.now();
+      if (error.retryable && !expired) {
+        // Throttling and transient faults pause the link; the message waits at the front.
+        this.waiting.unshift(entry);
+        this.pause(backoffDelay(this.throttles++, { minMs: this.hub.options.reconnectMinMs, maxMs: this.hub.options.reconnectMaxMs, random: this.hub.options.random }));
+      } else {
+        if (entry.expiryTimer) clearTimeout(entry.expiryTimer);
+        entry.reject(error);
+      }
+    }
+    this.pump();
+  }
+
+  private pause(ms: number): void {
+    this.pausedUntil = Math.max(this.pausedUntil, Date.now() + ms);
+    if (this.pauseTimer) clearTimeout(this.pauseTimer);
+    this.pauseTimer = setTimeout(() => {
+      this.pauseTimer = undefined;
+      this.pump();
+    }, ms);
+    this.pauseTimer.unref();
+  }
+}
+
+// ---- receiver -------------------------------------------------------------------------------
+
+export type Settlement = 'complete' | 'reject' | 'abandon';
+
+export interface Received {
+  message: Message;
+  /** The delivery tag as a uuid (16-byte tags) or hex: what IoT Hub calls the lock token. */
+  lockToken: string;
+  /** Settles in manual mode; resolves when the hub confirms. Rejects MessageLockLost if it cannot. */
+  settle(outcome: Settlement): Promise<void>;
+}
+
+export interface HubReceiverOptions {
+  /** Most messages handed over and not yet settled (manual) or prefetched (auto). */
+  credit: number;
+  settle: 'auto' | 'manual';
+  /** Extra attach options computed at each attach (filters that resume after the last message). */
+  attachOptions?: () => Partial<ReceiverOptions>;
+}
+
+export class HubReceiver extends DurableLink {
+  private link: Receiver | undefined;
+  private readonly settleTimeoutMs: number;
+
+  constructor(
+    hub: HubConnection,
+    address: string,
+    scope: Scope,
+    private readonly receiverOptions: HubReceiverOptions,
+  ) {
+    super(hub, address, scope);
+    this.settleTimeoutMs = hub.options.operationTimeoutMs;
+    this.start();
+  }
+
+  protected async createLink(session: Session, generation: number, signal: AbortSignal): Promise<void> {
+    const manual = this.receiverOptions.settle === 'manual';
+    const extra = this.receiverOptions.attachOptions?.() ?? {};
+    const receiver = await session.createReceiver({
+      ...extra,
+      abortSignal: signal,
+      source: { ...(typeof extra.source === 'object' ? extra.source : {}), address: this.address },
+      // Manual settlement waits for the hub's verdict (rcv-settle-mode second), which is how a
+      // settle after the lock expired is told apart from one that worked.
+      rcv_settle_mode: manual ? 1 : 0,
+      autoaccept: !manual,
+      credit_window: manual ? 0 : this.receiverOptions.credit,
+      onMessage: (ctx: EventContext) => this.onMessage(ctx, generation),
+      onError: (ctx: EventContext) => this.linkFailed(session, generation, toHubError(ctx.receiver?.error, `the hub detached ${this.address}`)),
+      onClose: (ctx: EventContext) => {
+        if (!this.closed) this.linkFailed(session, generation, toHubError(ctx.receiver?.error, `the hub closed ${this.address}`));
+      },
+    });
+    if (generation !== this.generation || this.closed) {
+      void receiver.close({ closeSession: false }).catch(() => undefined);
+      return;
+    }
+    this.link = receiver;
+    if (manual) receiver.addCredit(this.receiverOptions.credit);
+  }
+
+  protected dropLink(): Receiver | undefined {
+    const link = this.link;
+    this.link = undefined;
+    return link;
+  }
+
+  protected fail(): void {
+    // Nothing waits on a receiver; unsettled messages are the hub's to redeliver.
+  }
+
+  private onMessage(ctx: EventContext, generation: number): void {
+    const message = ctx.message;
+    const delivery = ctx.delivery;
+    const link = this.link;
+    if (!message || !delivery || !link) return;
+    const tag = delivery.tag;
+    const lockToken = Buffer.isBuffer(tag) ? (tag.length === 16 ? rhea.uuid_to_string(tag) : tag.toString('hex')) : String(tag);
+    const manual = this.receiverOptions.settle === 'manual';
+    let settled = !manual;
+    const received: Received = {
+      message,
+      lockToken,
+      settle: (outcome: Settlement) => {
+        if (!manual) return Promise.resolve();
+        if (settled) return Promise.reject(new HubError('MessageLockLost', 'this message was already settled'));
+        if (this.link !== link || generation !== this.generation || !link.isOpen()) {
+          settled = true;
+          return Promise.reject(new HubError('MessageLockLost', 'the link that delivered this message is gone; the hub will deliver it again'));
+        }
+        settled = true;
+        return this.settleDelivery(link, delivery, outcome);
+      },
+    };
+    this.emit('message', received);
+  }
+
+  private settleDelivery(link: Receiver, delivery: Delivery, outcome: Settlement): Promise<void> {
+    return new Promise<void>((resolve, reject) => {
+      const done = (err?: HubError): void => {
+        clearTimeout(timer);
+        link.removeListener(ReceiverEvents.settled, onSettled);
+        if (link === this.link && !this.closed) link.addCredit(1);
+        if (err) reject(err);
+        else resolve();
+      };
+      const onSettled = (ctx: EventContext): void => {
+        if (ctx.delivery !== delivery) return;
+        const state = delivery.remote_state as { error?: AmqpErrorLike } | undefined;
+        if (state?.error) {
+          const error = errorFromCondition(state.error);
+          done(error.code === 'DeviceNotFound' ? new HubError('MessageLockLost', error.message, { condition: error.condition }) : error);
+        } else done();
+      };
+      const timer = setTimeout(() => done(new HubError('Timeout', 'the hub did not confirm the settlement in time', { retryable: true })), this.settleTimeoutMs);
+      link.on(ReceiverEvents.settled, onSettled);
+      if (outcome === 'complete') delivery.accept();
+      else if (outcome === 'reject') delivery.reject();
+      else delivery.release();
+    });
+  }
+}

@@ -1,0 +1,295 @@
+/**
+ * HubConnection against the simulator over real sockets: every identity on every transport, token
+ * renewal without re-attaching, reconnects without loss, backoff, hygiene, and gateways.
+ */
+import { strict as assert } from 'node:assert';
+import * as net from 'node:net';
+import rhea = require('rhea');
+import { parseConnectionString, type Identity } from '../../src/iothub/connection-string';
+import { HubConnection, type HubConnectionOptions, type HubState } from '../../src/iothub/hub-connection';
+import { HubSender } from '../../src/iothub/links';
+import { expiryIn, makeSasToken } from '../../src/iothub/sas';
+import type { SimulatedHub } from '../../src/simulator';
+import { delay, startTestHub, waitFor } from '../helpers/hub';
+
+type TransportName = 'amqp' | 'amqps' | 'amqpws';
+
+function transportOptions(hub: SimulatedHub, transport: TransportName): HubConnectionOptions {
+  if (transport === 'amqp') return { transport, port: hub.ports.amqp, connectHost: '127.0.0.1' };
+  if (transport === 'amqpws') return { transport, port: hub.ports.ws, connectHost: '127.0.0.1', ca: hub.certificate?.cert };
+  return { transport, ca: hub.certificate?.cert, connectHost: '127.0.0.1' };
+}
+
+function waitForState(connection: HubConnection, wanted: HubState, ms = 10_000): Promise<void> {
+  if (connection.state === wanted) return Promise.resolve();
+  return new Promise((resolve, reject) => {
+    const timer = setTimeout(() => reject(new Error(`state stayed ${connection.state} (error ${connection.error?.code ?? 'none'}), wanted ${wanted}`)), ms);
+    const onState = (state: HubState): void => {
+      if (state !== wanted) return;
+      clearTimeout(timer);
+      connection.off('state', onState);
+      resolve();
+    };
+    connection.on('state', onState);
+  });
+}
+
+function body(text: string): rhea.Message {
+  return { message_id: text, body: rhea.message.data_section(Buffer.from(text)) } as rhea.Message;
+}
+
+function arrivedIds(hub: SimulatedHub): string[] {
+  return [...hub.events()].map((e) => String(e.message.message_id));
+}
+
+describe('HubConnection', function () {
+  this.timeout(60_000);
+  let hub: SimulatedHub;
+  const connections: HubConnection[] = [];
+
+  async function open(identity: Identity, options: HubConnectionOptions): Promise<HubConnection> {
+    const connection = new HubConnection(identity, { reconnectMinMs: 100, reconnectMaxMs: 1000, ...options });
+    connections.push(connection);
+    return connection;
+  }
+
+  afterEach(async () => {
+    for (const c of connections.splice(0)) await c.close();
+    await hub?.close();
+  });
+
+  for (const transport of ['amqp', 'amqps', 'amqpws'] as const) {
+    describe(`over ${transport}`, () => {
+      beforeEach(async () => {
+        hub = await startTestHub({ wsPort: 0 });
+      });
+
+      it('a device key connects, authenticates and sends', async () => {
+        const identity = parseConnectionString(hub.deviceConnectionString('dev-key'));
+        const connection = await open(identity, transportOptions(hub, transport));
+        const sender = new HubSender(connection, '/devices/dev-key/messages/events', { deviceId: 'dev-key' });
+        await sender.send(body(`${transport}-key`));
+        assert.equal(connection.state, 'open');
+        assert.deepEqual(arrivedIds(hub), [`${transport}-key`]);
+      });
+
+      it('a device SAS from the connection string connects and sends', async () => {
+        const record = hub.registry.addDevice('dev-sas');
+        const sas = makeSasToken({ resource: `${hub.hostWithPort}/devices/dev-sas`, key: record.primaryKey, expiry: expiryIn(600) });
+        const identity = parseConnectionString(`HostName=${hub.hostWithPort};DeviceId=dev-sas;SharedAccessSignature=${sas}`);
+        const connection = await open(identity, transportOptions(hub, transport));
+        const sender = new HubSender(connection, '/devices/dev-sas/messages/events', { deviceId: 'dev-sas' });
+        await sender.send(body(`${transport}-sas`));
+        assert.deepEqual(arrivedIds(hub), [`${transport}-sas`]);
+      });
+
+      it('a module identity sends as its module', async () => {
+        const identity = parseConnectionString(hub.deviceConnectionString('edge', 'vision'));
+        const connection = await open(identity, transportOptions(hub, transport));
+        const sender = new HubSender(connection, '/devices/edge/modules/vision/messages/events', { deviceId: 'edge', moduleId: 'vision' });
+        await sender.send(body(`${transport}-module`));
+        const [event] = [...hub.events()];
+        assert.equal(event.message.message_annotations?.['iothub-connection-module-id'], 'vision');
+      });
+
+      it('a service policy sends cloud-to-device', async () => {
+        hub.registry.addDevice('target');
+        const identity = parseConnectionString(hub.serviceConnectionString('service'));
+        const connection = await open(identity, transportOptions(hub, transport));
+        const sender = new HubSender(connection, '/messages/devicebound', {}, { errorContext: 'service' });
+        await sender.send({ ...body('c2d'), to: '/devices/target/messages/devicebound' } as rhea.Message);
+        assert.equal(hub.c2d.depth('target'), 1);
+      });
+
+      it('a gateway policy speaks for several devices on one connection', async () => {
+        const identity = parseConnectionString(hub.serviceConnectionString(), { gatewayPolicy: true });
+        const connection = await open(identity, transportOptions(hub, transport));
+        const senders = ['gw-a', 'gw-b', 'gw-c'].map((id) => new HubSender(connection, `/devices/${id}/messages/events`, { deviceId: id }));
+        await Promise.all(senders.map((s, i) => s.send(body(`gw-${i}`))));
+        assert.equal(hub.snapshot().connections, 1);
+        const byDevice = [...hub.events()].map((e) => e.message.message_annotations?.['iothub-connection-device-id']).sort();
+        assert.deepEqual(byDevice, ['gw-a', 'gw-b', 'gw-c']);
+        assert.equal(connection.scopeCount, 3);
+      });
+
+      it('a wrong key is refused with Unauthorized and backs off to the cap', async () => {
+        hub.registry.addDevice('victim');
+        const wrong = Buffer.alloc(32, 9).toString('base64');
+        const identity = parseConnectionString(`HostName=${hub.hostWithPort};DeviceId=victim;SharedAccessKey=${wrong}`);
+        const connection = await open(identity, { ...transportOptions(hub, transport), reconnectMaxMs: 5000 });
+        const retries: number[] = [];
+        connection.on('retry', (ms: number) => retries.push(ms));
+        const sender = new HubSender(connection, '/devices/victim/messages/events', { deviceId: 'victim' });
+        const sent = sender.send(body('never'));
+        sent.catch(() => undefined);
+        await waitForState(connection, 'reconnecting');
+        assert.equal(connection.error?.code, 'Unauthorized');
+        assert.deepEqual(retries, [5000]);
+        assert.equal(arrivedIds(hub).length, 0);
+      });
+    });
+  }
+
+  it('renews tokens for many lifetimes with sends flowing, no link re-attached and nothing lost', async function () {
+    hub = await startTestHub({ sweepIntervalMs: 50 });
+    const identity = parseConnectionString(hub.deviceConnectionString('renewer'));
+    const connection = await open(identity, { ...transportOptions(hub, 'amqp'), tokenLifetimeSec: 2, tokenRenewMarginSec: 1 });
+    let renewals = 0;
+    connection.on('renewed', () => renewals++);
+    const sender = new HubSender(connection, '/devices/renewer/messages/events', { deviceId: 'renewer' });
+    await sender.send(body('first'));
+    const attachedAfterFirst = hub.stats.linksAttached;
+    const states: HubState[] = [];
+    connection.on('state', (s: HubState) => states.push(s));
+    const sends: Array<Promise<void>> = [];
+    const until = Date.now() + 7000;
+    let n = 0;
+    while (Date.now() < until) {
+      sends.push(sender.send(body(`m-${n++}`)));
+      await delay(20);
+    }
+    await Promise.all(sends);
+    assert.ok(renewals >= 4, `renewed ${renewals} times in 7 s with 2 s tokens`);
+    assert.deepEqual(states, [], 'the connection never left open');
+    assert.equal(hub.stats.linksAttached, attachedAfterFirst, 'no link was attached again');
+    assert.equal(hub.stats.linksRefused, 0);
+    const ids = arrivedIds(hub);
+    assert.equal(ids.length, n + 1, 'every message arrived exactly once');
+    assert.equal(new Set(ids).size, n + 1);
+  });
+
+  it('reconnects after the simulator drops the connection; every message arrives, duplicates only from those in flight', async () => {
+    hub = await startTestHub();
+    const identity = parseConnectionString(hub.deviceConnectionString('dropper'));
+    const connection = await open(identity, transportOptions(hub, 'amqp'));
+    const sender = new HubSender(connection, '/devices/dropper/messages/events', { deviceId: 'dropper' }, { maxPending: 10_000 });
+    await sender.send(body('warm-up'));
+    const sends: Array<Promise<void>> = [];
+    let inFlightAtDrops = 0;
+    for (let i = 0; i < 600; i++) {
+      sends.push(sender.send(body(`r-${i}`)));
+      if (i % 200 === 100) {
+        await delay(5);
+        inFlightAtDrops += sender.pending;
+        hub.faults.dropConnections();
+      }
+      if (i % 50 === 0) await delay(1);
+    }
+    await Promise.all(sends);
+    const ids = arrivedIds(hub);
+    for (let i = 0; i < 600; i++) assert.ok(ids.includes(`r-${i}`), `r-${i} arrived`);
+    const duplicates = ids.length - new Set(ids).size;
+    assert.ok(duplicates <= inFlightAtDrops, `${duplicates} duplicates, at most ${inFlightAtDrops} were unsettled at the drops`);
+    assert.equal(connection.state, 'open');
+    // Order per device survives: first arrivals of each id are in send order.
+    const firsts = ids.filter((id, i) => id.startsWith('r-') && ids.indexOf(id) === i).map((id) => Number(id.slice(2)));
+    assert.deepEqual(firsts, [...firsts].sort((a, b) => a - b));
+  });
+
+  it('holds messages sent while the hub refuses connections and delivers them when it is back', async () => {
+    hub = await startTestHub();
+    const identity = parseConnectionString(hub.deviceConnectionString('patient'));
+    const connection = await open(identity, { ...transportOptions(hub, 'amqp'), reconnectMinMs: 50, reconnectMaxMs: 200 });
+    const sender = new HubSender(connection, '/devices/patient/messages/events', { deviceId: 'patient' });
+    await sender.send(body('before'));
+    hub.faults.refuseConnections(60_000);
+    hub.faults.dropConnections();
+    await waitForState(connection, 'reconnecting');
+    const during = [0, 1, 2, 3, 4].map((i) => sender.send(body(`during-${i}`)));
+    await delay(600);
+    assert.ok(hub.stats.connectionsRefused >= 1);
+    hub.faults.refuseConnections(0);
+    await Promise.all(during);
+    assert.deepEqual(arrivedIds(hub), ['before', 'during-0', 'during-1', 'during-2', 'during-3', 'during-4']);
+  });
+
+  it('backs off against a hub that refuses connections: attempts spread out and cap, no tight loop', async () => {
+    hub = await startTestHub();
+    hub.faults.refuseConnections(60_000);
+    const identity = parseConnectionString(hub.deviceConnectionString('knocker'));
+    const connection = await open(identity, { ...transportOptions(hub, 'amqp'), reconnectMinMs: 50, reconnectMaxMs: 400 });
+    const delays: number[] = [];
+    connection.on('retry', (ms: number) => delays.push(ms));
+    new HubSender(connection, '/devices/knocker/messages/events', { deviceId: 'knocker' });
+    await delay(3000);
+    const attempts = hub.stats.connectionsRefused;
+    // 50, 100, 200, then 400 (each jittered to between half and all of it): about 10 attempts in 3 s.
+    assert.ok(attempts >= 4 && attempts <= 16, `${attempts} attempts in 3 s`);
+    assert.ok(delays.every((d) => d <= 400), `delays ${delays.join(',')}`);
+    assert.ok(delays.slice(4).every((d) => d >= 200), `capped delays stay near the cap: ${delays.join(',')}`);
+  });
+
+  it('backs off against an unreachable hub too', async () => {
+    const server = net.createServer();
+    await new Promise<void>((r) => server.listen(0, '127.0.0.1', () => r()));
+    const port = (server.address() as net.AddressInfo).port;
+    await new Promise<void>((r) => server.close(() => r()));
+    const identity = parseConnectionString(`HostName=localhost;DeviceId=nobody;SharedAccessKey=${Buffer.alloc(32, 1).toString('base64')}`);
+    const connection = await open(identity, { transport: 'amqp', port, connectHost: '127.0.0.1', reconnectMinMs: 50, reconnectMaxMs: 300 });
+    const delays: number[] = [];
+    connection.on('retry', (ms: number) => delays.push(ms));
+    connection.open();
+    await delay(2000);
+    assert.ok(delays.length >= 3 && delays.length <= 14, `${delays.length} attempts in 2 s`);
+    assert.equal(connection.error?.code, 'NotConnected');
+  });
+
+  it('200 connect/close cycles leave no connections, listeners or timers behind', async function () {
+    hub = await startTestHub();
+    const identity = parseConnectionString(hub.deviceConnectionString('cycler'));
+    const handlesBefore = process.getActiveResourcesInfo().filter((r) => r === 'Timeout' || r === 'TCPSocketWrap').length;
+    for (let i = 0; i < 200; i++) {
+      const connection = new HubConnection(identity, transportOptions(hub, 'amqp'));
+      const sender = new HubSender(connection, '/devices/cycler/messages/events', { deviceId: 'cycler' });
+      if (i % 20 === 0) await sender.send(body(`cycle-${i}`));
+      else await waitForState(connection, 'open');
+      await connection.close();
+      assert.equal(connection.listenerCount('state'), 0);
+    }
+    await waitFor(() => hub.snapshot().connections === 0, 'every connection to close at the hub');
+    await delay(200);
+    const handlesAfter = process.getActiveResourcesInfo().filter((r) => r === 'Timeout' || r === 'TCPSocketWrap').length;
+    assert.ok(handlesAfter <= handlesBefore + 2, `handles before ${handlesBefore}, after ${handlesAfter}`);
+    assert.equal(arrivedIds(hub).length, 10);
+  });
+
+  it('close() returns promptly when the hub is gone', async () => {
+    hub = await startTestHub();
+    const identity = parseConnectionString(hub.deviceConnectionString('orphan'));
+    const connection = new HubConnection(identity, { ...transportOptions(hub, 'amqp'), closeTimeoutMs: 2000 });
+    const sender = new HubSender(connection, '/devices/orphan/messages/events', { deviceId: 'orphan' });
+    await sender.send(body('one'));
+    await hub.close();
+    const pending = sender.send(body('lost')).then(
+      () => 'sent',
+      (err: Error & { code?: string }) => String(err.code),
+    );
+    const started = Date.now();
+    await connection.close();
+    assert.ok(Date.now() - started < 15_000);
+    assert.equal(await pending, 'Closed', 'a message still waiting fails with Closed, it is not dropped silently');
+  });
+
+  it('a gateway of 100 devices shares exactly one AMQP connection, each message with its own device id', async () => {
+    hub = await startTestHub();
+    const identity = parseConnectionString(hub.serviceConnectionString(), { gatewayPolicy: true });
+    const connection = await open(identity, transportOptions(hub, 'amqp'));
+    const ids = Array.from({ length: 100 }, (_, i) => `line-${String(i).padStart(3, '0')}`);
+    const senders = ids.map((id) => new HubSender(connection, `/devices/${id}/messages/events`, { deviceId: id }));
+    await Promise.all(senders.map((s, i) => s.send(body(ids[i]))));
+    assert.equal(hub.snapshot().connections, 1);
+    assert.equal(hub.stats.connectionsAccepted, 1);
+    assert.equal(hub.snapshot().tokens, 100);
+    for (const { message } of hub.events()) {
+      assert.equal(message.message_annotations?.['iothub-connection-device-id'], message.message_id);
+    }
+    assert.equal([...hub.events()].length, 100);
+  });
+
+  it('a device identity cannot open links for another device', async () => {
+    hub = await startTestHub();
+    const identity = parseConnectionString(hub.deviceConnectionString('me'));
+    const connection = await open(identity, transportOptions(hub, 'amqp'));
+    assert.throws(() => new HubSender(connection, '/devices/you/messages/events', { deviceId: 'you' }), (err: Error & { code?: string }) => err.code === 'IdentityMismatch');
+  });
+});
