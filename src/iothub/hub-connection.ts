@@ -102,6 +102,10 @@ export class HubConnection extends EventEmitter {
     const defined = Object.fromEntries(Object.entries(options).filter(([, v]) => v !== undefined));
     this.options = { ...DEFAULTS, ...defined } as ResolvedOptions;
     if (identity.kind === 'eventhub' && options.webSocketPath === undefined) this.options.webSocketPath = '/$servicebus/websocket';
+    // The identity's own scope is always authorised, so a wrong key shows at connect time rather
+    // than at the first message; links add the scopes (devices) they speak for.
+    const base: Scope = identity.kind === 'device' ? (identity.moduleId ? { deviceId: identity.deviceId, moduleId: identity.moduleId } : { deviceId: identity.deviceId }) : {};
+    this.scopes.set(scopeKey(base), { scope: base, users: 1, generation: -1 });
   }
 
   get state(): HubState {

@@ -815,6 +815,13 @@ export class SimulatedHub extends EventEmitter {
     },
   };
 
+  /** Lets the process exit while the simulator listens (an embedded simulator serves, it does not hold). */
+  unrefListeners(): void {
+    for (const server of this.servers) {
+      if (!(server instanceof WebSocketServer)) (server as net.Server).unref();
+    }
+  }
+
   /** Counts of what is open now, for tests and the CLI. */
   snapshot(): { connections: number; links: number; tokens: number } {
     let links = 0;

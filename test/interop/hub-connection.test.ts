@@ -109,7 +109,7 @@ describe('HubConnection', function () {
         assert.equal(hub.snapshot().connections, 1);
         const byDevice = [...hub.events()].map((e) => e.message.message_annotations?.['iothub-connection-device-id']).sort();
         assert.deepEqual(byDevice, ['gw-a', 'gw-b', 'gw-c']);
-        assert.equal(connection.scopeCount, 3);
+        assert.equal(connection.scopeCount, 4, 'the hub scope and one per device');
       });
 
       it('a wrong key is refused with Unauthorized and backs off to the cap', async () => {
@@ -279,7 +279,7 @@ describe('HubConnection', function () {
     await Promise.all(senders.map((s, i) => s.send(body(ids[i]))));
     assert.equal(hub.snapshot().connections, 1);
     assert.equal(hub.stats.connectionsAccepted, 1);
-    assert.equal(hub.snapshot().tokens, 100);
+    assert.equal(hub.snapshot().tokens, 101, 'one token per device and the hub-level one');
     for (const { message } of hub.events()) {
       assert.equal(message.message_annotations?.['iothub-connection-device-id'], message.message_id);
     }

@@ -1,0 +1,58 @@
+/**
+ * In-process simulators for config nodes in local mode, one per port, shared by every config node in
+ * the Node-RED process. A simulator outlives redeploys (its queues and telemetry are the user's test
+ * data), and its listeners do not keep the process alive. If the port is already served by another
+ * process (`npm start`, `iothub-sim`), the config node joins that one instead.
+ */
+import type { SimulatedHub } from '../simulator';
+import { startSimulator } from '../simulator';
+import { DEFAULT_KEYS } from '../simulator/registry';
+import type { Identity } from '../iothub/connection-string';
+
+export interface LocalHub {
+  /** The in-process simulator, or undefined when another process serves the port. */
+  hub?: SimulatedHub;
+  port: number;
+  /** The owner policy: service side and gateway for any device, all on one connection. */
+  identity: Identity;
+}
+
+const running = new Map<number, Promise<LocalHub>>();
+
+export const LOCAL_HOST = 'localhost';
+
+export function localIdentity(): Identity {
+  return { kind: 'gateway', host: LOCAL_HOST, policy: 'iothubowner', key: DEFAULT_KEYS.iothubowner };
+}
+
+export function acquireLocalHub(port: number): Promise<LocalHub> {
+  let entry = running.get(port);
+  if (!entry) {
+    entry = start(port);
+    running.set(port, entry);
+    // A failed start is not cached: the next deploy tries again.
+    entry.catch(() => running.delete(port));
+  }
+  return entry;
+}
+
+async function start(port: number): Promise<LocalHub> {
+  try {
+    const hub = await startSimulator({ amqpPort: port, amqpsPort: null, wsPort: null });
+    hub.unrefListeners();
+    return { hub, port: hub.ports.amqp as number, identity: localIdentity() };
+  } catch (err) {
+    if (/already in use/.test((err as Error).message)) return { port, identity: localIdentity() };
+    throw err;
+  }
+}
+
+/** Stops every in-process simulator (tests, and Node-RED shutting down). */
+export async function stopLocalHubs(): Promise<void> {
+  const all = [...running.values()];
+  running.clear();
+  for (const entry of all) {
+    const local = await entry.catch(() => undefined);
+    await local?.hub?.close();
+  }
+}
