@@ -1,0 +1,283 @@
+/**
+ * The one mapping between a Node-RED msg and an AMQP message, used by every node (DESIGN §5).
+ * Outgoing: validate everything that can be known before the wire, so that a message that can never
+ * be sent fails at once with a code. Incoming: decode the body as the node asks, and make every
+ * property JSON-safe for the debug sidebar and for flows that serialise msgs.
+ */
+import { randomUUID } from 'node:crypto';
+import rhea = require('rhea');
+import type { Message } from 'rhea-promise';
+import { HubError } from './errors';
+
+export const D2C_MAX_BYTES = 256 * 1024;
+export const C2D_MAX_BYTES = 64 * 1024;
+const ACKS = ['none', 'positive', 'negative', 'full'] as const;
+export type Ack = (typeof ACKS)[number];
+/** Characters IoT Hub allows in device and module ids. */
+const ID_PATTERN = /^[A-Za-z0-9\-.+%_#*?!(),:=@$']{1,128}$/;
+
+export interface OutgoingInput {
+  payload?: unknown;
+  messageId?: unknown;
+  correlationId?: unknown;
+  contentType?: unknown;
+  contentEncoding?: unknown;
+  userId?: unknown;
+  properties?: unknown;
+  ack?: unknown;
+  expiryTime?: unknown;
+  ttl?: unknown;
+  creationTime?: unknown;
+}
+
+export interface Outgoing {
+  message: Message;
+  messageId: string;
+  /** ms since the epoch, when the message carries an expiry. */
+  expiresAt?: number;
+  size: number;
+}
+
+export function isValidId(id: unknown): id is string {
+  return typeof id === 'string' && ID_PATTERN.test(id);
+}
+
+function fail(code: string, message: string): never {
+  throw new HubError(code, message);
+}
+
+function optionalString(value: unknown, name: string): string | undefined {
+  if (value === undefined || value === null || value === '') return undefined;
+  if (typeof value === 'string') return value;
+  if (typeof value === 'number' && Number.isFinite(value)) return String(value);
+  return fail('InvalidMessage', `msg.${name} must be a string`);
+}
+
+function toTime(value: unknown, name: string): number | undefined {
+  if (value === undefined || value === null || value === '') return undefined;
+  const ms = value instanceof Date ? value.getTime() : typeof value === 'number' ? value : typeof value === 'string' ? Date.parse(value) : NaN;
+  if (!Number.isFinite(ms)) fail('InvalidMessage', `msg.${name} must be an ISO date, a Date or epoch milliseconds`);
+  return ms;
+}
+
+/** Body bytes and the content type/encoding a payload implies. */
+export function encodePayload(payload: unknown): { body: Buffer; json: boolean } {
+  if (payload === undefined || payload === null) return { body: Buffer.alloc(0), json: false };
+  if (Buffer.isBuffer(payload)) return { body: payload, json: false };
+  if (payload instanceof Uint8Array) return { body: Buffer.from(payload), json: false };
+  if (typeof payload === 'string') return { body: Buffer.from(payload, 'utf8'), json: false };
+  let text: string | undefined;
+  try {
+    text = JSON.stringify(payload);
+  } catch {
+    fail('InvalidMessage', 'msg.payload cannot be turned into JSON (it may hold a cycle or a BigInt)');
+  }
+  if (text === undefined) fail('InvalidMessage', 'msg.payload cannot be turned into JSON');
+  return { body: Buffer.from(text, 'utf8'), json: true };
+}
+
+/**
+ * Application properties go on the wire as strings: IoT Hub documents them as strings and the C# SDK
+ * refuses other types on receive, so numbers and booleans are written as their text.
+ */
+export function encodeProperties(properties: unknown): Record<string, string> {
+  if (properties === undefined || properties === null) return {};
+  if (typeof properties !== 'object' || Array.isArray(properties) || Buffer.isBuffer(properties)) {
+    return fail('InvalidProperty', 'msg.properties must be an object of string, number or boolean values');
+  }
+  const out: Record<string, string> = {};
+  for (const [key, value] of Object.entries(properties as Record<string, unknown>)) {
+    if (!/^[\x21-\x7e]{1,128}$/.test(key) || /[()<>@,;:\\"/[\]?={}]/.test(key)) {
+      fail('InvalidProperty', `property name "${key.slice(0, 40)}" must be 1-128 printable ASCII characters without separators`);
+    }
+    if (key.toLowerCase().startsWith('iothub-')) fail('InvalidProperty', `property "${key}" is reserved by IoT Hub`);
+    if (typeof value === 'string') out[key] = value;
+    else if (typeof value === 'number' && Number.isFinite(value)) out[key] = String(value);
+    else if (typeof value === 'boolean') out[key] = String(value);
+    else fail('InvalidProperty', `property "${key}" must be a string, number or boolean, not ${value === null ? 'null' : Array.isArray(value) ? 'an array' : typeof value}`);
+  }
+  return out;
+}
+
+/** IoT Hub's size rule: body, system property values, application property names and values. */
+export function messageBytes(body: Buffer, system: Array<string | Buffer | undefined>, properties: Record<string, string>): number {
+  let size = body.length;
+  for (const v of system) if (v !== undefined) size += typeof v === 'string' ? Buffer.byteLength(v) : v.length;
+  for (const [k, v] of Object.entries(properties)) size += Buffer.byteLength(k) + Buffer.byteLength(v);
+  return size;
+}
+
+/**
+ * Builds the AMQP message for a msg. `kind` decides the size limit and whether `ack` applies; `to`
+ * is set by the caller's address (C2D needs it per message).
+ */
+export function toAmqpMessage(input: OutgoingInput, kind: 'c2d' | 'd2c', now = Date.now()): Outgoing {
+  const { body, json } = encodePayload(input.payload);
+  const messageId = optionalString(input.messageId, 'messageId') ?? randomUUID();
+  if (messageId.length > 128) fail('InvalidMessage', 'msg.messageId must be at most 128 characters');
+  const correlationId = optionalString(input.correlationId, 'correlationId');
+  let contentType = optionalString(input.contentType, 'contentType');
+  let contentEncoding = optionalString(input.contentEncoding, 'contentEncoding');
+  if (json) {
+    contentType ??= 'application/json';
+    contentEncoding ??= 'utf-8';
+  }
+  const userIdText = optionalString(input.userId, 'userId');
+  const userId = Buffer.isBuffer(input.userId) ? input.userId : userIdText === undefined ? undefined : Buffer.from(userIdText, 'utf8');
+  const properties = encodeProperties(input.properties);
+
+  if (kind === 'c2d') {
+    const ack = input.ack === undefined || input.ack === null || input.ack === '' ? 'none' : String(input.ack).toLowerCase();
+    if (!(ACKS as readonly string[]).includes(ack)) fail('InvalidMessage', `msg.ack must be one of ${ACKS.join(', ')}`);
+    if (ack !== 'none') properties['iothub-ack'] = ack;
+  } else if (input.ack !== undefined && input.ack !== null && input.ack !== '') {
+    fail('InvalidMessage', 'msg.ack applies to cloud-to-device messages only');
+  }
+
+  let expiresAt = toTime(input.expiryTime, 'expiryTime');
+  if (expiresAt === undefined && input.ttl !== undefined && input.ttl !== null && input.ttl !== '' && input.ttl !== 0) {
+    const ttl = Number(input.ttl);
+    if (!Number.isFinite(ttl) || ttl < 0) fail('InvalidMessage', 'msg.ttl must be a number of milliseconds');
+    expiresAt = now + ttl;
+  }
+  if (expiresAt !== undefined && expiresAt <= now) fail('Expired', 'the message expired before it was sent (msg.expiryTime or msg.ttl)');
+  const creationTime = toTime(input.creationTime, 'creationTime');
+
+  const size = messageBytes(body, [messageId, correlationId, contentType, contentEncoding, userId], properties);
+  const max = kind === 'c2d' ? C2D_MAX_BYTES : D2C_MAX_BYTES;
+  if (size > max) fail('MessageTooLarge', `the message is ${size} bytes; IoT Hub takes at most ${max} (${kind === 'c2d' ? 'cloud-to-device' : 'device-to-cloud'})`);
+
+  const message: Message = { message_id: messageId, body: rhea.message.data_section(body) } as Message;
+  if (correlationId !== undefined) message.correlation_id = correlationId;
+  if (contentType !== undefined) message.content_type = contentType;
+  if (contentEncoding !== undefined) message.content_encoding = contentEncoding;
+  if (userId !== undefined) (message as unknown as { user_id: Buffer }).user_id = userId;
+  if (expiresAt !== undefined) message.absolute_expiry_time = new Date(expiresAt);
+  if (creationTime !== undefined) message.creation_time = new Date(creationTime);
+  if (Object.keys(properties).length > 0) message.application_properties = properties;
+  const out: Outgoing = { message, messageId, size };
+  if (expiresAt !== undefined) out.expiresAt = expiresAt;
+  return out;
+}
+
+// ---- incoming -------------------------------------------------------------------------------
+
+export type OutputMode = 'auto' | 'string' | 'json' | 'buffer';
+
+export function bodyBuffer(body: unknown): Buffer | undefined {
+  if (body === undefined || body === null) return undefined;
+  const section = body as { typecode?: number; content?: unknown; multiple?: boolean };
+  if (section.typecode === 0x75) {
+    if (section.multiple && Array.isArray(section.content)) return Buffer.concat(section.content.map((c) => bodyBuffer(c) ?? Buffer.alloc(0)));
+    return bodyBuffer(section.content);
+  }
+  if (Buffer.isBuffer(body)) return body;
+  if (body instanceof Uint8Array) return Buffer.from(body);
+  return undefined;
+}
+
+/** Decodes a body; throws HubError('InvalidPayload') when `json` is asked and it is not JSON. */
+export function decodePayload(body: unknown, mode: OutputMode, contentType?: string): unknown {
+  const bytes = bodyBuffer(body);
+  if (bytes === undefined) {
+    // An amqp-value body (string, number, map): already a value.
+    if (mode === 'buffer') return Buffer.from(typeof body === 'string' ? body : JSON.stringify(jsonSafe(body)), 'utf8');
+    if (mode === 'string') return typeof body === 'string' ? body : JSON.stringify(jsonSafe(body));
+    return jsonSafe(body);
+  }
+  if (mode === 'buffer') return bytes;
+  const text = bytes.toString('utf8');
+  if (mode === 'string') return text;
+  if (mode === 'json') {
+    try {
+      return JSON.parse(text) as unknown;
+    } catch {
+      throw new HubError('InvalidPayload', 'the message body is not JSON');
+    }
+  }
+  // auto: JSON object or array when it parses, else text when it is valid UTF-8, else bytes.
+  const looksJson = /json/i.test(contentType ?? '') || /^\s*[[{]/.test(text);
+  if (looksJson) {
+    try {
+      return JSON.parse(text) as unknown;
+    } catch {
+      // not JSON after all
+    }
+  }
+  return Buffer.from(text, 'utf8').equals(bytes) ? text : bytes;
+}
+
+/** Dates as ISO strings, Buffers as base64 (uuids as text), numbers as numbers, nested as is. */
+export function jsonSafe(value: unknown): unknown {
+  if (value === null || value === undefined) return value ?? null;
+  if (value instanceof Date) return value.toISOString();
+  if (Buffer.isBuffer(value)) return value.length === 16 ? rhea.uuid_to_string(value) : value.toString('base64');
+  if (typeof value === 'bigint') return Number(value);
+  if (Array.isArray(value)) return value.map(jsonSafe);
+  if (typeof value === 'object') {
+    const typed = value as { type?: unknown; value?: unknown; typecode?: unknown };
+    if ('value' in typed && 'type' in typed && Object.keys(typed).length <= 3) return jsonSafe(typed.value);
+    return Object.fromEntries(Object.entries(value as Record<string, unknown>).map(([k, v]) => [k, jsonSafe(v)]));
+  }
+  return value;
+}
+
+function idText(id: unknown): string | undefined {
+  if (id === undefined || id === null) return undefined;
+  if (Buffer.isBuffer(id)) return id.length === 16 ? rhea.uuid_to_string(id) : id.toString('hex');
+  return String(id);
+}
+
+function iso(value: unknown): string | undefined {
+  if (value instanceof Date) return value.toISOString();
+  if (typeof value === 'number') return new Date(value).toISOString();
+  return undefined;
+}
+
+/** The msg fields every received message carries (DESIGN §5, "Out of telemetry-in, device-in"). */
+export interface IncomingFields {
+  payload: unknown;
+  topic?: string;
+  deviceId?: string;
+  moduleId?: string;
+  messageId?: string;
+  correlationId?: string;
+  contentType?: string;
+  contentEncoding?: string;
+  userId?: string;
+  to?: string;
+  expiryTime?: string;
+  creationTime?: string;
+  properties: Record<string, unknown>;
+  systemProperties: Record<string, unknown>;
+}
+
+export function fromAmqpMessage(message: Message, mode: OutputMode): IncomingFields {
+  const annotations = (message.message_annotations ?? {}) as Record<string, unknown>;
+  const contentType = typeof message.content_type === 'string' ? message.content_type : undefined;
+  const fields: IncomingFields = {
+    payload: decodePayload(message.body, mode, contentType),
+    properties: jsonSafe(message.application_properties ?? {}) as Record<string, unknown>,
+    systemProperties: jsonSafe(annotations) as Record<string, unknown>,
+  };
+  const deviceId = annotations['iothub-connection-device-id'];
+  const moduleId = annotations['iothub-connection-module-id'];
+  if (typeof deviceId === 'string') {
+    fields.deviceId = deviceId;
+    fields.topic = typeof moduleId === 'string' ? `${deviceId}/${moduleId}` : deviceId;
+  }
+  if (typeof moduleId === 'string') fields.moduleId = moduleId;
+  const set = <K extends keyof IncomingFields>(key: K, value: IncomingFields[K] | undefined): void => {
+    if (value !== undefined) fields[key] = value;
+  };
+  set('messageId', idText(message.message_id));
+  set('correlationId', idText(message.correlation_id));
+  set('contentType', contentType);
+  set('contentEncoding', typeof message.content_encoding === 'string' ? message.content_encoding : undefined);
+  const userId: unknown = message.user_id;
+  set('userId', Buffer.isBuffer(userId) ? userId.toString('utf8') : typeof userId === 'string' ? userId : undefined);
+  set('to', typeof message.to === 'string' ? message.to : undefined);
+  set('expiryTime', iso(message.absolute_expiry_time));
+  set('creationTime', iso(message.creation_time));
+  return fields;
+}

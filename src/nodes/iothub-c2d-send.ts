@@ -1,0 +1,97 @@
+/**
+ * c2d-send: sends each msg as a cloud-to-device message. The msg goes on (with `messageId` filled in)
+ * when the hub accepts it; failures reach Catch nodes with a code. Sends are pipelined; while the
+ * connection is down they wait, up to `maxPending`.
+ */
+import type { Node, NodeAPI, NodeDef, NodeMessageInFlow } from 'node-red';
+import { HubError } from '../iothub/errors';
+import { HubSender } from '../iothub/links';
+import { isValidId, toAmqpMessage } from '../iothub/message';
+import { asError, connectionFor, positiveInt, type Done, type Send } from './common';
+
+interface C2dSendDef extends NodeDef {
+  hub: string;
+  deviceId?: string;
+  deviceIdType?: 'str' | 'msg' | 'env';
+  ack?: string;
+  ttl?: number | string;
+  maxPending?: number | string;
+}
+
+type C2dMsg = NodeMessageInFlow & Record<string, unknown>;
+
+export default function register(RED: NodeAPI): void {
+  function C2dSendNode(this: Node, def: C2dSendDef): void {
+    RED.nodes.createNode(this, def);
+    const node = this;
+    const { config, error: setupError } = connectionFor(RED, node, def.hub, ['local', 'service', 'gateway'], 'c2d-send');
+    const maxPending = positiveInt(def.maxPending, 1000);
+    const defaultTtl = Number(def.ttl) > 0 ? Number(def.ttl) : undefined;
+    let sender: Promise<HubSender> | undefined;
+    if (config && !setupError) config.register(node);
+
+    const senderFor = (): Promise<HubSender> => {
+      sender ??= (config as NonNullable<typeof config>).connection().then(
+        (connection) => new HubSender(connection, '/messages/devicebound', {}, { maxPending, errorContext: 'service' }),
+      );
+      sender.catch(() => (sender = undefined));
+      return sender;
+    };
+
+    const deviceIdFor = (msg: C2dMsg): unknown => {
+      if (msg.deviceId !== undefined && msg.deviceId !== null && msg.deviceId !== '') return msg.deviceId;
+      const setting = def.deviceId ?? '';
+      if (!setting) return undefined;
+      if (def.deviceIdType === 'msg') return RED.util.getMessageProperty(msg, setting);
+      if (def.deviceIdType === 'env') return RED.util.evaluateNodeProperty(setting, 'env', node, msg);
+      return setting;
+    };
+
+    node.on('input', (msg: C2dMsg, send: Send, done: Done) => {
+      if (setupError) {
+        done(setupError);
+        return;
+      }
+      let to: string;
+      let outgoing: ReturnType<typeof toAmqpMessage>;
+      try {
+        const deviceId = deviceIdFor(msg);
+        if (deviceId === undefined || deviceId === '') throw new HubError('MissingDeviceId', 'no device id: set msg.deviceId or the node\'s Device setting');
+        if (!isValidId(deviceId)) throw new HubError('InvalidDeviceId', 'the device id is not a valid IoT Hub device id');
+        const moduleId = msg.moduleId;
+        if (moduleId !== undefined && moduleId !== null && moduleId !== '' && !isValidId(moduleId)) {
+          throw new HubError('InvalidModuleId', 'msg.moduleId is not a valid IoT Hub module id');
+        }
+        outgoing = toAmqpMessage({ ...msg, ack: msg.ack ?? def.ack, ttl: msg.ttl ?? defaultTtl }, 'c2d');
+        to = `/devices/${encodeURIComponent(deviceId)}` + (typeof moduleId === 'string' && moduleId ? `/modules/${encodeURIComponent(moduleId)}` : '') + '/messages/devicebound';
+        outgoing.message.to = to;
+      } catch (err) {
+        done(asError(err));
+        return;
+      }
+      msg.messageId = outgoing.messageId;
+      senderFor()
+        .then((s) => s.send(outgoing.message, outgoing.expiresAt === undefined ? {} : { expiresAt: outgoing.expiresAt }))
+        .then(
+          () => {
+            send(msg);
+            done();
+          },
+          (err: unknown) => done(asError(err)),
+        );
+    });
+
+    node.on('close', (_removed: boolean, done: () => void) => {
+      const closing = sender;
+      sender = undefined;
+      void closing?.then((s) => s.close()).catch(() => undefined);
+      if (config && !setupError) config.deregister(node, done);
+      else done();
+    });
+  }
+
+  RED.nodes.registerType('iothub-c2d-send', C2dSendNode as unknown as Parameters<NodeAPI['nodes']['registerType']>[1]);
+}
+
+module.exports = register;
+module.exports.default = register;

@@ -1,0 +1,101 @@
+/**
+ * feedback-in: receives delivery feedback for cloud-to-device messages sent with an ack. One msg per
+ * record (or one per batch), settled with the hub only after its records were sent on. A body that is
+ * not a feedback batch is reported and rejected, never crashing the flow.
+ */
+import type { Node, NodeAPI, NodeDef } from 'node-red';
+import { HubError } from '../iothub/errors';
+import { HubReceiver, type Received } from '../iothub/links';
+import { bodyBuffer } from '../iothub/message';
+import { asError, connectionFor } from './common';
+
+interface FeedbackInDef extends NodeDef {
+  hub: string;
+  batch?: boolean;
+}
+
+export interface FeedbackRecord {
+  originalMessageId: string;
+  deviceId: string;
+  statusCode: string;
+  description: string;
+  enqueuedTimeUtc: string;
+  deviceGenerationId: string;
+}
+
+/** Reads a feedback message body: a JSON array of records. Throws InvalidFeedback otherwise. */
+export function parseFeedback(body: unknown): FeedbackRecord[] {
+  const bytes = bodyBuffer(body);
+  const text = bytes ? bytes.toString('utf8') : typeof body === 'string' ? body : undefined;
+  let parsed: unknown;
+  try {
+    parsed = text === undefined ? undefined : JSON.parse(text);
+  } catch {
+    parsed = undefined;
+  }
+  if (!Array.isArray(parsed)) throw new HubError('InvalidFeedback', 'a feedback message from the hub is not a JSON array of records');
+  return parsed.map((r: unknown) => {
+    if (!r || typeof r !== 'object') throw new HubError('InvalidFeedback', 'a feedback record is not an object');
+    const o = r as Record<string, unknown>;
+    const text = (k: string): string => (o[k] === undefined || o[k] === null ? '' : String(o[k]));
+    return {
+      originalMessageId: text('originalMessageId'),
+      deviceId: text('deviceId'),
+      statusCode: text('statusCode'),
+      description: text('description'),
+      enqueuedTimeUtc: text('enqueuedTimeUtc'),
+      deviceGenerationId: text('deviceGenerationId'),
+    };
+  });
+}
+
+export default function register(RED: NodeAPI): void {
+  function FeedbackInNode(this: Node, def: FeedbackInDef): void {
+    RED.nodes.createNode(this, def);
+    const node = this;
+    const { config, error: setupError } = connectionFor(RED, node, def.hub, ['local', 'service', 'gateway'], 'feedback-in');
+    let receiver: HubReceiver | undefined;
+    let closed = false;
+
+    const onMessage = (received: Received): void => {
+      let records: FeedbackRecord[];
+      try {
+        records = parseFeedback(received.message.body);
+      } catch (err) {
+        const error = asError(err);
+        node.warn(error.message);
+        node.error(error, { payload: received.message.body, topic: 'feedback' } as never);
+        received.settle('reject').catch(() => undefined);
+        return;
+      }
+      if (def.batch) node.send({ payload: records, topic: 'feedback' } as never);
+      else for (const record of records) node.send({ payload: record, topic: record.deviceId } as never);
+      received.settle('complete').catch((err: unknown) => node.warn(`feedback not settled: ${asError(err).message}`));
+    };
+
+    if (config && !setupError) {
+      config.register(node);
+      config.connection().then(
+        (connection) => {
+          if (closed) return;
+          receiver = new HubReceiver(connection, '/messages/serviceBound/feedback', {}, { credit: 10, settle: 'manual' });
+          receiver.on('message', onMessage);
+        },
+        (err: unknown) => node.error(asError(err)),
+      );
+    }
+
+    node.on('close', (_removed: boolean, done: () => void) => {
+      closed = true;
+      void receiver?.close();
+      receiver = undefined;
+      if (config && !setupError) config.deregister(node, done);
+      else done();
+    });
+  }
+
+  RED.nodes.registerType('iothub-feedback-in', FeedbackInNode as unknown as Parameters<NodeAPI['nodes']['registerType']>[1]);
+}
+
+module.exports = register;
+module.exports.default = register;
