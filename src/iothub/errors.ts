@@ -6,18 +6,22 @@
 export interface AmqpErrorLike {
   condition?: unknown;
   description?: unknown;
+  info?: unknown;
 }
 
 export class HubError extends Error {
   readonly code: string;
   readonly retryable: boolean;
   readonly condition?: string;
-  constructor(code: string, message: string, options: { retryable?: boolean; condition?: string } = {}) {
+  /** The AMQP error's info map (a redirect's host, port and address). */
+  readonly info?: Record<string, unknown>;
+  constructor(code: string, message: string, options: { retryable?: boolean; condition?: string; info?: Record<string, unknown> } = {}) {
     super(message);
     this.name = 'HubError';
     this.code = code;
     this.retryable = options.retryable ?? false;
     if (options.condition) this.condition = options.condition;
+    if (options.info) this.info = options.info;
   }
 }
 
@@ -74,5 +78,6 @@ export function errorFromCondition(error: AmqpErrorLike | undefined, context: Er
   if (condition === 'amqp:resource-limit-exceeded' && context === 'service') {
     mapping = { code: 'DeviceMaximumQueueDepthExceeded', retryable: false };
   }
-  return new HubError(mapping.code, description, { retryable: mapping.retryable, condition });
+  const info = error?.info && typeof error.info === 'object' ? (error.info as Record<string, unknown>) : undefined;
+  return new HubError(mapping.code, description, info ? { retryable: mapping.retryable, condition, info } : { retryable: mapping.retryable, condition });
 }

@@ -177,7 +177,8 @@ export class HubConnection extends EventEmitter {
     const [hostName, hostPort] = identityHost.split(':');
     const host = o.connectHost ?? hostName;
     const defaultPort = o.transport === 'amqp' ? (this.identity.kind === 'eventhub' ? 5672 : 5672) : o.transport === 'amqpws' ? 443 : 5671;
-    const port = o.port ?? (hostPort && o.transport !== 'amqp' ? Number(hostPort) : defaultPort);
+    // A port in the host name is the endpoint's own (the simulator's, an emulator's); WebSockets use theirs.
+    const port = o.port ?? (hostPort && o.transport !== 'amqpws' ? Number(hostPort) : defaultPort);
     const base = {
       reconnect: false,
       hostname: hostName,

@@ -86,8 +86,10 @@ abstract class DurableLink extends EventEmitter implements LinkOwner {
   }
 
   /** The hub detached this link (or refused the attach): re-attach with backoff on the same connection. */
-  protected linkFailed(session: Session, generation: number, error: HubError): void {
+  protected linkFailed(session: Session, generation: number, error: HubError, failed?: Sender | Receiver): void {
     if (generation !== this.generation || this.closed) return;
+    // rhea reports a detach as an error and then a close: act once, and only for the current link.
+    if (this.retryTimer || (failed !== undefined && failed !== this.currentLink())) return;
     this.attached = false;
     const old = this.dropLink();
     if (old) void old.close({ closeSession: false }).catch(() => undefined).finally(() => old.removeAllListeners());
@@ -120,6 +122,7 @@ abstract class DurableLink extends EventEmitter implements LinkOwner {
   protected abstract createLink(session: Session, generation: number, signal: AbortSignal): Promise<void>;
   /** Forgets the current rhea link (moving its unsettled work back) and returns it for closing. */
   protected abstract dropLink(): Sender | Receiver | undefined;
+  protected abstract currentLink(): Sender | Receiver | undefined;
   /** Fails whatever waits on this link (it is closing for good). */
   protected abstract fail(error: HubError): void;
 
@@ -206,9 +209,9 @@ export class HubSender extends DurableLink {
     const sender = await session.createSender({
       abortSignal: signal,
       target: { address: this.address },
-      onError: (ctx: EventContext) => this.linkFailed(session, generation, toHubError(ctx.sender?.error, `the hub detached ${this.address}`)),
+      onError: (ctx: EventContext) => this.linkFailed(session, generation, toHubError(ctx.sender?.error, `the hub detached ${this.address}`), this.link),
       onClose: (ctx: EventContext) => {
-        if (!this.closed) this.linkFailed(session, generation, toHubError(ctx.sender?.error, `the hub closed ${this.address}`));
+        if (!this.closed) this.linkFailed(session, generation, toHubError(ctx.sender?.error, `the hub closed ${this.address}`), this.link);
       },
     });
     if (generation !== this.generation || this.closed) {
@@ -221,6 +224,10 @@ export class HubSender extends DurableLink {
     sender.on(SenderEvents.sendable, () => this.pump());
     this.link = sender;
     this.pump();
+  }
+
+  protected currentLink(): Sender | undefined {
+    return this.link;
   }
 
   protected dropLink(): Sender | undefined {
@@ -348,9 +355,9 @@ export class HubReceiver extends DurableLink {
       autoaccept: !manual,
       credit_window: manual ? 0 : this.receiverOptions.credit,
       onMessage: (ctx: EventContext) => this.onMessage(ctx, generation),
-      onError: (ctx: EventContext) => this.linkFailed(session, generation, toHubError(ctx.receiver?.error, `the hub detached ${this.address}`)),
+      onError: (ctx: EventContext) => this.linkFailed(session, generation, toHubError(ctx.receiver?.error, `the hub detached ${this.address}`), this.link),
       onClose: (ctx: EventContext) => {
-        if (!this.closed) this.linkFailed(session, generation, toHubError(ctx.receiver?.error, `the hub closed ${this.address}`));
+        if (!this.closed) this.linkFailed(session, generation, toHubError(ctx.receiver?.error, `the hub closed ${this.address}`), this.link);
       },
     });
     if (generation !== this.generation || this.closed) {
@@ -359,6 +366,10 @@ export class HubReceiver extends DurableLink {
     }
     this.link = receiver;
     if (manual) receiver.addCredit(this.receiverOptions.credit);
+  }
+
+  protected currentLink(): Receiver | undefined {
+    return this.link;
   }
 
   protected dropLink(): Receiver | undefined {

@@ -35,7 +35,10 @@ export interface ConnectionNode extends Node<Credentials> {
   readonly role: Role;
   /** Why this config cannot connect at all (bad connection string, unreadable CA), if so. */
   readonly configError?: HubError;
-  register(user: Node): void;
+  /** `status: false` for users that show a status of their own (telemetry-in shows its endpoint's). */
+  register(user: Node, options?: { status?: boolean }): void;
+  /** The options the shared connection uses (a second connection, to the built-in endpoint, reuses them). */
+  connectionOptions(): Promise<HubConnectionOptions>;
   deregister(user: Node, done?: () => void): void;
   /** The shared connection, made on first use (local mode waits for the simulator). */
   connection(): Promise<HubConnection>;
@@ -56,6 +59,7 @@ export default function register(RED: NodeAPI): void {
     const node = this;
     const mode: 'local' | 'azure' = def.mode === 'azure' ? 'azure' : 'local';
     const users = new Map<string, Node>();
+    const quiet = new Set<string>();
     let identity: Identity | undefined;
     let configError: HubError | undefined;
     let hub: HubConnection | undefined;
@@ -86,6 +90,8 @@ export default function register(RED: NodeAPI): void {
         const code = (err as { code?: string }).code ?? 'InvalidConnectionString';
         configError = new HubError(code, `connection string: ${(err as Error).message}`);
       }
+      // The Event Hubs emulator form of the string means plain AMQP, as the Event Hubs SDKs read it.
+      if (identity?.kind === 'eventhub' && identity.emulator) options.transport = 'amqp';
       if (def.caFile) {
         try {
           options.ca = readFileSync(def.caFile);
@@ -102,7 +108,7 @@ export default function register(RED: NodeAPI): void {
 
     const push = (status: ReturnType<typeof statusFor>): void => {
       lastStatus = status;
-      for (const user of users.values()) user.status(status);
+      for (const user of users.values()) if (!quiet.has(user.id)) user.status(status);
     };
 
     const onState = (state: HubState, error?: HubError): void => {
@@ -128,11 +134,12 @@ export default function register(RED: NodeAPI): void {
       if (!opening) {
         opening = (async () => {
           let made: HubConnection;
+          const connectionOptions = await node.connectionOptions();
           if (mode === 'local') {
             const localHub = await (node.localHub() as Promise<LocalHub>);
-            made = new HubConnection(localHub.identity, { ...options, transport: 'amqp', connectHost: '127.0.0.1', port: localHub.port });
+            made = new HubConnection(localHub.identity, connectionOptions);
           } else {
-            made = new HubConnection(identity as Identity, options);
+            made = new HubConnection(identity as Identity, connectionOptions);
           }
           made.on('state', onState);
           made.on('error', () => undefined);
@@ -148,14 +155,22 @@ export default function register(RED: NodeAPI): void {
       return opening;
     };
 
-    node.register = (user: Node): void => {
+    node.connectionOptions = async (): Promise<HubConnectionOptions> => {
+      if (mode !== 'local') return options;
+      const localHub = await (node.localHub() as Promise<LocalHub>);
+      return { ...options, transport: 'amqp', connectHost: '127.0.0.1', port: localHub.port };
+    };
+
+    node.register = (user: Node, registerOptions: { status?: boolean } = {}): void => {
       users.set(user.id, user);
-      user.status(configError ? statusFor('invalid', configError) : lastStatus);
+      if (registerOptions.status === false) quiet.add(user.id);
+      else user.status(configError ? statusFor('invalid', configError) : lastStatus);
       if (users.size === 1 && !configError) void node.connection().catch(() => undefined);
     };
 
     node.deregister = (user: Node, done?: () => void): void => {
       users.delete(user.id);
+      quiet.delete(user.id);
       if (users.size > 0 || !hub) {
         done?.();
         return;

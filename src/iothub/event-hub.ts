@@ -1,0 +1,219 @@
+/**
+ * Reading telemetry from the built-in endpoint: follow IoT Hub's redirect to its Event Hubs-compatible
+ * endpoint, list partitions through `$management`, and read each partition from a start position,
+ * resuming after the last event handled whenever a link or the connection comes back.
+ */
+import { randomUUID } from 'node:crypto';
+import { EventEmitter } from 'node:events';
+import rhea = require('rhea');
+import type { Message } from 'rhea-promise';
+import type { EventHubIdentity, Identity } from './connection-string';
+import { HubError } from './errors';
+import { HubConnection, type HubConnectionOptions } from './hub-connection';
+import { HubReceiver, HubSender, type Received } from './links';
+
+const SELECTOR_KEY = 'apache.org:selector-filter:string';
+const SELECTOR_DESCRIPTOR = 0x468c00000004;
+
+export type StartPosition =
+  | { kind: 'latest' }
+  | { kind: 'earliest' }
+  | { kind: 'enqueuedTime'; value: number }
+  | { kind: 'sequenceNumber'; value: number };
+
+/** The selector filter for "after this sequence number", or for a start position. */
+export function selectorFor(position: StartPosition | { kind: 'after'; sequenceNumber: number }): string {
+  switch (position.kind) {
+    case 'after':
+      return `amqp.annotation.x-opt-sequence-number > '${position.sequenceNumber}'`;
+    case 'sequenceNumber':
+      return `amqp.annotation.x-opt-sequence-number >= '${position.value}'`;
+    case 'enqueuedTime':
+      return `amqp.annotation.x-opt-enqueued-time >= '${position.value}'`;
+    case 'earliest':
+      return "amqp.annotation.x-opt-offset > '-1'";
+    case 'latest':
+      return "amqp.annotation.x-opt-offset > '@latest'";
+  }
+}
+
+export interface Redirect {
+  /** Host to connect to, with a port when it is not the standard one. */
+  host: string;
+  entityPath: string;
+  port?: number;
+}
+
+/** Reads a redirect's info map (string or symbol keys; the address names the entity). */
+export function parseRedirect(info: Record<string, unknown> | undefined): Redirect {
+  const address = typeof info?.address === 'string' ? info.address : '';
+  const match = /^[a-z]+:\/\/([^/]+)\/([^/]+)/i.exec(address);
+  if (!match) throw new HubError('LinkRedirect', 'the hub redirected to an address this client cannot read');
+  const hostname = typeof info?.hostname === 'string' ? info.hostname : match[1];
+  const port = typeof info?.port === 'number' ? info.port : Number(/:(\d+)$/.exec(match[1])?.[1] ?? NaN);
+  const redirect: Redirect = { host: hostname, entityPath: decodeURIComponent(match[2]) };
+  if (Number.isFinite(port)) redirect.port = port;
+  return redirect;
+}
+
+/**
+ * Asks IoT Hub where its built-in endpoint lives: attach to `/messages/events/$management` and read
+ * the `amqp:link:redirect` the hub answers with.
+ */
+export function discoverEventHub(connection: HubConnection, timeoutMs = 30_000): Promise<Redirect> {
+  return new Promise<Redirect>((resolve, reject) => {
+    const probe = new HubReceiver(connection, '/messages/events/$management', {}, { credit: 1, settle: 'auto' });
+    const finish = (err?: Error, redirect?: Redirect): void => {
+      clearTimeout(timer);
+      probe.removeAllListeners();
+      void probe.close();
+      if (err) reject(err);
+      else resolve(redirect as Redirect);
+    };
+    const timer = setTimeout(() => finish(new HubError('Timeout', 'the hub did not redirect to its built-in endpoint in time', { retryable: true })), timeoutMs);
+    probe.on('detached', (err: HubError) => {
+      if (err.code === 'LinkRedirect') {
+        try {
+          finish(undefined, parseRedirect(err.info));
+        } catch (e) {
+          finish(e as Error);
+        }
+      } else if (err.code === 'Unauthorized') finish(err);
+    });
+    probe.on('attached', () => undefined);
+  });
+}
+
+/** The Event Hubs identity for a redirect, signed with the service policy's key. */
+export function eventHubIdentity(service: Identity, redirect: Redirect): EventHubIdentity {
+  if (service.kind !== 'service' && service.kind !== 'gateway') throw new HubError('WrongRole', 'reading telemetry needs a service policy or an Event Hubs connection string');
+  return { kind: 'eventhub', host: redirect.host, entityPath: redirect.entityPath, policy: service.policy, key: service.key, emulator: false };
+}
+
+/** `$management` READ of the hub: its partition ids. */
+export async function readPartitionIds(connection: HubConnection, entityPath: string, timeoutMs = 30_000): Promise<string[]> {
+  const replyTo = `mgmt-${randomUUID()}`;
+  const receiver = new HubReceiver(connection, '$management', {}, { credit: 10, settle: 'auto', attachOptions: () => ({ target: { address: replyTo }, name: replyTo }) });
+  const sender = new HubSender(connection, '$management', {}, { maxPending: 10 });
+  try {
+    await new Promise<void>((resolve, reject) => {
+      const t = setTimeout(() => reject(new HubError('Timeout', '$management did not attach in time', { retryable: true })), timeoutMs);
+      receiver.once('attached', () => {
+        clearTimeout(t);
+        resolve();
+      });
+    });
+    const id = randomUUID();
+    const answer = new Promise<Message>((resolve, reject) => {
+      const t = setTimeout(() => reject(new HubError('Timeout', '$management did not answer in time', { retryable: true })), timeoutMs);
+      receiver.on('message', (r: Received) => {
+        if (String(r.message.correlation_id) !== id) return;
+        clearTimeout(t);
+        resolve(r.message);
+      });
+    });
+    await sender.send({
+      message_id: id,
+      reply_to: replyTo,
+      body: rhea.message.data_section(Buffer.alloc(0)),
+      application_properties: { operation: 'READ', name: entityPath, type: 'com.microsoft:eventhub' },
+    } as Message);
+    const response = await answer;
+    const props = (response.application_properties ?? {}) as Record<string, unknown>;
+    if (Number(props['status-code']) !== 200) {
+      throw new HubError('ManagementError', `$management READ failed: ${String(props['status-description'] ?? props['status-code'])}`);
+    }
+    const ids = (response.body as { partition_ids?: unknown } | undefined)?.partition_ids;
+    if (!Array.isArray(ids)) throw new HubError('ManagementError', '$management READ returned no partition ids');
+    return ids.map(String);
+  } finally {
+    await receiver.close();
+    await sender.close();
+  }
+}
+
+export interface ReaderOptions {
+  consumerGroup: string;
+  partitions: string[];
+  start: StartPosition;
+  prefetch: number;
+  ownerLevel?: number;
+  /** Last sequence number already handled per partition (checkpoints): reading resumes after it. */
+  resumeAfter?: Record<string, number>;
+}
+
+export interface TelemetryEvent {
+  partitionId: string;
+  message: Message;
+  sequenceNumber: number;
+}
+
+/**
+ * Reads partitions; emits 'event' (TelemetryEvent) and 'partition' (id, 'attached' | 'detached', error?).
+ * A partition that fails re-attaches by itself and does not stop the others.
+ */
+export class PartitionReaders extends EventEmitter {
+  private readonly receivers = new Map<string, HubReceiver>();
+  private readonly last = new Map<string, number>();
+
+  constructor(
+    private readonly connection: HubConnection,
+    private readonly entityPath: string,
+    private readonly options: ReaderOptions,
+  ) {
+    super();
+    for (const [p, seq] of Object.entries(options.resumeAfter ?? {})) this.last.set(p, seq);
+    for (const partitionId of options.partitions) this.open(partitionId);
+  }
+
+  /** Sequence number of the last event emitted per partition. */
+  positions(): Record<string, number> {
+    return Object.fromEntries(this.last);
+  }
+
+  private open(partitionId: string): void {
+    const address = `${this.entityPath}/ConsumerGroups/${this.options.consumerGroup}/Partitions/${partitionId}`;
+    const receiver = new HubReceiver(this.connection, address, {}, {
+      credit: this.options.prefetch,
+      settle: 'auto',
+      attachOptions: () => {
+        const after = this.last.get(partitionId);
+        const expression = selectorFor(after === undefined ? this.options.start : { kind: 'after', sequenceNumber: after });
+        const extra: Record<string, unknown> = {
+          source: { filter: { [SELECTOR_KEY]: rhea.types.wrap_described(expression, SELECTOR_DESCRIPTOR) } },
+        };
+        if (this.options.ownerLevel !== undefined) extra.properties = { 'com.microsoft:epoch': rhea.types.wrap_long(this.options.ownerLevel) };
+        return extra;
+      },
+    });
+    receiver.on('message', (r: Received) => {
+      const annotations = (r.message.message_annotations ?? {}) as Record<string, unknown>;
+      const sequenceNumber = Number(annotations['x-opt-sequence-number']);
+      const previous = this.last.get(partitionId);
+      // After a re-attach the filter starts after the last one seen; anything older is a repeat.
+      if (previous !== undefined && sequenceNumber <= previous) return;
+      this.last.set(partitionId, sequenceNumber);
+      this.emit('event', { partitionId, message: r.message, sequenceNumber } satisfies TelemetryEvent);
+    });
+    receiver.on('attached', () => this.emit('partition', partitionId, 'attached'));
+    receiver.on('detached', (err: HubError) => this.emit('partition', partitionId, 'detached', err));
+    this.receivers.set(partitionId, receiver);
+  }
+
+  async close(): Promise<void> {
+    const all = [...this.receivers.values()];
+    this.receivers.clear();
+    await Promise.all(all.map((r) => r.close()));
+  }
+}
+
+/**
+ * Connection options for the Event Hubs endpoint a redirect named: the same transport as the IoT Hub
+ * connection, on the redirect's port (WebSockets stay on 443, on the Event Hubs path).
+ */
+export function eventHubConnectionOptions(base: HubConnectionOptions, redirect: Redirect): HubConnectionOptions {
+  const options: HubConnectionOptions = { ...base };
+  if (base.transport === 'amqpws') options.webSocketPath = '/$servicebus/websocket';
+  else if (redirect.port !== undefined) options.port = redirect.port;
+  return options;
+}

@@ -1,0 +1,172 @@
+/**
+ * telemetry-in: reads device telemetry from the built-in endpoint. With an IoT Hub connection it
+ * follows the hub's redirect to the Event Hubs-compatible endpoint (a second connection, owned here);
+ * with an Event Hubs connection string it reads there directly. All partitions or a list, from a start
+ * position, resuming after the last event handled (and, with a checkpoint store, across restarts).
+ */
+import type { Node, NodeAPI, NodeDef } from 'node-red';
+import type { EventHubIdentity } from '../iothub/connection-string';
+import { HubError } from '../iothub/errors';
+import {
+  discoverEventHub,
+  eventHubConnectionOptions,
+  eventHubIdentity,
+  PartitionReaders,
+  readPartitionIds,
+  type StartPosition,
+  type TelemetryEvent,
+} from '../iothub/event-hub';
+import { HubConnection, type HubState } from '../iothub/hub-connection';
+import { fromAmqpMessage, jsonSafe, type OutputMode } from '../iothub/message';
+import { asError, connectionFor, positiveInt } from './common';
+import { statusFor } from './status';
+
+interface TelemetryInDef extends NodeDef {
+  hub: string;
+  consumerGroup?: string;
+  partitions?: string;
+  startPosition?: 'latest' | 'earliest' | 'enqueuedTime' | 'sequenceNumber';
+  startValue?: string;
+  checkpointStore?: string;
+  output?: OutputMode;
+  prefetch?: number | string;
+  ownerLevel?: number | string;
+}
+
+const CHECKPOINT_KEY = 'iothub-telemetry-in-checkpoints';
+const CHECKPOINT_EVERY_MS = 1000;
+
+export function startPositionFrom(def: Pick<TelemetryInDef, 'startPosition' | 'startValue'>): StartPosition {
+  switch (def.startPosition) {
+    case 'earliest':
+      return { kind: 'earliest' };
+    case 'enqueuedTime': {
+      const text = (def.startValue ?? '').trim();
+      const ms = /^\d+$/.test(text) ? Number(text) : Date.parse(text);
+      if (!Number.isFinite(ms)) throw new HubError('InvalidConfig', 'start position "enqueued time" needs an ISO date or epoch milliseconds');
+      return { kind: 'enqueuedTime', value: ms };
+    }
+    case 'sequenceNumber': {
+      const n = Number((def.startValue ?? '').trim());
+      if (!Number.isInteger(n) || n < 0) throw new HubError('InvalidConfig', 'start position "sequence number" needs a whole number');
+      return { kind: 'sequenceNumber', value: n };
+    }
+    default:
+      return { kind: 'latest' };
+  }
+}
+
+export default function register(RED: NodeAPI): void {
+  function TelemetryInNode(this: Node, def: TelemetryInDef): void {
+    RED.nodes.createNode(this, def);
+    const node = this;
+    const { config, error: setupError } = connectionFor(RED, node, def.hub, ['local', 'service', 'gateway', 'eventhub'], 'telemetry-in');
+    const output: OutputMode = def.output === 'string' || def.output === 'json' || def.output === 'buffer' ? def.output : 'auto';
+    const consumerGroup = (def.consumerGroup ?? '').trim() || '$Default';
+    const wanted = (def.partitions ?? '').split(',').map((p) => p.trim()).filter((p) => p !== '');
+    const prefetch = positiveInt(def.prefetch, 300);
+    const ownerLevel = def.ownerLevel === undefined || def.ownerLevel === '' ? undefined : Number(def.ownerLevel);
+    const store = (def.checkpointStore ?? '').trim();
+    let ownConnection: HubConnection | undefined;
+    let readers: PartitionReaders | undefined;
+    let closed = false;
+    let checkpointTimer: NodeJS.Timeout | undefined;
+
+    const saveCheckpoints = (): void => {
+      if (!store || !readers) return;
+      node.context().set(CHECKPOINT_KEY, readers.positions(), store, (err?: Error) => {
+        if (err) node.warn(`checkpoint not saved: ${err.message}`);
+      });
+    };
+
+    const loadCheckpoints = (): Promise<Record<string, number>> =>
+      new Promise((resolve) => {
+        if (!store) {
+          resolve({});
+          return;
+        }
+        node.context().get(CHECKPOINT_KEY, store, (err: Error | undefined, value: unknown) => {
+          if (err) node.warn(`checkpoints not read: ${err.message}`);
+          const saved = value && typeof value === 'object' ? (value as Record<string, unknown>) : {};
+          resolve(Object.fromEntries(Object.entries(saved).filter(([, v]) => typeof v === 'number')) as Record<string, number>);
+        });
+      });
+
+    const emit = (event: TelemetryEvent): void => {
+      const fields = fromAmqpMessage(event.message, output);
+      const annotations = (event.message.message_annotations ?? {}) as Record<string, unknown>;
+      const enqueued = annotations['x-opt-enqueued-time'];
+      node.send({
+        ...fields,
+        partitionId: event.partitionId,
+        sequenceNumber: event.sequenceNumber,
+        offset: annotations['x-opt-offset'] === undefined ? undefined : String(annotations['x-opt-offset']),
+        enqueuedTime: jsonSafe(enqueued instanceof Date ? enqueued : undefined) ?? undefined,
+      } as never);
+      if (store && !checkpointTimer) {
+        checkpointTimer = setTimeout(() => {
+          checkpointTimer = undefined;
+          saveCheckpoints();
+        }, CHECKPOINT_EVERY_MS);
+      }
+    };
+
+    const start = async (): Promise<void> => {
+      if (!config) return;
+      const position = startPositionFrom(def);
+      const base = await config.connectionOptions();
+      let connection: HubConnection;
+      let entityPath: string;
+      if (config.role === 'eventhub') {
+        connection = await config.connection();
+        entityPath = (connection.identity as EventHubIdentity).entityPath;
+      } else {
+        const hubConnection = await config.connection();
+        const redirect = await discoverEventHub(hubConnection, base.operationTimeoutMs);
+        if (closed) return;
+        ownConnection = new HubConnection(eventHubIdentity(hubConnection.identity, redirect), eventHubConnectionOptions(base, redirect));
+        connection = ownConnection;
+        entityPath = redirect.entityPath;
+      }
+      connection.on('state', (state: HubState, error?: HubError) => node.status(statusFor(state, error)));
+      node.status(statusFor(connection.state === 'idle' ? 'connecting' : connection.state));
+      const partitions = wanted.length > 0 ? wanted : await readPartitionIds(connection, entityPath, base.operationTimeoutMs);
+      if (closed) return;
+      const resumeAfter = await loadCheckpoints();
+      readers = new PartitionReaders(connection, entityPath, { consumerGroup, partitions, start: position, prefetch, ownerLevel, resumeAfter });
+      readers.on('event', emit);
+      readers.on('partition', (partitionId: string, state: string, err?: HubError) => {
+        if (state === 'detached' && err && err.code !== 'NotConnected') node.warn(`partition ${partitionId}: ${err.code}: ${err.message}`);
+      });
+      if (connection.state === 'open') node.status(statusFor('open'));
+    };
+
+    if (config && !setupError) {
+      config.register(node, { status: false });
+      start().catch((err: unknown) => {
+        const error = asError(err);
+        node.status({ fill: 'red', shape: 'ring', text: error.code });
+        node.error(error);
+      });
+    }
+
+    node.on('close', (_removed: boolean, done: () => void) => {
+      closed = true;
+      if (checkpointTimer) clearTimeout(checkpointTimer);
+      checkpointTimer = undefined;
+      saveCheckpoints();
+      const closing = [readers?.close(), ownConnection?.close()];
+      readers = undefined;
+      ownConnection = undefined;
+      void Promise.all(closing).finally(() => {
+        if (config && !setupError) config.deregister(node, done);
+        else done();
+      });
+    });
+  }
+
+  RED.nodes.registerType('iothub-telemetry-in', TelemetryInNode as unknown as Parameters<NodeAPI['nodes']['registerType']>[1]);
+}
+
+module.exports = register;
+module.exports.default = register;
