@@ -65,11 +65,16 @@ export function makeToken(identity: Identity, scope: Scope, lifetimeSeconds: num
     return { audience, token: identity.sas, expiresAt: expiry, renewable: false };
   }
   const expiry = Math.floor(now / 1000) + Math.max(1, Math.floor(lifetimeSeconds));
-  const token =
-    identity.kind === 'eventhub'
-      ? makeSasToken({ resource: audience, key: identity.key, keyName: identity.policy, expiry, encoding: 'text' })
-      : identity.kind === 'device'
-        ? makeSasToken({ resource: audience, key: identity.key as string, expiry })
-        : makeSasToken({ resource: audience, key: identity.key, keyName: identity.policy, expiry });
+  let token: string;
+  if (identity.kind === 'eventhub') {
+    token = makeSasToken({ resource: audience, key: identity.key, keyName: identity.policy, expiry, encoding: 'text' });
+  } else if (identity.kind === 'device') {
+    if (identity.key === undefined) {
+      throw new HubError('InvalidConnectionString', 'the device identity has neither a SharedAccessKey nor a SharedAccessSignature');
+    }
+    token = makeSasToken({ resource: audience, key: identity.key, expiry });
+  } else {
+    token = makeSasToken({ resource: audience, key: identity.key, keyName: identity.policy, expiry });
+  }
   return { audience, token, expiresAt: expiry * 1000, renewable: true };
 }

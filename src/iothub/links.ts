@@ -209,9 +209,11 @@ export class HubSender extends DurableLink {
     const sender = await session.createSender({
       abortSignal: signal,
       target: { address: this.address },
-      onError: (ctx: EventContext) => this.linkFailed(session, generation, toHubError(ctx.sender?.error, `the hub detached ${this.address}`), this.link),
+      // The link an event came from, not whichever is current when it fires: a late close of an
+      // old link must not drop its replacement.
+      onError: (ctx: EventContext) => this.linkFailed(session, generation, toHubError(ctx.sender?.error, `the hub detached ${this.address}`), ctx.sender),
       onClose: (ctx: EventContext) => {
-        if (!this.closed) this.linkFailed(session, generation, toHubError(ctx.sender?.error, `the hub closed ${this.address}`), this.link);
+        if (!this.closed) this.linkFailed(session, generation, toHubError(ctx.sender?.error, `the hub closed ${this.address}`), ctx.sender);
       },
     });
     if (generation !== this.generation || this.closed) {
@@ -355,9 +357,9 @@ export class HubReceiver extends DurableLink {
       autoaccept: !manual,
       credit_window: manual ? 0 : this.receiverOptions.credit,
       onMessage: (ctx: EventContext) => this.onMessage(ctx, generation),
-      onError: (ctx: EventContext) => this.linkFailed(session, generation, toHubError(ctx.receiver?.error, `the hub detached ${this.address}`), this.link),
+      onError: (ctx: EventContext) => this.linkFailed(session, generation, toHubError(ctx.receiver?.error, `the hub detached ${this.address}`), ctx.receiver),
       onClose: (ctx: EventContext) => {
-        if (!this.closed) this.linkFailed(session, generation, toHubError(ctx.receiver?.error, `the hub closed ${this.address}`), this.link);
+        if (!this.closed) this.linkFailed(session, generation, toHubError(ctx.receiver?.error, `the hub closed ${this.address}`), ctx.receiver);
       },
     });
     if (generation !== this.generation || this.closed) {
@@ -385,8 +387,11 @@ export class HubReceiver extends DurableLink {
   private onMessage(ctx: EventContext, generation: number): void {
     const message = ctx.message;
     const delivery = ctx.delivery;
-    const link = this.link;
-    if (!message || !delivery || !link) return;
+    const link = ctx.receiver;
+    // Messages can arrive in the same chunk as the attach, before createReceiver resolves and
+    // this.link is set: those belong to the current generation and must not be dropped.
+    if (!message || !delivery || !link || generation !== this.generation || this.closed) return;
+    if (this.link !== undefined && this.link !== link) return;
     const tag = delivery.tag;
     const lockToken = Buffer.isBuffer(tag) ? (tag.length === 16 ? rhea.uuid_to_string(tag) : tag.toString('hex')) : String(tag);
     const manual = this.receiverOptions.settle === 'manual';

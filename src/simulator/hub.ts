@@ -217,7 +217,7 @@ export class SimulatedHub extends EventEmitter {
   private async listen(): Promise<void> {
     const o = this.options;
     if (o.amqpPort !== null) {
-      const server = net.createServer((socket) => this.accept(socket, 'amqp', () => socket.destroy()));
+      const server = net.createServer((socket) => this.accept(socket, 'amqp', () => socket.destroy(new Error('connection dropped by the simulator'))));
       this.ports.amqp = await this.bind(server, o.amqpPort);
     }
     if (o.amqpsPort !== null || o.wsPort !== null) {
@@ -226,7 +226,7 @@ export class SimulatedHub extends EventEmitter {
     if (o.amqpsPort !== null) {
       const certificate = this.certificate as Certificate;
       const server = tls.createServer({ cert: certificate.cert, key: certificate.key }, (socket) =>
-        this.accept(socket, 'amqps', () => socket.destroy()),
+        this.accept(socket, 'amqps', () => socket.destroy(new Error('connection dropped by the simulator'))),
       );
       // A client that fails the handshake is its own problem, not the hub's.
       server.on('tlsClientError', () => undefined);

@@ -447,15 +447,8 @@ describe('HubReceiver', function () {
       assert.equal(device.messages.length, 2);
     });
 
-    // BUG: src/simulator/hub.ts:220 and :229 hand accept() `() => socket.destroy()`, which
-    // faults.dropConnections() (hub.ts:770) and close() use. A socket destroyed without an error emits only
-    // 'close', but rhea listens for 'error' and 'end' (rhea/lib/connection.js:370-371), so the server-side
-    // rhea connection never runs its disconnect path and its heartbeat timer (2 x idleTimeoutMs = 480 s)
-    // stays armed: every test that drops a connection keeps the mocha process alive for 8 minutes after
-    // the suite ends (hub-connection.test.ts too). Proposed fix: destroy with an error, as the client's
-    // destroySocket already does: `() => socket.destroy(new Error('connection dropped by the simulator'))`
-    // (both listeners), or have onConnectionGone clear the timers of the rhea connection it forgets.
-    it.skip('dropping a connection leaves no timer running once the hub and the connection are closed', async () => {
+    // A socket destroyed without an error emits only 'close'; rhea would then keep its heartbeat timer armed.
+    it('dropping a connection leaves no timer running once the hub and the connection are closed', async () => {
       const timers = (): number => process.getActiveResourcesInfo().filter((r) => r === 'Timeout').length;
       // Mocha arms this test's own timeout after the first await: count from there.
       await delay(1);

@@ -283,13 +283,8 @@ describe('credentials: makeToken', () => {
     }
   });
 
-  // BUG: src/iothub/credentials.ts:73 casts `identity.key as string` for a device identity with neither
-  // key nor SAS (the type allows it, e.g. an identity built by code or a future x509 form), so makeToken
-  // throws a bare TypeError from Buffer.from(undefined). HubConnection.authorize turns that into a
-  // retryable NotConnected and reconnects forever. Proposed fix: in makeToken, before signing,
-  // `if (identity.kind === 'device' && identity.key === undefined) throw new HubError('InvalidConnectionString',
-  // 'device identity has neither SharedAccessKey nor SharedAccessSignature')` (not retryable).
-  it.skip('a device identity with neither key nor SAS fails with a HubError, not a TypeError', () => {
+  // An identity built in code (or a future x509 form) may carry neither; it must not retry forever.
+  it('a device identity with neither key nor SAS fails with a HubError, not a TypeError', () => {
     const identity: DeviceIdentity = { kind: 'device', host: HOST, deviceId: 'd1' };
     assert.throws(
       () => makeToken(identity, { deviceId: 'd1' }, LIFETIME, NOW),
