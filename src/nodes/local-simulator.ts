@@ -38,7 +38,8 @@ export function acquireLocalHub(port: number): Promise<LocalHub> {
 
 async function start(port: number): Promise<LocalHub> {
   try {
-    const hub = await startSimulator({ amqpPort: port, amqpsPort: null, wsPort: null });
+    // Feedback comes after 2 s instead of the hub's 15 s, so a flow being tried out answers while one watches.
+    const hub = await startSimulator({ amqpPort: port, amqpsPort: null, wsPort: null, feedback: { flushIntervalMs: 2000 } });
     hub.unrefListeners();
     return { hub, port: hub.ports.amqp as number, identity: localIdentity() };
   } catch (err) {
