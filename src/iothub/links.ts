@@ -126,10 +126,11 @@ abstract class DurableLink extends EventEmitter implements LinkOwner {
   /** Fails whatever waits on this link (it is closing for good). */
   protected abstract fail(error: HubError): void;
 
-  async close(): Promise<void> {
+  /** Closes for good; whatever still waits fails with `error` (by default `Closed`). */
+  async close(error: HubError = new HubError('Closed', 'the link was closed')): Promise<void> {
     if (this.closed) return;
     this.hub.unregister(this);
-    this.shutdown(new HubError('Closed', 'the link was closed'));
+    this.shutdown(error);
   }
 }
 
@@ -301,10 +302,13 @@ export class HubSender extends DurableLink {
   private pause(ms: number): void {
     this.pausedUntil = Math.max(this.pausedUntil, Date.now() + ms);
     if (this.pauseTimer) clearTimeout(this.pauseTimer);
+    // Timers may fire a millisecond before Date.now() says they should, and a shorter pause must not
+    // cut a longer one short: the timer ends the pause it was set for, whatever the clock reads.
     this.pauseTimer = setTimeout(() => {
       this.pauseTimer = undefined;
+      this.pausedUntil = 0;
       this.pump();
-    }, ms);
+    }, Math.max(0, this.pausedUntil - Date.now()));
     this.pauseTimer.unref();
   }
 }
@@ -432,9 +436,54 @@ export class HubReceiver extends DurableLink {
       };
       const timer = setTimeout(() => done(new HubError('Timeout', 'the hub did not confirm the settlement in time', { retryable: true })), this.settleTimeoutMs);
       link.on(ReceiverEvents.settled, onSettled);
-      if (outcome === 'complete') delivery.accept();
-      else if (outcome === 'reject') delivery.reject();
-      else delivery.release();
+      dispositions.push(outcome, () => {
+        if (delivery.settled) return;
+        if (outcome === 'complete') delivery.accept();
+        else if (outcome === 'reject') delivery.reject();
+        else delivery.release();
+      });
     });
   }
 }
+
+/**
+ * rhea (3.0.5) writes the dispositions gathered in one flush as ranges, and a range that starts with a
+ * single delivery takes in the next one whatever its outcome: completing A and abandoning B in the
+ * same tick would complete both, and B would be lost. Runs of accepts are written correctly, so
+ * settlements are applied from one queue: a run of completes together, any other outcome alone, each
+ * batch in a macrotask of its own, which rhea flushes on the next tick before anything can join it.
+ */
+class DispositionQueue {
+  private readonly queue: Array<{ outcome: Settlement; apply: () => void }> = [];
+  private scheduled = false;
+
+  push(outcome: Settlement, apply: () => void): void {
+    this.queue.push({ outcome, apply });
+    if (!this.scheduled) {
+      this.scheduled = true;
+      setImmediate(this.drain);
+    }
+  }
+
+  private readonly drain = (): void => {
+    const first = this.queue.shift();
+    if (first) {
+      this.run(first.apply);
+      if (first.outcome === 'complete') {
+        while (this.queue[0]?.outcome === 'complete') this.run((this.queue.shift() as { apply: () => void }).apply);
+      }
+    }
+    if (this.queue.length > 0) setImmediate(this.drain);
+    else this.scheduled = false;
+  };
+
+  private run(apply: () => void): void {
+    try {
+      apply();
+    } catch {
+      // The link went away meanwhile; the settle promise times out or was answered already.
+    }
+  }
+}
+
+const dispositions = new DispositionQueue();

@@ -50,11 +50,57 @@ export function outcomeState(outcome: Outcome, error?: AmqpError): unknown {
 }
 
 /**
+ * rhea (3.0.5) writes the dispositions gathered in one flush as ranges, and a range that starts with
+ * a single delivery takes in the next one whatever its outcome: [accepted, rejected] goes out as two
+ * accepted, so a client would believe a refused message was stored. Runs of accepted deliveries are
+ * written correctly, so accepts go at once; any other outcome is applied alone, in a macrotask of its
+ * own, and rhea flushes it by itself on the next tick before anything else can join it.
+ */
+const alone: Array<() => void> = [];
+let draining = false;
+
+function applyAlone(apply: () => void): void {
+  alone.push(apply);
+  if (!draining) {
+    draining = true;
+    setImmediate(drainOne);
+  }
+}
+
+function drainOne(): void {
+  const next = alone.shift();
+  try {
+    next?.();
+  } catch {
+    // The link or connection went away meanwhile: nobody is left to tell.
+  }
+  if (alone.length > 0) setImmediate(drainOne);
+  else draining = false;
+}
+
+/** Settles a delivery a client sent us (see applyAlone for why refusals wait a moment). */
+export function settleIncoming(delivery: rhea.Delivery, outcome: 'accepted' | 'rejected' | 'released', error?: AmqpError): void {
+  if (outcome === 'accepted') {
+    delivery.accept();
+    return;
+  }
+  applyAlone(() => {
+    if (delivery.settled) return;
+    if (outcome === 'rejected') delivery.reject(error as rhea.AmqpError);
+    else delivery.release();
+  });
+}
+
+/**
  * Settles a delivery we sent once the receiver has decided. Receivers in rcv-settle-mode second send an
  * unsettled disposition and wait for us to settle; rhea's sender does not do that by itself.
  */
 export function settleOutgoing(delivery: rhea.Delivery, outcome: Outcome, error?: AmqpError): void {
-  if (!delivery.settled && !delivery.remote_settled) delivery.update(true, outcomeState(outcome, error));
+  const apply = (): void => {
+    if (!delivery.settled && !delivery.remote_settled) delivery.update(true, outcomeState(outcome, error));
+  };
+  if (outcome === 'accepted') apply();
+  else applyAlone(apply);
 }
 
 export function newTag(): Buffer {

@@ -13,7 +13,7 @@ import {
   formatEventHubConnectionString,
   formatServiceConnectionString,
 } from '../iothub/connection-string';
-import { bodyBytes, echoAttach, messageSize, remoteAttach, wrapInt, wrapLong, copyMessage, type AmqpError, type Outcome } from './amqp';
+import { bodyBytes, echoAttach, messageSize, remoteAttach, settleIncoming, wrapInt, wrapLong, copyMessage, type AmqpError, type Outcome } from './amqp';
 import { parseAddress, type Address } from './addresses';
 import { AuthError, ConnectionAuth, grantFromToken, requirementFor, type Requirement } from './auth';
 import { C2dQueues } from './c2d';
@@ -645,16 +645,16 @@ export class SimulatedHub extends EventEmitter {
     try {
       messages = format === 0x80013700 ? unpackBatch(ctx.message as unknown as Buffer) : [ctx.message as rhea.Message];
     } catch {
-      delivery.reject({ condition: 'amqp:decode-error', description: 'The batch could not be decoded.' });
+      settleIncoming(delivery, 'rejected', { condition: 'amqp:decode-error', description: 'The batch could not be decoded.' });
       return;
     }
     if (this.takeThrottle()) {
-      delivery.reject(THROTTLED);
+      settleIncoming(delivery, 'rejected', THROTTLED);
       return;
     }
     const total = messages.reduce((n, m) => n + messageSize(m), 0);
     if (total > this.options.d2c.maxMessageBytes) {
-      delivery.reject({
+      settleIncoming(delivery, 'rejected', {
         condition: 'amqp:link:message-size-exceeded',
         description: `The message is ${total} bytes; at most ${this.options.d2c.maxMessageBytes} are allowed.`,
       });
@@ -703,29 +703,29 @@ export class SimulatedHub extends EventEmitter {
     const message = ctx.message as rhea.Message;
     const to = parseAddress(typeof message.to === 'string' ? message.to : undefined, this.options.hubName);
     if (to.kind !== 'c2d') {
-      delivery.reject({ condition: 'com.microsoft:argument-error', description: "The message 'to' must be /devices/<id>/messages/devicebound." });
+      settleIncoming(delivery, 'rejected', { condition: 'com.microsoft:argument-error', description: "The message 'to' must be /devices/<id>/messages/devicebound." });
       return;
     }
     const device = this.registry.getDevice(to.deviceId);
     if (!device || (to.moduleId !== undefined && !device.modules.has(to.moduleId))) {
-      delivery.reject({ condition: 'amqp:not-found', description: `The device '${to.deviceId}' is not registered.` });
+      settleIncoming(delivery, 'rejected', { condition: 'amqp:not-found', description: `The device '${to.deviceId}' is not registered.` });
       return;
     }
     const size = messageSize(message);
     if (size > this.options.c2d.maxMessageBytes) {
-      delivery.reject({
+      settleIncoming(delivery, 'rejected', {
         condition: 'amqp:link:message-size-exceeded',
         description: `The message is ${size} bytes; at most ${this.options.c2d.maxMessageBytes} are allowed.`,
       });
       return;
     }
     if (this.takeThrottle()) {
-      delivery.reject(THROTTLED);
+      settleIncoming(delivery, 'rejected', THROTTLED);
       return;
     }
     const error = this.c2d.enqueue(to.deviceId, to.moduleId, device.generationId, message);
     if (error) {
-      delivery.reject(error as rhea.AmqpError);
+      settleIncoming(delivery, 'rejected', error);
       return;
     }
     this.stats.c2dAccepted++;
