@@ -71,6 +71,8 @@ export class C2dQueues {
   private readonly queues = new Map<string, Queue>();
   /** Which queue and entry a delivery we sent belongs to, by delivery tag. */
   private readonly locks = new Map<string, { queue: Queue; entry: Entry }>();
+  /** Deliveries handed to each sender link (see hasCredit). */
+  private readonly sent = new WeakMap<rhea.Sender, number>();
 
   constructor(
     private readonly options: C2dOptions,
@@ -241,10 +243,23 @@ export class C2dQueues {
     this.expire(queue);
   }
 
+  /**
+   * rhea counts credit down only when a delivery goes on the wire (on the next tick), so sendable()
+   * stays true for every send of this tick. A message sent past the credit would sit in rhea's buffer
+   * with its lock already running, and the device's prefetch would mean nothing: count what we sent
+   * against what rhea has transmitted.
+   */
+  private hasCredit(sender: rhea.Sender): boolean {
+    if (!sender.sendable()) return false;
+    const link = sender as unknown as { delivery_count: number; credit: number };
+    const waiting = (this.sent.get(sender) ?? 0) - link.delivery_count;
+    return link.credit - waiting > 0;
+  }
+
   private nextSendable(queue: Queue): rhea.Sender | undefined {
     for (let i = 0; i < queue.receivers.length; i++) {
       const sender = queue.receivers[(queue.nextReceiver + i) % queue.receivers.length];
-      if (sender.sendable()) {
+      if (this.hasCredit(sender)) {
         queue.nextReceiver = (queue.nextReceiver + i + 1) % queue.receivers.length;
         return sender;
       }
@@ -272,6 +287,7 @@ export class C2dQueues {
     timer.unref();
     entry.lock = { key, sender, timer };
     this.locks.set(key, { queue, entry });
+    this.sent.set(sender, (this.sent.get(sender) ?? 0) + 1);
     sender.send(out, tag);
   }
 }
