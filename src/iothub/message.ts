@@ -28,6 +28,11 @@ export interface OutgoingInput {
   expiryTime?: unknown;
   ttl?: unknown;
   creationTime?: unknown;
+  subject?: unknown;
+  replyTo?: unknown;
+  groupId?: unknown;
+  groupSequence?: unknown;
+  replyToGroupId?: unknown;
 }
 
 export interface Outgoing {
@@ -122,8 +127,18 @@ export function toAmqpMessage(input: OutgoingInput, kind: 'c2d' | 'd2c', now = D
     contentType ??= 'application/json';
     contentEncoding ??= 'utf-8';
   }
-  const userIdText = optionalString(input.userId, 'userId');
+  // user_id is binary on the wire: a Buffer goes as is, text as UTF-8.
+  const userIdText = Buffer.isBuffer(input.userId) ? undefined : optionalString(input.userId, 'userId');
   const userId = Buffer.isBuffer(input.userId) ? input.userId : userIdText === undefined ? undefined : Buffer.from(userIdText, 'utf8');
+  const subject = optionalString(input.subject, 'subject');
+  const replyTo = optionalString(input.replyTo, 'replyTo');
+  const groupId = optionalString(input.groupId, 'groupId');
+  const replyToGroupId = optionalString(input.replyToGroupId, 'replyToGroupId');
+  let groupSequence: number | undefined;
+  if (input.groupSequence !== undefined && input.groupSequence !== null && input.groupSequence !== '') {
+    groupSequence = Number(input.groupSequence);
+    if (!Number.isInteger(groupSequence) || groupSequence < 0 || groupSequence > 0xffffffff) fail('InvalidMessage', 'msg.groupSequence must be a whole number from 0 to 4294967295');
+  }
   const properties = encodeProperties(input.properties);
 
   if (kind === 'c2d') {
@@ -143,7 +158,7 @@ export function toAmqpMessage(input: OutgoingInput, kind: 'c2d' | 'd2c', now = D
   if (expiresAt !== undefined && expiresAt <= now) fail('Expired', 'the message expired before it was sent (msg.expiryTime or msg.ttl)');
   const creationTime = toTime(input.creationTime, 'creationTime');
 
-  const size = messageBytes(body, [messageId, correlationId, contentType, contentEncoding, userId], properties);
+  const size = messageBytes(body, [messageId, correlationId, contentType, contentEncoding, userId, subject, replyTo, groupId, replyToGroupId], properties);
   const max = kind === 'c2d' ? C2D_MAX_BYTES : D2C_MAX_BYTES;
   if (size > max) fail('MessageTooLarge', `the message is ${size} bytes; IoT Hub takes at most ${max} (${kind === 'c2d' ? 'cloud-to-device' : 'device-to-cloud'})`);
 
@@ -154,6 +169,11 @@ export function toAmqpMessage(input: OutgoingInput, kind: 'c2d' | 'd2c', now = D
   if (userId !== undefined) (message as unknown as { user_id: Buffer }).user_id = userId;
   if (expiresAt !== undefined) message.absolute_expiry_time = new Date(expiresAt);
   if (creationTime !== undefined) message.creation_time = new Date(creationTime);
+  if (subject !== undefined) message.subject = subject;
+  if (replyTo !== undefined) message.reply_to = replyTo;
+  if (groupId !== undefined) message.group_id = groupId;
+  if (groupSequence !== undefined) message.group_sequence = groupSequence;
+  if (replyToGroupId !== undefined) message.reply_to_group_id = replyToGroupId;
   if (Object.keys(properties).length > 0) message.application_properties = properties;
   const out: Outgoing = { message, messageId, size };
   if (expiresAt !== undefined) out.expiresAt = expiresAt;
@@ -248,6 +268,11 @@ export interface IncomingFields {
   to?: string;
   expiryTime?: string;
   creationTime?: string;
+  subject?: string;
+  replyTo?: string;
+  groupId?: string;
+  groupSequence?: number;
+  replyToGroupId?: string;
   properties: Record<string, unknown>;
   systemProperties: Record<string, unknown>;
 }
@@ -279,5 +304,26 @@ export function fromAmqpMessage(message: Message, mode: OutputMode): IncomingFie
   set('to', typeof message.to === 'string' ? message.to : undefined);
   set('expiryTime', iso(message.absolute_expiry_time));
   set('creationTime', iso(message.creation_time));
+  set('subject', typeof message.subject === 'string' ? message.subject : undefined);
+  set('replyTo', typeof message.reply_to === 'string' ? message.reply_to : undefined);
+  set('groupId', typeof message.group_id === 'string' ? message.group_id : undefined);
+  set('groupSequence', typeof message.group_sequence === 'number' ? message.group_sequence : undefined);
+  set('replyToGroupId', typeof message.reply_to_group_id === 'string' ? message.reply_to_group_id : undefined);
+  return fields;
+}
+
+/** What a cloud-to-device message carries besides the common fields (DESIGN §5, device-in). */
+export interface C2dFields extends IncomingFields {
+  deliveryCount?: number;
+  enqueuedTime?: string;
+}
+
+export function fromC2dMessage(message: Message, mode: OutputMode): C2dFields {
+  const fields: C2dFields = fromAmqpMessage(message, mode);
+  const annotations = (message.message_annotations ?? {}) as Record<string, unknown>;
+  const count = jsonSafe(annotations['iothub-deliverycount']);
+  if (typeof count === 'number') fields.deliveryCount = count;
+  const enqueued = iso(annotations['iothub-enqueuedtime']);
+  if (enqueued !== undefined) fields.enqueuedTime = enqueued;
   return fields;
 }
