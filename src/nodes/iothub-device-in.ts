@@ -1,0 +1,158 @@
+/**
+ * device-in: receives a device's cloud-to-device messages. In auto mode each message is completed
+ * as it is emitted; in manual mode it waits for the flow to send back `settle` with its `lockToken`
+ * (complete, reject or abandon), and the status counts the messages not settled yet. Link credit is
+ * the prefetch setting, so a slow flow never pulls the device's whole queue into memory.
+ */
+import type { Node, NodeAPI, NodeDef, NodeMessageInFlow } from 'node-red';
+import { C2dInbox, resolveTarget, targetName, type DeviceTarget } from '../iothub/device';
+import { HubError } from '../iothub/errors';
+import type { HubConnection, HubState } from '../iothub/hub-connection';
+import type { Received } from '../iothub/links';
+import { fromC2dMessage, type OutputMode } from '../iothub/message';
+import { asError, connectionFor, positiveInt, type Done } from './common';
+import { statusFor, type Status } from './status';
+
+interface DeviceInDef extends NodeDef {
+  hub: string;
+  deviceId?: string;
+  settle?: 'auto' | 'manual';
+  output?: OutputMode;
+  prefetch?: number | string;
+}
+
+type SettleMsg = NodeMessageInFlow & { lockToken?: unknown; settle?: unknown };
+
+const DEFAULT_PREFETCH = 10;
+/** Status updates are coalesced: a busy device would otherwise send one per message to every editor. */
+const STATUS_EVERY_MS = 100;
+
+export default function register(RED: NodeAPI): void {
+  function DeviceInNode(this: Node, def: DeviceInDef): void {
+    RED.nodes.createNode(this, def);
+    const node = this;
+    const { config, error: setupError } = connectionFor(RED, node, def.hub, ['local', 'device', 'gateway'], 'device-in');
+    const manual = def.settle === 'manual';
+    const output: OutputMode = def.output === 'string' || def.output === 'json' || def.output === 'buffer' ? def.output : 'auto';
+    const prefetch = positiveInt(def.prefetch, DEFAULT_PREFETCH);
+    let connection: HubConnection | undefined;
+    let inbox: C2dInbox | undefined;
+    let startError: HubError | undefined;
+    let linkError: HubError | undefined;
+    let closed = false;
+    let statusTimer: NodeJS.Timeout | undefined;
+    let shown = '';
+
+    const currentStatus = (): Status | undefined => {
+      if (startError) return { fill: 'red', shape: 'ring', text: startError.code };
+      if (!connection) return undefined;
+      const state: HubState = connection.state;
+      if (state !== 'open') return statusFor(state, connection.error);
+      if (!inbox?.isAttached) {
+        // A refusal retrying cannot cure (device not registered, not allowed) is shown as is.
+        if (linkError && !linkError.retryable && linkError.code !== 'Unauthorized') return { fill: 'red', shape: 'ring', text: linkError.code };
+        return statusFor('connecting');
+      }
+      if (manual && inbox.unsettled > 0) return { fill: 'green', shape: 'dot', text: `${inbox.unsettled} ${RED._('iothub-device-in.status.unsettled')}` };
+      return statusFor('open');
+    };
+
+    const showStatus = (): void => {
+      statusTimer = undefined;
+      if (closed) return;
+      const status = currentStatus();
+      if (!status) return;
+      const key = `${status.fill}/${status.shape}/${status.text}`;
+      if (key === shown) return;
+      shown = key;
+      node.status(status);
+    };
+
+    const updateStatus = (): void => {
+      if (statusTimer || closed) return;
+      statusTimer = setTimeout(showStatus, STATUS_EVERY_MS);
+      statusTimer.unref();
+    };
+
+    const emit = (target: DeviceTarget, received: Received): void => {
+      const who = { deviceId: target.deviceId, ...(target.moduleId === undefined ? {} : { moduleId: target.moduleId }), topic: targetName(target) };
+      let fields: ReturnType<typeof fromC2dMessage>;
+      try {
+        fields = fromC2dMessage(received.message, output);
+      } catch (err) {
+        // A body the output setting cannot decode: the flow gets it raw with the error, and a
+        // message that can never be read is rejected rather than delivered again and again.
+        const raw = { ...fromC2dMessage(received.message, 'buffer'), ...who, lockToken: received.lockToken };
+        node.error(asError(err), raw as never);
+        if (manual) inbox?.settle(received.lockToken, 'reject').catch(() => undefined);
+        return;
+      }
+      node.send({ ...fields, ...who, lockToken: received.lockToken } as never);
+    };
+
+    const start = async (): Promise<void> => {
+      if (!config) return;
+      const made = await config.connection();
+      if (closed) return;
+      const target = resolveTarget(made.identity, { deviceId: (def.deviceId ?? '').trim() });
+      connection = made;
+      made.on('state', updateStatus);
+      const box = new C2dInbox(made, target, { settle: manual ? 'manual' : 'auto', prefetch });
+      inbox = box;
+      box.on('message', (received: Received) => emit(target, received));
+      box.on('attached', () => {
+        linkError = undefined;
+        updateStatus();
+      });
+      box.on('detached', (error: HubError) => {
+        linkError = error;
+        updateStatus();
+      });
+      box.on('unsettled', updateStatus);
+      updateStatus();
+    };
+
+    if (config && !setupError) {
+      config.register(node, { status: false });
+      start().catch((err: unknown) => {
+        startError = asError(err);
+        updateStatus();
+        node.error(startError, { payload: undefined, topic: def.deviceId ?? '' } as never);
+      });
+    }
+
+    node.on('input', (msg: SettleMsg, _send: unknown, done: Done) => {
+      if (setupError) {
+        done(setupError);
+        return;
+      }
+      if (!inbox) {
+        done(startError ?? new HubError('MessageLockLost', 'no message with this lock token waits here: the node is not receiving yet'));
+        return;
+      }
+      inbox.settle(msg.lockToken, msg.settle).then(
+        () => done(),
+        (err: unknown) => done(asError(err)),
+      );
+    });
+
+    node.on('close', (_removed: boolean, done: () => void) => {
+      closed = true;
+      if (statusTimer) clearTimeout(statusTimer);
+      statusTimer = undefined;
+      connection?.removeListener('state', updateStatus);
+      connection = undefined;
+      const closing = inbox;
+      inbox = undefined;
+      void (closing?.close() ?? Promise.resolve()).catch(() => undefined).finally(() => {
+        if (config && !setupError) config.deregister(node, done);
+        else done();
+      });
+    });
+  }
+
+  RED.nodes.registerType('iothub-device-in', DeviceInNode as unknown as Parameters<NodeAPI['nodes']['registerType']>[1]);
+}
+
+module.exports = register;
+module.exports.default = register;

@@ -1,0 +1,83 @@
+/**
+ * device-out: sends each msg as device telemetry (device-to-cloud). With a device or module identity
+ * it speaks as that identity; with a gateway identity (or the local simulator) msg.deviceId or the
+ * node's Device setting picks the device, and every device shares the one connection. The msg goes on
+ * (with `messageId` filled in) when the hub accepts it; while the connection is down messages wait, in
+ * order per device, up to `maxPending`.
+ */
+import type { Node, NodeAPI, NodeDef, NodeMessageInFlow } from 'node-red';
+import { DeviceSenders, type TargetRequest } from '../iothub/device';
+import { toAmqpMessage } from '../iothub/message';
+import { asError, connectionFor, positiveInt, type Done, type Send } from './common';
+
+interface DeviceOutDef extends NodeDef {
+  hub: string;
+  deviceId?: string;
+  deviceIdType?: 'str' | 'msg' | 'env';
+  maxPending?: number | string;
+}
+
+type DeviceMsg = NodeMessageInFlow & Record<string, unknown>;
+
+const DEFAULT_MAX_PENDING = 1000;
+
+function given(value: unknown): boolean {
+  return value !== undefined && value !== null && value !== '';
+}
+
+export default function register(RED: NodeAPI): void {
+  function DeviceOutNode(this: Node, def: DeviceOutDef): void {
+    RED.nodes.createNode(this, def);
+    const node = this;
+    const { config, error: setupError } = connectionFor(RED, node, def.hub, ['local', 'device', 'gateway'], 'device-out');
+    const maxPending = positiveInt(def.maxPending, DEFAULT_MAX_PENDING);
+    const setting = (def.deviceId ?? '').trim();
+    const settingType = def.deviceIdType === 'msg' || def.deviceIdType === 'env' ? def.deviceIdType : 'str';
+    let senders: DeviceSenders | undefined;
+    if (config && !setupError) config.register(node);
+
+    const request = (msg: DeviceMsg): TargetRequest => {
+      let deviceId: unknown = msg.deviceId;
+      if (!given(deviceId) && setting) deviceId = RED.util.evaluateNodeProperty(setting, settingType, node, msg);
+      return { deviceId, moduleId: msg.moduleId };
+    };
+
+    node.on('input', (msg: DeviceMsg, send: Send, done: Done) => {
+      if (setupError || !config) {
+        done(setupError);
+        return;
+      }
+      let requested: TargetRequest;
+      let outgoing: ReturnType<typeof toAmqpMessage>;
+      try {
+        requested = request(msg);
+        outgoing = toAmqpMessage(msg, 'd2c');
+      } catch (err) {
+        done(asError(err));
+        return;
+      }
+      msg.messageId = outgoing.messageId;
+      senders ??= new DeviceSenders(config.connection(), { maxPending });
+      senders.send(requested, outgoing.message, outgoing.expiresAt === undefined ? {} : { expiresAt: outgoing.expiresAt }).then(
+        () => {
+          send(msg);
+          done();
+        },
+        (err: unknown) => done(asError(err)),
+      );
+    });
+
+    node.on('close', (_removed: boolean, done: () => void) => {
+      const closing = senders;
+      senders = undefined;
+      void closing?.close().catch(() => undefined);
+      if (config && !setupError) config.deregister(node, done);
+      else done();
+    });
+  }
+
+  RED.nodes.registerType('iothub-device-out', DeviceOutNode as unknown as Parameters<NodeAPI['nodes']['registerType']>[1]);
+}
+
+module.exports = register;
+module.exports.default = register;
