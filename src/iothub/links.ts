@@ -32,6 +32,14 @@ abstract class DurableLink extends EventEmitter implements LinkOwner {
   private retries = 0;
   private retryTimer: NodeJS.Timeout | undefined;
   private attached = false;
+  /** The generation whose link is being created (createLink has not resolved yet). */
+  private creating: number | undefined;
+  /**
+   * A failure of the link being created. The hub answers some attaches with attach plus detach (a
+   * redirect, a refusal), and the detach can be reported before createLink resolves and the link
+   * becomes current; attach() acts on it once it has.
+   */
+  private early: { link: Sender | Receiver; error: HubError } | undefined;
 
   constructor(
     protected readonly hub: HubConnection,
@@ -55,15 +63,33 @@ abstract class DurableLink extends EventEmitter implements LinkOwner {
     this.generation = generation;
     this.signal = signal;
     this.clearRetry();
+    this.creating = generation;
+    this.early = undefined;
     this.createLink(session, generation, signal).then(
       () => {
+        const early = this.takeEarly(generation);
         if (generation !== this.generation || this.closed) return;
+        if (early && early.link === this.currentLink()) {
+          this.linkFailed(session, generation, early.error, early.link);
+          return;
+        }
         this.attached = true;
         this.retries = 0;
         this.emit('attached');
       },
-      (err: unknown) => this.linkFailed(session, generation, toHubError(err, `attaching ${this.address} failed`)),
+      (err: unknown) => {
+        this.takeEarly(generation);
+        this.linkFailed(session, generation, toHubError(err, `attaching ${this.address} failed`));
+      },
     );
+  }
+
+  private takeEarly(generation: number): { link: Sender | Receiver; error: HubError } | undefined {
+    if (this.creating !== generation) return undefined;
+    const early = this.early;
+    this.creating = undefined;
+    this.early = undefined;
+    return early;
   }
 
   down(): void {
@@ -89,7 +115,11 @@ abstract class DurableLink extends EventEmitter implements LinkOwner {
   protected linkFailed(session: Session, generation: number, error: HubError, failed?: Sender | Receiver): void {
     if (generation !== this.generation || this.closed) return;
     // rhea reports a detach as an error and then a close: act once, and only for the current link.
-    if (this.retryTimer || (failed !== undefined && failed !== this.currentLink())) return;
+    if (this.retryTimer) return;
+    if (failed !== undefined && failed !== this.currentLink()) {
+      if (this.currentLink() === undefined && this.creating === generation) this.early ??= { link: failed, error };
+      return;
+    }
     this.attached = false;
     const old = this.dropLink();
     if (old) void old.close({ closeSession: false }).catch(() => undefined).finally(() => old.removeAllListeners());

@@ -8,6 +8,7 @@ import rhea = require('rhea');
 import { parseConnectionString, type Identity } from '../../src/iothub/connection-string';
 import { HubError } from '../../src/iothub/errors';
 import { HubConnection, type HubConnectionOptions } from '../../src/iothub/hub-connection';
+import { discoverEventHub } from '../../src/iothub/event-hub';
 import { HubReceiver, HubSender, type HubReceiverOptions, type Received } from '../../src/iothub/links';
 import type { Scope } from '../../src/iothub/credentials';
 import type { SimulatedHub } from '../../src/simulator';
@@ -568,6 +569,30 @@ describe('HubReceiver', function () {
       await waitFor(() => reader.messages.length === 2, 'the two events of partition 0');
       await delay(200);
       assert.deepEqual(reader.messages.map(idOf), ['p0-a', 'p0-b']);
+    });
+  });
+
+  // The hub answers some attaches with attach plus detach. When other links attach on the same
+  // connection at the same moment, both frames are read together and the detach is reported before
+  // the link's creation resolves; it used to be dropped, so the redirect was never seen.
+  describe('a detach that comes with the attach', () => {
+    it('discoverEventHub sees the redirect while another receiver attaches on the same connection', async () => {
+      hub = await startTestHub();
+      for (let round = 0; round < 5; round++) {
+        const connection = connect(parseConnectionString(started().serviceConnectionString()), { operationTimeoutMs: 5000 });
+        receive(connection, '/messages/serviceBound/feedback', {}, { credit: 10, settle: 'manual' });
+        const redirect = await discoverEventHub(connection, 5000);
+        assert.equal(redirect.entityPath, started().options.hubName);
+      }
+    });
+
+    it('a refused attach is reported as a detach, and the link tries again, when another link attaches with it', async () => {
+      hub = await startTestHub();
+      const connection = connect(parseConnectionString(started().serviceConnectionString()));
+      receive(connection, '/messages/serviceBound/feedback', {}, { credit: 10, settle: 'manual' });
+      const refused = receive(connection, '/messages/no-such-address', {}, { credit: 1, settle: 'auto' });
+      await waitFor(() => refused.detaches.length >= 2, 'the refusal reported, and again after a retry');
+      assert.equal(refused.detaches[0].condition, 'amqp:not-found');
     });
   });
 });
