@@ -15,3 +15,11 @@ declare module '@node-red/nodes/core/function/15-change.js' {
   const init: (RED: import('node-red').NodeAPI) => void;
   export = init;
 }
+declare module '@node-red/nodes/core/common/25-catch.js' {
+  const init: (RED: import('node-red').NodeAPI) => void;
+  export = init;
+}
+declare module '@node-red/nodes/core/function/10-function.js' {
+  const init: (RED: import('node-red').NodeAPI) => void;
+  export = init;
+}

@@ -1,0 +1,188 @@
+/**
+ * Every example in examples/ loads in a Node-RED runtime as shipped and does what its comment says: the debug
+ * nodes are swapped for test probes (same ids and places in the flow); everything else runs as a user imports it,
+ * the config node in local mode starting the simulator inside the runtime.
+ */
+import { strict as assert } from 'node:assert';
+import { readdirSync, readFileSync } from 'node:fs';
+import * as path from 'node:path';
+import helper from 'node-red-node-test-helper';
+import injectNode = require('@node-red/nodes/core/common/20-inject.js');
+import catchNode = require('@node-red/nodes/core/common/25-catch.js');
+import commentNode = require('@node-red/nodes/core/common/90-comment.js');
+import functionNode = require('@node-red/nodes/core/function/10-function.js');
+import changeNode = require('@node-red/nodes/core/function/15-change.js');
+import connectionNode from '../../src/nodes/iothub-connection';
+import c2dSendNode from '../../src/nodes/iothub-c2d-send';
+import feedbackInNode from '../../src/nodes/iothub-feedback-in';
+import telemetryInNode from '../../src/nodes/iothub-telemetry-in';
+import deviceOutNode from '../../src/nodes/iothub-device-out';
+import deviceInNode from '../../src/nodes/iothub-device-in';
+import { stopLocalHubs } from '../../src/nodes/local-simulator';
+import { waitFor } from '../helpers/hub';
+
+helper.init(require.resolve('node-red'));
+
+const ROOT = path.resolve(__dirname, '../../..');
+const EXAMPLES = path.join(ROOT, 'examples');
+const CORE_NODES = [injectNode, catchNode, commentNode, functionNode, changeNode];
+const OUR_NODES = [connectionNode, c2dSendNode, feedbackInNode, telemetryInNode, deviceOutNode, deviceInNode];
+// An unusual port, so that a simulator someone runs on 5672 while the tests run is not joined.
+const TEST_PORT = 25672;
+
+interface FlowNode {
+  id: string;
+  type: string;
+  z?: string;
+  wires?: string[][];
+  [key: string]: unknown;
+}
+
+interface Msg {
+  payload?: unknown;
+  deviceId?: string;
+  messageId?: string;
+  lockToken?: string;
+  properties?: Record<string, unknown>;
+  partitionId?: string;
+  sequenceNumber?: number;
+  error?: { code?: string; message?: string };
+  [key: string]: unknown;
+}
+
+interface Probe {
+  on(event: 'input', listener: (msg: Msg) => void): void;
+}
+
+interface Injectable {
+  receive(msg: object): void;
+}
+
+function load(file: string): FlowNode[] {
+  return JSON.parse(readFileSync(path.join(EXAMPLES, file), 'utf8')) as FlowNode[];
+}
+
+/** The example as a user imports it, its debug nodes replaced by probes, on the test's port. */
+function runnable(nodes: FlowNode[]): FlowNode[] {
+  return nodes.map((n) => {
+    if (n.type === 'debug') return { id: n.id, type: 'helper', z: n.z, wires: [] };
+    if (n.type === 'iothub-connection') return { ...n, localPort: TEST_PORT };
+    return n;
+  });
+}
+
+/** Messages each probe (former debug node) receives, by its id. */
+function probes(nodes: FlowNode[]): Map<string, Msg[]> {
+  const seen = new Map<string, Msg[]>();
+  for (const n of nodes.filter((x) => x.type === 'debug')) {
+    const list: Msg[] = [];
+    seen.set(n.id, list);
+    (helper.getNode(n.id) as unknown as Probe).on('input', (msg) => list.push(msg));
+  }
+  return seen;
+}
+
+function at(seen: Map<string, Msg[]>, id: string): Msg[] {
+  const list = seen.get(id);
+  assert.ok(list, `the example has a debug node ${id}`);
+  return list;
+}
+
+describe('examples', function () {
+  this.timeout(60_000);
+
+  beforeEach(async () => {
+    await helper.startServer();
+  });
+
+  afterEach(async () => {
+    await helper.unload();
+    await stopLocalHubs();
+    await helper.stopServer();
+  });
+
+  it('each example is a flow with a tab, an explaining comment first, and a local-mode connection without credentials', () => {
+    const files = readdirSync(EXAMPLES).filter((f) => f.endsWith('.json'));
+    assert.ok(files.length >= 6, `examples: ${files.join(', ')}`);
+    for (const file of files) {
+      const nodes = load(file);
+      const tabs = nodes.filter((n) => n.type === 'tab');
+      assert.equal(tabs.length, 1, `${file}: one tab`);
+      const first = nodes.find((n) => n.type !== 'tab');
+      assert.equal(first?.type, 'comment', `${file}: the first node is a comment`);
+      assert.ok(String(first?.info ?? '').length > 80, `${file}: the comment explains the flow`);
+      const configs = nodes.filter((n) => n.type === 'iothub-connection');
+      assert.equal(configs.length, 1, `${file}: one connection node`);
+      assert.equal(configs[0]?.mode, 'local', `${file}: local mode`);
+      for (const n of nodes) {
+        assert.equal(n.credentials, undefined, `${file}: ${n.id} carries no credentials`);
+        if (n.type !== 'tab' && n.type !== 'iothub-connection') assert.equal(n.z, tabs[0]?.id, `${file}: ${n.id} is on the tab`);
+      }
+      assert.doesNotMatch(JSON.stringify(nodes), /SharedAccessKey|SharedAccessSignature/, `${file}: no secrets`);
+    }
+  });
+
+  it('end-to-end: telemetry goes round trip, the command reaches the device and its feedback says Success', async () => {
+    const nodes = load('end-to-end.json');
+    await helper.load([...OUR_NODES, ...CORE_NODES], runnable(nodes));
+    const seen = probes(nodes);
+    await waitFor(() => at(seen, 'e2e-telemetry-debug').length > 0, 'telemetry from demo-sensor');
+    const reading = at(seen, 'e2e-telemetry-debug')[0] as Msg;
+    assert.equal(reading.deviceId, 'demo-sensor');
+    assert.equal(typeof (reading.payload as { temperature?: unknown }).temperature, 'number');
+    assert.equal(reading.properties?.unit, 'celsius');
+    await waitFor(() => at(seen, 'e2e-command-debug').length > 0, 'the command at the device');
+    assert.deepEqual(at(seen, 'e2e-command-debug')[0]?.payload, { command: 'blink', seconds: 3 });
+    await waitFor(() => at(seen, 'e2e-feedback-debug').length > 0, 'feedback for the command');
+    const sent = at(seen, 'e2e-accepted-debug')[0] as Msg;
+    const record = at(seen, 'e2e-feedback-debug')[0]?.payload as { statusCode: string; originalMessageId: string; deviceId: string };
+    assert.equal(record.statusCode, 'Success');
+    assert.equal(record.originalMessageId, sent.messageId);
+    assert.equal(record.deviceId, 'demo-sensor');
+    assert.equal(at(seen, 'e2e-error-debug').length, 0, JSON.stringify(at(seen, 'e2e-error-debug')[0]?.error));
+  });
+
+  it('c2d-send: the command arrives with its property; a send to an unknown device reaches Catch as DeviceNotFound', async () => {
+    const nodes = load('c2d-send.json');
+    await helper.load([...OUR_NODES, ...CORE_NODES], runnable(nodes));
+    const seen = probes(nodes);
+    await waitFor(() => at(seen, 'c2d-device-debug').length > 0, 'the command at the device');
+    const arrived = at(seen, 'c2d-device-debug')[0] as Msg;
+    assert.deepEqual(arrived.payload, { setSpeed: 1200 });
+    assert.equal(arrived.properties?.priority, 'high');
+    await waitFor(() => at(seen, 'c2d-sent-debug').length > 0, 'the accepted send');
+    assert.equal(at(seen, 'c2d-sent-debug')[0]?.messageId, arrived.messageId);
+    assert.equal(at(seen, 'c2d-error-debug').length, 0);
+    (helper.getNode('c2d-unknown') as unknown as Injectable).receive({});
+    await waitFor(() => at(seen, 'c2d-error-debug').length > 0, 'the error for the unknown device');
+    assert.equal(at(seen, 'c2d-error-debug')[0]?.error?.code, 'DeviceNotFound');
+  });
+
+  it('feedback-in: the first job is rejected by the device and feedback-in says Rejected for its message id', async () => {
+    const nodes = load('feedback-in.json');
+    await helper.load([...OUR_NODES, ...CORE_NODES], runnable(nodes));
+    const seen = probes(nodes);
+    await waitFor(() => at(seen, 'fb-feedback-debug').length > 0, 'feedback for the first job');
+    const first = at(seen, 'fb-device-debug')[0] as Msg;
+    assert.deepEqual(first.payload, { job: 1 });
+    assert.equal(typeof first.lockToken, 'string');
+    const record = at(seen, 'fb-feedback-debug')[0]?.payload as { statusCode: string; originalMessageId: string };
+    assert.equal(record.statusCode, 'Rejected');
+    assert.equal(record.originalMessageId, at(seen, 'fb-sent-debug')[0]?.messageId);
+    assert.equal(at(seen, 'fb-error-debug').length, 0, JSON.stringify(at(seen, 'fb-error-debug')[0]?.error));
+  });
+
+  it('telemetry-in: readings from both lines arrive with partition and sequence number', async () => {
+    const nodes = load('telemetry-in.json');
+    await helper.load([...OUR_NODES, ...CORE_NODES], runnable(nodes));
+    const seen = probes(nodes);
+    const from = (device: string): Msg[] => at(seen, 'tel-debug').filter((m) => m.deviceId === device);
+    await waitFor(() => from('line-1').length > 0 && from('line-2').length > 0, 'readings from line-1 and line-2');
+    for (const msg of [from('line-1')[0], from('line-2')[0]] as Msg[]) {
+      assert.equal(typeof (msg.payload as { temperature?: unknown }).temperature, 'number');
+      assert.match(String(msg.partitionId), /^[0-3]$/);
+      assert.equal(typeof msg.sequenceNumber, 'number');
+    }
+    assert.equal(at(seen, 'tel-error-debug').length, 0, JSON.stringify(at(seen, 'tel-error-debug')[0]?.error));
+  });
+});
