@@ -81,6 +81,8 @@ export function discoverEventHub(connection: HubConnection, timeoutMs = 30_000):
       } else if (err.code === 'Unauthorized') finish(err);
     });
     probe.on('attached', () => undefined);
+    // The connection closed under the probe (the node using it is being stopped).
+    probe.on('closed', (err: HubError) => finish(err));
   });
 }
 
@@ -95,30 +97,34 @@ export async function readPartitionIds(connection: HubConnection, entityPath: st
   const replyTo = `mgmt-${randomUUID()}`;
   const receiver = new HubReceiver(connection, '$management', {}, { credit: 10, settle: 'auto', attachOptions: () => ({ target: { address: replyTo }, name: replyTo }) });
   const sender = new HubSender(connection, '$management', {}, { maxPending: 10 });
+  const id = randomUUID();
   try {
-    await new Promise<void>((resolve, reject) => {
-      const t = setTimeout(() => reject(new HubError('Timeout', '$management did not attach in time', { retryable: true })), timeoutMs);
-      receiver.once('attached', () => {
-        clearTimeout(t);
-        resolve();
-      });
-    });
-    const id = randomUUID();
-    const answer = new Promise<Message>((resolve, reject) => {
-      const t = setTimeout(() => reject(new HubError('Timeout', '$management did not answer in time', { retryable: true })), timeoutMs);
+    // One bound for the whole exchange, and every way it can end settles this one promise: nothing
+    // is left to reject later with no one listening.
+    const response = await new Promise<Message>((resolve, reject) => {
+      const fail = (err: HubError): void => {
+        clearTimeout(timer);
+        reject(err);
+      };
+      const timer = setTimeout(() => fail(new HubError('Timeout', '$management did not answer in time', { retryable: true })), timeoutMs);
+      receiver.on('closed', fail);
+      sender.on('closed', fail);
       receiver.on('message', (r: Received) => {
         if (String(r.message.correlation_id) !== id) return;
-        clearTimeout(t);
+        clearTimeout(timer);
         resolve(r.message);
       });
+      receiver.once('attached', () => {
+        sender
+          .send({
+            message_id: id,
+            reply_to: replyTo,
+            body: rhea.message.data_section(Buffer.alloc(0)),
+            application_properties: { operation: 'READ', name: entityPath, type: 'com.microsoft:eventhub' },
+          } as Message)
+          .catch(fail);
+      });
     });
-    await sender.send({
-      message_id: id,
-      reply_to: replyTo,
-      body: rhea.message.data_section(Buffer.alloc(0)),
-      application_properties: { operation: 'READ', name: entityPath, type: 'com.microsoft:eventhub' },
-    } as Message);
-    const response = await answer;
     const props = (response.application_properties ?? {}) as Record<string, unknown>;
     if (Number(props['status-code']) !== 200) {
       throw new HubError('ManagementError', `$management READ failed: ${String(props['status-description'] ?? props['status-code'])}`);

@@ -103,10 +103,13 @@ abstract class DurableLink extends EventEmitter implements LinkOwner {
   }
 
   shutdown(error: HubError): void {
+    if (this.closed) return;
     this.closed = true;
     this.clearRetry();
     this.attached = false;
     this.fail(error);
+    // For whoever waits on this link (an attach, an answer): it will never come now.
+    this.emit('closed', error);
     const link = this.dropLink();
     if (link) void link.close({ closeSession: false }).catch(() => undefined).finally(() => link.removeAllListeners());
   }

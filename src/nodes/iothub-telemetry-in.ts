@@ -71,6 +71,11 @@ export default function register(RED: NodeAPI): void {
     let readers: PartitionReaders | undefined;
     let closed = false;
     let checkpointTimer: NodeJS.Timeout | undefined;
+    // Listens on a connection this node may not own (an Event Hubs config's shared one): removed on close.
+    let watched: HubConnection | undefined;
+    const onState = (state: HubState, error?: HubError): void => {
+      if (!closed) node.status(statusFor(state, error));
+    };
 
     const saveCheckpoints = (): void => {
       if (!store || !readers) return;
@@ -119,6 +124,7 @@ export default function register(RED: NodeAPI): void {
       let entityPath: string;
       if (config.role === 'eventhub') {
         connection = await config.connection();
+        if (closed) return;
         entityPath = (connection.identity as EventHubIdentity).entityPath;
       } else {
         const hubConnection = await config.connection();
@@ -128,11 +134,13 @@ export default function register(RED: NodeAPI): void {
         connection = ownConnection;
         entityPath = redirect.entityPath;
       }
-      connection.on('state', (state: HubState, error?: HubError) => node.status(statusFor(state, error)));
+      watched = connection;
+      connection.on('state', onState);
       node.status(statusFor(connection.state === 'idle' ? 'connecting' : connection.state));
       const partitions = wanted.length > 0 ? wanted : await readPartitionIds(connection, entityPath, base.operationTimeoutMs);
       if (closed) return;
       const resumeAfter = await loadCheckpoints();
+      if (closed) return;
       readers = new PartitionReaders(connection, entityPath, { consumerGroup, partitions, start: position, prefetch, ownerLevel, resumeAfter });
       readers.on('event', emit);
       readers.on('partition', (partitionId: string, state: string, err?: HubError) => {
@@ -144,6 +152,8 @@ export default function register(RED: NodeAPI): void {
     if (config && !setupError) {
       config.register(node, { status: false });
       start().catch((err: unknown) => {
+        // Stopped while starting: whatever failed was this node's own close, not the user's problem.
+        if (closed) return;
         const error = asError(err);
         node.status({ fill: 'red', shape: 'ring', text: error.code });
         node.error(error);
@@ -155,6 +165,8 @@ export default function register(RED: NodeAPI): void {
       if (checkpointTimer) clearTimeout(checkpointTimer);
       checkpointTimer = undefined;
       saveCheckpoints();
+      watched?.removeListener('state', onState);
+      watched = undefined;
       const closing = [readers?.close(), ownConnection?.close()];
       readers = undefined;
       ownConnection = undefined;
