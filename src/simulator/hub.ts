@@ -531,7 +531,7 @@ export class SimulatedHub extends EventEmitter {
         return role === 'sender' ? undefined : wrongRole();
       case 'builtin-partition':
       case 'builtin-management':
-        return this.redirectFor(address);
+        return this.redirectFor(address, conn.transport);
       case 'eh-partition': {
         if (role !== 'sender') return wrongRole();
         const sender = state.link as rhea.Sender;
@@ -565,9 +565,12 @@ export class SimulatedHub extends EventEmitter {
    * form the Azure samples parse. Info keys are strings (rhea encodes error info maps that way);
    * clients read them by name either way.
    */
-  private redirectFor(address: Address): AmqpError {
-    const port = this.ports.amqps ?? this.ports.amqp ?? 5671;
-    const scheme = this.ports.amqps !== undefined ? 'amqps' : 'amqp';
+  private redirectFor(address: Address, transport: Transport): AmqpError {
+    // The Event Hubs surface is this same server: a plain-AMQP client (local development only; the
+    // real hub has no plain port) is sent to the plain port, everyone else to AMQPS as on Azure.
+    const plain = transport === 'amqp' && this.ports.amqp !== undefined;
+    const port = plain ? (this.ports.amqp as number) : (this.ports.amqps ?? this.ports.amqp ?? 5671);
+    const scheme = plain || this.ports.amqps === undefined ? 'amqp' : 'amqps';
     const host = this.options.hostName;
     const path =
       address.kind === 'builtin-partition'

@@ -189,6 +189,40 @@ describe('Event Hubs-compatible endpoint', function () {
     }
   });
 
+  it('a plain-AMQP client is redirected to the plain port (local development), a TLS client to AMQPS', async () => {
+    hub = await startTestHub();
+    const h = hub;
+    const owner = h.registry.policies.get('iothubowner');
+    assert.ok(owner);
+    const token = makeSasToken({ resource: h.hostWithPort, key: owner.primaryKey, keyName: 'iothubowner', expiry: expiryIn(300) });
+    const redirectOf = async (plain: boolean): Promise<Record<string, unknown>> => {
+      const common = { host: '127.0.0.1', hostname: 'localhost', username: `iothubowner@sas.root.${h.options.hubName}`, password: token, reconnect: false as const };
+      const connection = plain
+        ? new Connection({ ...common, port: Number(h.ports.amqp), transport: 'tcp' })
+        : new Connection({ ...common, port: h.ports.amqps, transport: 'tls', servername: 'localhost', ca: h.certificate?.cert });
+      await connection.open();
+      try {
+        return await new Promise<Record<string, unknown>>((resolve, reject) => {
+          connection
+            .createReceiver({
+              source: { address: '/messages/events/$management' },
+              onMessage: () => reject(new Error('a message arrived instead of a redirect')),
+              onError: (ctx) => resolve((ctx.receiver?.error as { info?: Record<string, unknown> } | undefined)?.info ?? {}),
+            })
+            .catch((err: unknown) => resolve((err as { info?: Record<string, unknown> }).info ?? {}));
+        });
+      } finally {
+        await connection.close();
+      }
+    };
+    const plain = await redirectOf(true);
+    assert.equal(plain.port, h.ports.amqp);
+    assert.match(String(plain.address), new RegExp(`^amqp://localhost:${h.ports.amqp}/`));
+    const tls = await redirectOf(false);
+    assert.equal(tls.port, h.ports.amqps);
+    assert.match(String(tls.address), new RegExp(`^amqps://localhost:${h.ports.amqps}/`));
+  });
+
   it('a higher owner level takes a partition over with amqp:link:stolen', async () => {
     hub = await startTestHub();
     consumer = new EventHubConsumerClient('$Default', hub.eventHubConnectionString());
