@@ -109,16 +109,13 @@ export function logProblems(log: string): string[] {
 export class NodeRedRuntime {
   readonly userDir: string;
   readonly port: number;
-  readonly statuses = new Map<string, NodeStatus>();
-  /** Every status event in order, for messages when a wait fails. */
-  readonly statusHistory: Array<{ id: string; status: NodeStatus }> = [];
-  readonly debug: DebugMessage[] = [];
+  /** Node status and debug messages, as the editor sees them. */
+  readonly comms = new CommsClient();
   private readonly ownsUserDir: boolean;
   private readonly options: RuntimeOptions;
   private child?: ChildProcess;
   private exited?: Promise<void>;
   private output = '';
-  private comms?: WebSocket;
 
   private constructor(options: RuntimeOptions, userDir: string, ownsUserDir: boolean, port: number) {
     this.options = options;
@@ -187,18 +184,17 @@ export class NodeRedRuntime {
     });
     child.stdout?.setEncoding('utf8').on('data', (text: string) => (this.output += text));
     child.stderr?.setEncoding('utf8').on('data', (text: string) => (this.output += text));
-    this.statuses.clear();
+    this.comms.statuses.clear();
     await this.waitForLog(/Started flows|Stopped flows|No flows/i, from, 60_000).catch((err: Error) => {
       throw new Error(`${err.message}\n--- Node-RED log ---\n${this.logSince(from).slice(-4000)}`);
     });
     await waitUntil(async () => (await this.request('GET', '/settings')).status === 200, 'the Admin API');
-    await this.connectComms();
+    await this.comms.connect(this.port);
   }
 
   /** Stops Node-RED as Ctrl-C does (flows closed, context flushed); kills it if that takes over 30 s. */
   async stop(): Promise<void> {
-    this.comms?.terminate();
-    this.comms = undefined;
+    this.comms.close();
     const child = this.child;
     if (!child || !this.running) return;
     child.kill('SIGINT');
@@ -287,18 +283,37 @@ export class NodeRedRuntime {
   }
 
   async waitForStatus(nodeId: string, check: (status: NodeStatus) => boolean, what: string, ms = 30_000): Promise<void> {
-    await waitUntil(() => {
+    await this.comms.waitForStatus(nodeId, check, what, ms, () => {
       if (!this.running) throw new Error('Node-RED exited');
-      const status = this.statuses.get(nodeId);
-      return status !== undefined && check(status);
-    }, `${nodeId} status: ${what} (last: ${JSON.stringify(this.statuses.get(nodeId) ?? null)})`, ms);
+    });
   }
 
-  /** The editor's websocket: node status (retained, so current statuses arrive at once) and debug. */
-  private connectComms(): Promise<void> {
+  get statuses(): Map<string, NodeStatus> {
+    return this.comms.statuses;
+  }
+
+  get statusHistory(): Array<{ id: string; status: NodeStatus }> {
+    return this.comms.statusHistory;
+  }
+
+  get debug(): DebugMessage[] {
+    return this.comms.debug;
+  }
+}
+
+/** The editor's websocket: node status (retained, so current statuses arrive at once) and debug. */
+export class CommsClient {
+  readonly statuses = new Map<string, NodeStatus>();
+  /** Every status event in order, for messages when a wait fails. */
+  readonly statusHistory: Array<{ id: string; status: NodeStatus }> = [];
+  readonly debug: DebugMessage[] = [];
+  private ws?: WebSocket;
+
+  connect(port: number): Promise<void> {
+    this.close();
     return new Promise((resolve, reject) => {
-      const ws = new WebSocket(`ws://127.0.0.1:${this.port}/comms`);
-      this.comms = ws;
+      const ws = new WebSocket(`ws://127.0.0.1:${port}/comms`);
+      this.ws = ws;
       ws.on('error', (err) => reject(err));
       ws.on('open', () => {
         ws.send(JSON.stringify({ subscribe: 'status/#' }));
@@ -313,10 +328,23 @@ export class NodeRedRuntime {
             const status = (event.data ?? {}) as NodeStatus;
             this.statuses.set(id, status);
             this.statusHistory.push({ id, status });
-          }
-          else if (event.topic === 'debug') this.debug.push(event.data as DebugMessage);
+          } else if (event.topic === 'debug') this.debug.push(event.data as DebugMessage);
         }
       });
     });
+  }
+
+  close(): void {
+    this.ws?.terminate();
+    this.ws = undefined;
+  }
+
+  /** `alive` throws when waiting makes no more sense (the process died). */
+  async waitForStatus(nodeId: string, check: (status: NodeStatus) => boolean, what: string, ms = 30_000, alive: () => void = () => undefined): Promise<void> {
+    await waitUntil(() => {
+      alive();
+      const status = this.statuses.get(nodeId);
+      return status !== undefined && check(status);
+    }, `${nodeId} status: ${what} (last: ${JSON.stringify(this.statuses.get(nodeId) ?? null)})`, ms);
   }
 }
