@@ -103,7 +103,7 @@ export async function waitUntil(check: () => Promise<boolean> | boolean, what: s
 export function logProblems(log: string): string[] {
   return log
     .split('\n')
-    .filter((line) => /\[error\]|Uncaught Exception|UnhandledPromiseRejection|unhandledRejection|MaxListenersExceededWarning|\bWarning: .*leak/i.test(line));
+    .filter((line) => /\[error\]|Waiting for missing types|Cannot find module|Uncaught Exception|UnhandledPromiseRejection|unhandledRejection|MaxListenersExceededWarning|\bWarning: .*leak/i.test(line));
 }
 
 export class NodeRedRuntime {

@@ -1,0 +1,148 @@
+/**
+ * `npm start`: the local IoT Hub simulator plus Node-RED 4 (the devDependency) with this package and
+ * the end-to-end demo flow, in a user directory of its own (.node-red/, ignored by git). The demo's connection is
+ * in local mode, so Node-RED joins the simulator started here. Ctrl-C stops both.
+ */
+import { spawn } from 'node:child_process';
+import { existsSync, readFileSync, writeFileSync } from 'node:fs';
+import * as path from 'node:path';
+import { parseArgs } from 'node:util';
+import { startSimulator, type SimulatedHub } from '../src/simulator';
+import { linkPackage, PACKAGE_ROOT, writeSettings } from './node-red-setup';
+
+/** The flow the demo starts with (relative to the package root). */
+export const DEMO_FLOW = 'examples/end-to-end.json';
+/** The device whose connection string is printed for SDK clients (the demo flow's own device is another). */
+export const SDK_DEVICE = 'device1';
+
+const HELP = `Usage: npm start [-- options]
+
+Starts the local IoT Hub simulator and Node-RED with this package and the demo flow.
+
+Options:
+  --port N          Node-RED editor port (default 1880)
+  --user-dir DIR    Node-RED user directory (default .node-red in the package)
+  --amqp-port N     simulator plain AMQP port (default 5672; the demo's connection uses it)
+  --amqps-port N    simulator AMQPS port (default 5671)
+  --cert-dir DIR    where the simulator keeps its certificate (default ~/.iothub-sim)
+  --reset           replace the user directory's flows with the demo flow
+  -h, --help        show this help
+`;
+
+type FlowNode = Record<string, unknown> & { id: string; type: string };
+
+/** The demo flow as a flows file: on a tab of its own, pointing at the chosen simulator port. */
+export function demoFlows(file: string, amqpPort: number): FlowNode[] {
+  const nodes = JSON.parse(readFileSync(file, 'utf8')) as FlowNode[];
+  let tab = nodes.find((n) => n.type === 'tab');
+  const out = nodes.map((n) => ({ ...n }));
+  if (!tab) {
+    tab = { id: 'demo-flow-tab', type: 'tab', label: 'Azure IoT Hub demo', disabled: false, info: '' };
+    out.unshift(tab);
+  }
+  for (const n of out) {
+    // Example files leave z out (import puts them on the current tab); a flows file needs it.
+    const isConfig = n.type === 'iothub-connection' || n.type === 'tab' || n.type === 'subflow';
+    if (!isConfig && !n.z) n.z = tab.id;
+    if (n.type === 'iothub-connection' && n.mode !== 'azure') n.localPort = amqpPort;
+  }
+  return out;
+}
+
+function port(name: string, value: string | undefined, fallback: number): number {
+  if (value === undefined) return fallback;
+  if (!/^\d+$/.test(value)) throw new Error(`--${name} must be a port number`);
+  return Number(value);
+}
+
+async function main(): Promise<void> {
+  const { values } = parseArgs({
+    options: {
+      port: { type: 'string' },
+      'user-dir': { type: 'string' },
+      'amqp-port': { type: 'string' },
+      'amqps-port': { type: 'string' },
+      'cert-dir': { type: 'string' },
+      reset: { type: 'boolean' },
+      help: { type: 'boolean', short: 'h' },
+    },
+    strict: true,
+  });
+  if (values.help) {
+    process.stdout.write(HELP);
+    return;
+  }
+  const editorPort = port('port', values.port, 1880);
+  const amqpPort = port('amqp-port', values['amqp-port'], 5672);
+  const amqpsPort = port('amqps-port', values['amqps-port'], 5671);
+  const userDir = path.resolve(values['user-dir'] ?? path.join(PACKAGE_ROOT, '.node-red'));
+
+  let hub: SimulatedHub | undefined;
+  try {
+    hub = await startSimulator({ amqpPort, amqpsPort, ...(values['cert-dir'] ? { certDir: values['cert-dir'] } : {}) });
+  } catch (err) {
+    if (!/already in use/.test((err as Error).message)) throw err;
+    // Another simulator (iothub-sim, an earlier npm start) serves the port: the demo joins it.
+    process.stdout.write(`Port ${amqpPort} is already in use; Node-RED joins the simulator listening there.\n`);
+  }
+
+  writeSettings(userDir, { port: editorPort, logLevel: 'info' });
+  linkPackage(userDir);
+  const flowsFile = path.join(userDir, 'flows.json');
+  if (values.reset || !existsSync(flowsFile)) {
+    writeFileSync(flowsFile, JSON.stringify(demoFlows(path.join(PACKAGE_ROOT, DEMO_FLOW), amqpPort), null, 2) + '\n');
+  }
+
+  const redJs = require.resolve('node-red/red.js', { paths: [PACKAGE_ROOT] });
+  const child = spawn(process.execPath, [redJs, '--userDir', userDir, '--settings', path.join(userDir, 'settings.js')], {
+    cwd: userDir,
+    stdio: ['ignore', 'pipe', 'inherit'],
+  });
+  let announced = false;
+  child.stdout?.setEncoding('utf8').on('data', (text: string) => {
+    process.stdout.write(text);
+    if (!announced && /Server now running at/.test(text)) {
+      announced = true;
+      process.stdout.write(banner(hub, editorPort, userDir, flowsFile));
+    }
+  });
+
+  let stopping = false;
+  const stop = (): void => {
+    if (stopping) return;
+    stopping = true;
+    child.kill('SIGINT');
+  };
+  process.on('SIGINT', stop);
+  process.on('SIGTERM', stop);
+  child.on('exit', (code) => {
+    const closing = hub ? hub.close() : Promise.resolve();
+    void closing.finally(() => process.exit(stopping ? 0 : (code ?? 1)));
+  });
+}
+
+function banner(hub: SimulatedHub | undefined, editorPort: number, userDir: string, flowsFile: string): string {
+  const lines = ['', '='.repeat(72), `Node-RED editor:  http://127.0.0.1:${editorPort}`, `User directory:   ${userDir} (flows: ${path.basename(flowsFile)}; --reset restores the demo)`];
+  if (hub) {
+    lines.push(
+      '',
+      `IoT Hub simulator "${hub.options.hubName}": AMQPS ${hub.options.host}:${hub.ports.amqps}, AMQP ${hub.options.host}:${hub.ports.amqp}`,
+      'Service connection string (iothubowner):',
+      `  ${hub.serviceConnectionString()}`,
+      `Device connection string (any device id works; it registers on first connect):`,
+      `  ${hub.deviceConnectionString(SDK_DEVICE)}`,
+      'Event Hubs-compatible connection string (built-in endpoint):',
+      `  ${hub.eventHubConnectionString()}`,
+    );
+    if (hub.certificate) lines.push(`TLS certificate for the SDKs: ${hub.options.certDir}/cert.pem (NODE_EXTRA_CA_CERTS or the "ca" option)`);
+  }
+  lines.push('Ctrl-C stops Node-RED and the simulator.', '='.repeat(72), '');
+  return lines.join('\n') + '\n';
+}
+
+if (require.main === module) {
+  main().catch((err: unknown) => {
+    process.stderr.write(`npm start: ${err instanceof Error ? err.message : String(err)}\n`);
+    process.exit(1);
+  });
+}
