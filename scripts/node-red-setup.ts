@@ -57,7 +57,7 @@ export function settingsSource(options: SettingsOptions): string {
     diagnostics: { enabled: true, ui: false },
     telemetry: { enabled: false, updateNotification: false },
     externalModules: { autoInstall: false, palette: { allowInstall: false } },
-    editorTheme: { tours: false, projects: { enabled: false } },
+    editorTheme: { tours: false },
   };
   if (options.credentialSecret) settings.credentialSecret = options.credentialSecret;
   const lines = [
