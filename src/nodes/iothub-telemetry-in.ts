@@ -6,6 +6,7 @@
  */
 import type { Node, NodeAPI, NodeDef } from 'node-red';
 import type { EventHubIdentity } from '../iothub/connection-string';
+import { backoffDelay } from '../iothub/backoff';
 import { HubError } from '../iothub/errors';
 import {
   discoverEventHub,
@@ -16,7 +17,7 @@ import {
   type StartPosition,
   type TelemetryEvent,
 } from '../iothub/event-hub';
-import { HubConnection, type HubState } from '../iothub/hub-connection';
+import { HubConnection, type HubConnectionOptions, type HubState } from '../iothub/hub-connection';
 import { fromAmqpMessage, jsonSafe, type OutputMode } from '../iothub/message';
 import { asError, connectionFor, positiveInt } from './common';
 import { statusFor } from './status';
@@ -149,19 +150,51 @@ export default function register(RED: NodeAPI): void {
       if (connection.state === 'open') node.status(statusFor('open'));
     };
 
+    // A start that fails for a passing reason (the hub unreachable when the flow was deployed, an
+    // answer that did not come in time) is tried again with backoff, as the connection itself is.
+    let attempts = 0;
+    let retryTimer: NodeJS.Timeout | undefined;
+    const begin = (): void => {
+      start().then(
+        () => {
+          attempts = 0;
+        },
+        (err: unknown) => {
+          // Stopped while starting: whatever failed was this node's own close, not the user's problem.
+          if (closed) return;
+          const error = asError(err);
+          node.status({ fill: 'red', shape: 'ring', text: error.code });
+          watched?.removeListener('state', onState);
+          watched = undefined;
+          const partial = ownConnection;
+          ownConnection = undefined;
+          void partial?.close().catch(() => undefined);
+          if (!error.retryable || !config) {
+            node.error(error);
+            return;
+          }
+          if (attempts === 0) node.warn(`${error.code}: ${error.message}; trying again`);
+          const options: Promise<HubConnectionOptions> = config.connectionOptions().catch(() => ({}));
+          void options.then((o) => {
+            if (closed) return;
+            retryTimer = setTimeout(() => {
+              retryTimer = undefined;
+              if (!closed) begin();
+            }, backoffDelay(attempts++, { minMs: o.reconnectMinMs ?? 1000, maxMs: o.reconnectMaxMs ?? 60_000 }));
+          });
+        },
+      );
+    };
+
     if (config && !setupError) {
       config.register(node, { status: false });
-      start().catch((err: unknown) => {
-        // Stopped while starting: whatever failed was this node's own close, not the user's problem.
-        if (closed) return;
-        const error = asError(err);
-        node.status({ fill: 'red', shape: 'ring', text: error.code });
-        node.error(error);
-      });
+      begin();
     }
 
     node.on('close', (_removed: boolean, done: () => void) => {
       closed = true;
+      if (retryTimer) clearTimeout(retryTimer);
+      retryTimer = undefined;
       if (checkpointTimer) clearTimeout(checkpointTimer);
       checkpointTimer = undefined;
       saveCheckpoints();

@@ -177,4 +177,18 @@ describe('telemetry-in', function () {
     await send(p0, 1, 'p0');
     await waitFor(() => out.some((m) => m.messageId === `p0-${p0}-0`), 'partition 0 reads again');
   });
+
+  it('deployed while the hub is unreachable for longer than an operation may take, it keeps trying and reads once the hub is back', async function () {
+    this.timeout(120_000);
+    hub = await startTestHub();
+    const [id] = spreadDevices();
+    const sent = await send(id, 3, 'late');
+    // Longer than the 30 s bound on finding the built-in endpoint: the first start fails with Timeout.
+    hub.faults.refuseConnections(35_000);
+    await helper.load([connectionNode, telemetryInNode], flow({ startPosition: 'earliest' }), { conn1: { connectionString: hub.serviceConnectionString() } });
+    const out = collect();
+    await waitFor(() => out.length >= sent.length, 'the events once the hub is back', 90_000);
+    await delay(300);
+    assert.deepEqual(out.map((m) => m.messageId), sent);
+  });
 });
