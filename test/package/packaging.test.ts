@@ -66,8 +66,16 @@ describe('the packed package in a real Node-RED', function () {
 
   before(async () => {
     work = mkdtempSync(path.join(os.tmpdir(), 'iothub-pack-'));
-    // npm test has just built; packing runs no scripts so that the tarball is what the build made.
-    const { stdout } = await run('npm', ['pack', '--ignore-scripts', '--json', '--pack-destination', work], { cwd: PACKAGE_ROOT });
+    // npm test has just built, so the build is not run again; the manifest steps of prepack and postpack
+    // are (they keep `prepare` out of the packed package.json), around a pack that runs no scripts.
+    const manifestStep = (step: string) => run('node', [path.join(PACKAGE_ROOT, 'scripts', 'pack-manifest.js'), step], { cwd: PACKAGE_ROOT });
+    await manifestStep('strip');
+    let stdout: string;
+    try {
+      ({ stdout } = await run('npm', ['pack', '--ignore-scripts', '--json', '--pack-destination', work], { cwd: PACKAGE_ROOT }));
+    } finally {
+      await manifestStep('restore');
+    }
     const [info] = JSON.parse(stdout) as Array<{ filename: string; files: Array<{ path: string }> }>;
     tarball = path.join(work, info.filename);
     packed = info.files.map((f) => f.path);
