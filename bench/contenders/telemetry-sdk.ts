@@ -1,0 +1,43 @@
+/** Reading telemetry with @azure/event-hubs (its own module: only its worker loads the SDK). */
+import { EventHubConsumerClient, earliestEventPosition } from '@azure/event-hubs';
+import type { BenchParams, HubInfo } from '../protocol';
+import { ArrivalClock, ROUND_LIMIT_MS, within, type Contender } from '../runners';
+
+/** @azure/event-hubs EventHubConsumerClient.subscribe over all partitions. */
+export function eventHubsSdk(hub: HubInfo, params: BenchParams): Contender {
+  let client: EventHubConsumerClient | undefined;
+  return {
+    async setup() {
+      // TLS is trusted through NODE_EXTRA_CA_CERTS, set by the runner.
+      client = new EventHubConsumerClient('$Default', hub.eventHubConnectionString);
+      await client.getPartitionIds();
+      return {};
+    },
+    async round() {
+      const clock = new ArrivalClock(params.messages);
+      let failure: Error | undefined;
+      const subscription = (client as EventHubConsumerClient).subscribe(
+        {
+          processEvents: async (events) => {
+            if (events.length > 0) clock.arrived(events.length);
+          },
+          processError: async (err) => {
+            failure ??= err;
+          },
+        },
+        // The SDK prefetches three batches by default; a batch as large as the others' credit is its best case.
+        { startPosition: earliestEventPosition, maxBatchSize: params.prefetch, maxWaitTimeInSeconds: 1 },
+      );
+      try {
+        const result = await within(clock.done, ROUND_LIMIT_MS, 'draining the partitions');
+        if (failure) throw failure;
+        return result;
+      } finally {
+        await subscription.close();
+      }
+    },
+    async close() {
+      await client?.close();
+    },
+  };
+}

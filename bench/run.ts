@@ -1,0 +1,203 @@
+/**
+ * `npm run bench`: starts the simulator on loopback (TLS for every contender), runs each benchmark's
+ * contenders side by side in worker processes, rounds interleaved so that a change in machine load
+ * falls on all of them alike, and prints one table per benchmark plus the targets.
+ */
+import { readFileSync } from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import { startSimulator, type SimulatedHub } from '../src/simulator';
+import { BENCHMARKS as KEYS, parseFlags, USAGE, type Flags } from './args';
+import { BENCHMARKS, medianOf, paramsFor, type Benchmark, type ContenderResult } from './benchmarks';
+import type { BenchParams, HubInfo } from './protocol';
+import { formatCount, formatFixed, median, table } from './stats';
+import { WorkerHandle } from './worker-handle';
+
+const repositoryRoot = path.resolve(__dirname, '..', '..');
+
+function certDir(): string {
+  return process.env.IOTHUB_SIM_CERT_DIR ?? path.join(repositoryRoot, 'test-artifacts', 'certs');
+}
+
+function out(text = ''): void {
+  process.stdout.write(`${text}\n`);
+}
+
+function machine(): string {
+  const cpuinfo = (() => {
+    try {
+      return readFileSync('/proc/cpuinfo', 'utf8');
+    } catch {
+      return '';
+    }
+  })();
+  const model = /^model name\s*:\s*(.+)$/m.exec(cpuinfo)?.[1] ?? os.cpus()[0]?.model ?? 'unknown CPU';
+  return `${os.availableParallelism()} cores (${model}), ${Math.round(os.totalmem() / 2 ** 30)} GB, Node ${process.version}, ${os.platform()} ${os.release()}`;
+}
+
+function load(): string {
+  return os.loadavg().map((l) => l.toFixed(2)).join(' ');
+}
+
+function hubInfo(hub: SimulatedHub, devices: string[]): HubInfo {
+  const connectionStrings: Record<string, string> = {};
+  for (const id of devices) connectionStrings[id] = hub.deviceConnectionString(id);
+  return {
+    host: hub.options.host,
+    hostName: hub.options.hostName,
+    hubName: hub.options.hubName,
+    amqpsPort: hub.ports.amqps as number,
+    amqpPort: hub.ports.amqp as number,
+    certFile: path.join(certDir(), 'cert.pem'),
+    serviceConnectionString: hub.serviceConnectionString('iothubowner'),
+    gatewayConnectionString: hub.serviceConnectionString('device'),
+    eventHubConnectionString: hub.eventHubConnectionString('iothubowner', 'amqps'),
+    devices: connectionStrings,
+  };
+}
+
+/** The order of contenders in round `r`: rotated, so no contender always runs first. */
+function rotated<T>(items: T[], r: number): T[] {
+  const k = r % items.length;
+  return [...items.slice(k), ...items.slice(0, k)];
+}
+
+async function runBenchmark(bench: Benchmark, flags: Flags, params: BenchParams): Promise<Map<string, ContenderResult>> {
+  const hub = await startSimulator({ amqpPort: 0, amqpsPort: 0, wsPort: null, certDir: certDir(), ...bench.simulator(flags) });
+  const results = new Map<string, ContenderResult>();
+  const workers: WorkerHandle[] = [];
+  try {
+    const prepared = bench.prepare?.(hub, params) ?? [];
+    const specs = bench.contenders(flags);
+    for (const spec of specs) {
+      const worker = new WorkerHandle(spec.name, { certFile: path.join(certDir(), 'cert.pem'), profileDir: flags.profileDir });
+      workers.push(worker);
+      const notes = await worker.setup(hubInfo(hub, spec.devices ?? []), params);
+      results.set(spec.name, { spec, rates: [], cpuPerMessage: [], maxRssKb: 0, notes });
+    }
+    for (let w = 0; w < flags.warmup; w++) {
+      for (const worker of rotated(workers, w)) {
+        await worker.round(-1 - w);
+        bench.afterRound?.(hub, params);
+      }
+    }
+    for (let r = 0; r < flags.rounds; r++) {
+      for (const worker of rotated(workers, r)) {
+        const result = await worker.round(r);
+        bench.afterRound?.(hub, params);
+        const entry = results.get(worker.contender) as ContenderResult;
+        entry.rates.push(result.messages / (result.ms / 1000));
+        entry.cpuPerMessage.push(result.messages > 0 ? result.cpuUs / result.messages : NaN);
+      }
+    }
+    for (const worker of workers) {
+      const end = await worker.finish();
+      const entry = results.get(worker.contender) as ContenderResult;
+      entry.maxRssKb = end.maxRssKb;
+      entry.notes = end.notes;
+    }
+    report(bench, flags, results, prepared);
+    return results;
+  } finally {
+    for (const worker of workers) worker.kill();
+    await hub.close();
+  }
+}
+
+function report(bench: Benchmark, flags: Flags, results: Map<string, ContenderResult>, prepared: string[]): void {
+  const all = [...results.values()];
+  const baseline = all.find((r) => r.spec.baseline);
+  const base = baseline ? medianOf(results, baseline.spec.name) : undefined;
+  out(`### ${bench.title}`);
+  out();
+  out(bench.describe(flags) + '.');
+  for (const line of prepared) out(line);
+  out();
+  const rows = all.map((r) => {
+    const m = median(r.rates);
+    return [
+      r.spec.label + (r.spec.baseline ? ' (baseline)' : ''),
+      formatCount(m),
+      r.rates.length > 1 ? `${formatCount(Math.min(...r.rates))}-${formatCount(Math.max(...r.rates))}` : '-',
+      base ? `${formatFixed(m / base, 2)}x` : '-',
+      formatCount(median(r.cpuPerMessage)),
+      `${formatCount(r.maxRssKb / 1024)} MB`,
+    ];
+  });
+  out(table(['contender', 'msgs/s (median)', 'range', 'vs baseline', 'CPU us/msg', 'peak RSS'], rows, [false, true, true, true, true, true]));
+  const gateway = results.get('gateway.core')?.notes;
+  if (gateway?.devices !== undefined) {
+    out();
+    out(
+      table(
+        ['devices', 'time to authenticate and attach all', 'extra RSS, idle after GC', 'per device', 'extra peak RSS while all send'],
+        [[
+          formatCount(gateway.devices),
+          `${formatFixed(gateway.authMs / 1000, 2)} s`,
+          `${formatFixed(gateway.idleExtraRssMb, 1)} MB`,
+          `${formatFixed(gateway.idleRssPerDeviceKb, 1)} KB`,
+          `${formatFixed(gateway.peakExtraRssMb, 1)} MB`,
+        ]],
+        [true, true, true, true, true],
+      ),
+    );
+  }
+  const checks = bench.targets.map((t) => ({ t, c: t.check(results) }));
+  if (checks.length > 0) {
+    out();
+    for (const { t, c } of checks) out(`- ${t.text}: ${c ? `${c.value} ${c.met ? 'met' : 'MISSED'}` : 'not measured'}`);
+  }
+  out();
+}
+
+/** Benchmark 5's promise: the simulator ingests faster than any client sent. */
+function ingestCheck(all: Map<string, Map<string, ContenderResult>>): string | undefined {
+  const ingest = all.get('ingest');
+  if (!ingest) return undefined;
+  const ceiling = Math.max(...[...ingest.keys()].map((k) => medianOf(ingest, k) ?? 0));
+  const clients: Array<[string, number]> = [];
+  for (const key of ['d2c', 'gateway']) {
+    const results = all.get(key);
+    if (!results) continue;
+    for (const [name, r] of results) clients.push([r.spec.label, medianOf(results, name) ?? 0]);
+  }
+  if (clients.length === 0) return undefined;
+  const [label, best] = clients.reduce((a, b) => (b[1] > a[1] ? b : a));
+  return `- simulator ingest ${formatCount(ceiling)} msgs/s above every D2C client figure (highest: ${label}, ${formatCount(best)} msgs/s): ${ceiling > best ? 'met' : 'MISSED'}`;
+}
+
+async function main(): Promise<void> {
+  const flags = parseFlags(process.argv.slice(2));
+  if (flags.help) {
+    out(USAGE);
+    return;
+  }
+  const params = paramsFor(flags);
+  out(`## Benchmarks${flags.short ? ' (short mode: proves the benchmarks run; the numbers mean little)' : ''}`);
+  out();
+  out(`Machine: ${machine()}. Load average at start: ${load()}.`);
+  out('Simulator and every contender on loopback over TLS (AMQPS); the simulator runs in the runner process, each contender in a worker process of its own.');
+  out();
+  const all = new Map<string, Map<string, ContenderResult>>();
+  for (const key of KEYS) {
+    if (!flags.only.includes(key)) continue;
+    const bench = BENCHMARKS.find((b) => b.key === key) as Benchmark;
+    all.set(key, await runBenchmark(bench, flags, params));
+  }
+  const check = ingestCheck(all);
+  if (check) {
+    out('### Simulator headroom');
+    out();
+    out(check);
+    out();
+  }
+  out(`Load average at end: ${load()}.`);
+}
+
+main().then(
+  () => process.exit(0),
+  (err: unknown) => {
+    process.stderr.write(`bench: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}\n`);
+    process.exit(1);
+  },
+);

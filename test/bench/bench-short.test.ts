@@ -1,0 +1,55 @@
+/**
+ * `npm run bench -- --short` as CI runs it: every benchmark runs to the end and prints its table with
+ * a row for every contender that moved messages. Timings are not asserted; only that it all runs.
+ */
+import { strict as assert } from 'node:assert';
+import { spawn } from 'node:child_process';
+import * as path from 'node:path';
+import { parseFlags } from '../../bench/args';
+import { BENCHMARKS } from '../../bench/benchmarks';
+
+const root = path.resolve(__dirname, '..', '..', '..');
+
+function runShort(): Promise<{ code: number | null; stdout: string; stderr: string }> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(process.execPath, [path.join(root, 'dist', 'bench', 'run.js'), '--short'], { cwd: root, stdio: ['ignore', 'pipe', 'pipe'] });
+    let stdout = '';
+    let stderr = '';
+    child.stdout.on('data', (chunk: Buffer) => (stdout += chunk.toString()));
+    child.stderr.on('data', (chunk: Buffer) => (stderr += chunk.toString()));
+    child.on('error', reject);
+    child.on('exit', (code) => resolve({ code, stdout, stderr }));
+  });
+}
+
+/** The cells of the table row whose first cell starts with `label`. */
+function rowOf(output: string, label: string): string[] | undefined {
+  for (const line of output.split('\n')) {
+    if (!line.startsWith('|')) continue;
+    const cells = line.split('|').slice(1, -1).map((c) => c.trim());
+    if (cells[0] === label || cells[0] === `${label} (baseline)`) return cells;
+  }
+  return undefined;
+}
+
+describe('npm run bench -- --short', function () {
+  // Every contender starts its own process (two of them a Node-RED runtime) on a busy 2-core machine.
+  this.timeout(300_000);
+
+  it('runs every benchmark and prints a row with a message rate for every contender', async () => {
+    const { code, stdout, stderr } = await runShort();
+    assert.equal(code, 0, `bench exited with ${code}:\n${stderr.slice(-3000)}`);
+    const flags = parseFlags(['--short']);
+    for (const bench of BENCHMARKS) {
+      assert.ok(stdout.includes(`### ${bench.title}`), `no section for ${bench.key}`);
+      for (const spec of bench.contenders(flags)) {
+        const row = rowOf(stdout, spec.label);
+        assert.ok(row, `no row for ${spec.name} (${spec.label})`);
+        const rate = Number(row[1].replace(/,/g, ''));
+        assert.ok(rate > 0, `${spec.name} moved no messages: ${row.join(' | ')}`);
+      }
+    }
+    assert.match(stdout, /\| devices \| time to authenticate and attach all \|/);
+    assert.match(stdout, /simulator ingest [\d,]+ msgs\/s above every D2C client figure/);
+  });
+});
