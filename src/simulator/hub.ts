@@ -295,6 +295,9 @@ export class SimulatedHub extends EventEmitter {
       idle_time_out: this.options.idleTimeoutMs,
       autoaccept: false,
       credit_window: 500,
+      // rhea leaves Nagle on for connections it accepts. Dispositions and flow frames are small
+      // writes: with Nagle they wait for the peer's delayed ACK, and every pipelining client stalls.
+      tcp_no_delay: true,
     };
     // rhea's typings describe client options only; a server connection takes these.
     return options as unknown as rhea.ConnectionOptions;
