@@ -14,6 +14,8 @@ import { HubReceiver, HubSender, type Received } from './links';
 
 const SELECTOR_KEY = 'apache.org:selector-filter:string';
 const SELECTOR_DESCRIPTOR = 0x468c00000004;
+/** AMQP sender-settle-mode `settled`. */
+const SETTLED = 1;
 
 export type StartPosition =
   | { kind: 'latest' }
@@ -187,6 +189,9 @@ export class PartitionReaders extends EventEmitter {
         const expression = selectorFor(after === undefined ? this.options.start : { kind: 'after', sequenceNumber: after });
         const extra: Record<string, unknown> = {
           source: { filter: { [SELECTOR_KEY]: rhea.types.wrap_described(expression, SELECTOR_DESCRIPTOR) } },
+          // Settled on send, as Azure's .NET Event Hubs clients attach: a reader has nothing to settle
+          // (it resumes by sequence number), so no disposition goes back for each event.
+          snd_settle_mode: SETTLED,
         };
         if (this.options.ownerLevel !== undefined) extra.properties = { 'com.microsoft:epoch': rhea.types.wrap_long(this.options.ownerLevel) };
         return extra;

@@ -429,13 +429,17 @@ export class HubReceiver extends DurableLink {
     // this.link is set: those belong to the current generation and must not be dropped.
     if (!message || !delivery || !link || generation !== this.generation || this.closed) return;
     if (this.link !== undefined && this.link !== link) return;
-    const tag = delivery.tag;
-    const lockToken = Buffer.isBuffer(tag) ? (tag.length === 16 ? rhea.uuid_to_string(tag) : tag.toString('hex')) : String(tag);
     const manual = this.receiverOptions.settle === 'manual';
     let settled = !manual;
+    let lockToken: string | undefined;
     const received: Received = {
       message,
-      lockToken,
+      // Only manual settlement needs it; telemetry readers never ask, so it is made on demand.
+      get lockToken(): string {
+        const tag = delivery.tag;
+        lockToken ??= Buffer.isBuffer(tag) ? (tag.length === 16 ? rhea.uuid_to_string(tag) : tag.toString('hex')) : String(tag);
+        return lockToken;
+      },
       settle: (outcome: Settlement) => {
         if (!manual) return Promise.resolve();
         if (settled) return Promise.reject(new HubError('MessageLockLost', 'this message was already settled'));

@@ -216,7 +216,8 @@ export function decodePayload(body: unknown, mode: OutputMode, contentType?: str
     }
   }
   // auto: JSON object or array when it parses, else text when it is valid UTF-8, else bytes.
-  const looksJson = /json/i.test(contentType ?? '') || /^\s*[[{]/.test(text);
+  // A JSON content type is taken at its word; otherwise the text must look like an object or array.
+  const looksJson = (contentType !== undefined && /json/i.test(contentType)) || /^\s*[[{]/.test(text);
   if (looksJson) {
     try {
       return JSON.parse(text) as unknown;
@@ -227,19 +228,47 @@ export function decodePayload(body: unknown, mode: OutputMode, contentType?: str
   return Buffer.from(text, 'utf8').equals(bytes) ? text : bytes;
 }
 
+/**
+ * A received message carries its enqueued time twice (`iothub-enqueuedtime`, `x-opt-enqueued-time`),
+ * and the messages of one burst share it: remembering the last conversion saves most of them.
+ */
+let lastTime = NaN;
+let lastIso = '';
+function isoOf(date: Date): string {
+  const time = date.getTime();
+  if (time !== lastTime) {
+    lastIso = date.toISOString();
+    lastTime = time;
+  }
+  return lastIso;
+}
+
 /** Dates as ISO strings, Buffers as base64 (uuids as text), numbers as numbers, nested as is. */
 export function jsonSafe(value: unknown): unknown {
-  if (value === null || value === undefined) return value ?? null;
-  if (value instanceof Date) return value.toISOString();
-  if (Buffer.isBuffer(value)) return value.length === 16 ? rhea.uuid_to_string(value) : value.toString('base64');
-  if (typeof value === 'bigint') return Number(value);
-  if (Array.isArray(value)) return value.map(jsonSafe);
-  if (typeof value === 'object') {
-    const typed = value as { type?: unknown; value?: unknown; typecode?: unknown };
-    if ('value' in typed && 'type' in typed && Object.keys(typed).length <= 3) return jsonSafe(typed.value);
-    return Object.fromEntries(Object.entries(value as Record<string, unknown>).map(([k, v]) => [k, jsonSafe(v)]));
+  // Every received message passes its annotations through here: the common kinds go first.
+  switch (typeof value) {
+    case 'string':
+    case 'number':
+    case 'boolean':
+      return value;
+    case 'bigint':
+      return Number(value);
+    case 'undefined':
+      return null;
+    case 'object':
+      break;
+    default:
+      return value;
   }
-  return value;
+  if (value === null) return null;
+  if (value instanceof Date) return isoOf(value);
+  if (Buffer.isBuffer(value)) return value.length === 16 ? rhea.uuid_to_string(value) : value.toString('base64');
+  if (Array.isArray(value)) return value.map(jsonSafe);
+  const typed = value as { type?: unknown; value?: unknown; typecode?: unknown };
+  if ('value' in typed && 'type' in typed && Object.keys(typed).length <= 3) return jsonSafe(typed.value);
+  const out: Record<string, unknown> = {};
+  for (const key of Object.keys(value)) out[key] = jsonSafe((value as Record<string, unknown>)[key]);
+  return out;
 }
 
 function idText(id: unknown): string | undefined {
@@ -280,9 +309,10 @@ export interface IncomingFields {
 export function fromAmqpMessage(message: Message, mode: OutputMode): IncomingFields {
   const annotations = (message.message_annotations ?? {}) as Record<string, unknown>;
   const contentType = typeof message.content_type === 'string' ? message.content_type : undefined;
+  const applicationProperties = message.application_properties;
   const fields: IncomingFields = {
     payload: decodePayload(message.body, mode, contentType),
-    properties: jsonSafe(message.application_properties ?? {}) as Record<string, unknown>,
+    properties: applicationProperties ? (jsonSafe(applicationProperties) as Record<string, unknown>) : {},
     systemProperties: jsonSafe(annotations) as Record<string, unknown>,
   };
   const deviceId = annotations['iothub-connection-device-id'];

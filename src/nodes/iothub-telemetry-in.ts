@@ -18,7 +18,7 @@ import {
   type TelemetryEvent,
 } from '../iothub/event-hub';
 import { HubConnection, type HubConnectionOptions, type HubState } from '../iothub/hub-connection';
-import { fromAmqpMessage, jsonSafe, type OutputMode } from '../iothub/message';
+import { fromAmqpMessage, type IncomingFields, type OutputMode } from '../iothub/message';
 import { asError, connectionFor, positiveInt } from './common';
 import { statusFor } from './status';
 
@@ -99,16 +99,16 @@ export default function register(RED: NodeAPI): void {
       });
 
     const emit = (event: TelemetryEvent): void => {
-      const fields = fromAmqpMessage(event.message, output);
+      const msg = fromAmqpMessage(event.message, output) as IncomingFields & Record<string, unknown>;
       const annotations = (event.message.message_annotations ?? {}) as Record<string, unknown>;
-      const enqueued = annotations['x-opt-enqueued-time'];
-      node.send({
-        ...fields,
-        partitionId: event.partitionId,
-        sequenceNumber: event.sequenceNumber,
-        offset: annotations['x-opt-offset'] === undefined ? undefined : String(annotations['x-opt-offset']),
-        enqueuedTime: jsonSafe(enqueued instanceof Date ? enqueued : undefined) ?? undefined,
-      } as never);
+      const offset = annotations['x-opt-offset'];
+      // systemProperties holds the enqueued time already made an ISO string.
+      const enqueued = msg.systemProperties['x-opt-enqueued-time'];
+      msg.partitionId = event.partitionId;
+      msg.sequenceNumber = event.sequenceNumber;
+      if (offset !== undefined) msg.offset = String(offset);
+      if (typeof enqueued === 'string') msg.enqueuedTime = enqueued;
+      node.send(msg as never);
       if (store && !checkpointTimer) {
         checkpointTimer = setTimeout(() => {
           checkpointTimer = undefined;
