@@ -9,8 +9,11 @@ import type { BenchParams, HubInfo } from './protocol';
 export interface Contender {
   /** Connect and get ready; returns numbers worth reporting (setup times). */
   setup(): Promise<Record<string, number>>;
-  /** One timed round: messages done and the ms they took. */
-  round(index: number): Promise<{ messages: number; ms: number }>;
+  /**
+   * One timed round: messages done and the ms they took; `cpuUs` when the contender times a window
+   * of its own (reads: first event to last), else the worker counts the whole round.
+   */
+  round(index: number): Promise<{ messages: number; ms: number; cpuUs?: number }>;
   /** Numbers known only at the end (memory after the rounds). */
   notes?(): Record<string, number>;
   close(): Promise<void>;
@@ -117,21 +120,28 @@ export function runCredit(senders: Sender[], durationMs: number, makeMessage: (i
   });
 }
 
-/** Counts arrivals up to `total`; the round's time runs from the first arrival to the last. */
+/** Counts arrivals up to `total`; the round's time (and CPU) runs from the first arrival to the last. */
 export class ArrivalClock {
   private first = 0;
+  private firstCpu: NodeJS.CpuUsage | undefined;
   private count = 0;
   private resolveDone: (() => void) | undefined;
-  readonly done: Promise<{ messages: number; ms: number }>;
+  readonly done: Promise<{ messages: number; ms: number; cpuUs: number }>;
 
   constructor(readonly total: number) {
     this.done = new Promise((resolve) => {
-      this.resolveDone = () => resolve({ messages: this.count, ms: performance.now() - this.first });
+      this.resolveDone = () => {
+        const cpu = process.cpuUsage(this.firstCpu);
+        resolve({ messages: this.count, ms: performance.now() - this.first, cpuUs: cpu.user + cpu.system });
+      };
     });
   }
 
   arrived(n = 1): void {
-    if (this.count === 0) this.first = performance.now();
+    if (this.count === 0) {
+      this.first = performance.now();
+      this.firstCpu = process.cpuUsage();
+    }
     this.count += n;
     if (this.count >= this.total && this.resolveDone) {
       const r = this.resolveDone;

@@ -3,6 +3,7 @@
  * peak RSS and exit. Started by the runner with an IPC channel; prints nothing to stdout.
  */
 import { CONTENDERS } from './contenders';
+import { peakRssKb } from './contenders/common';
 import type { FromWorker, ToWorker } from './protocol';
 import type { Contender } from './runners';
 
@@ -32,12 +33,12 @@ async function handle(message: ToWorker): Promise<void> {
       const cpu = process.cpuUsage();
       const result = await contender.round(message.index);
       const used = process.cpuUsage(cpu);
-      reply({ type: 'result', ...result, cpuUs: used.user + used.system });
+      reply({ type: 'result', messages: result.messages, ms: result.ms, cpuUs: result.cpuUs ?? used.user + used.system });
       return;
     }
     case 'finish': {
       const late = contender?.notes?.() ?? {};
-      const maxRssKb = process.resourceUsage().maxRSS;
+      const maxRssKb = peakRssKb();
       await contender?.close();
       reply({ type: 'finished', maxRssKb, notes: { ...notes, ...late } });
       // Some SDK clients keep timers after close; the runner has what it needs.

@@ -1,4 +1,5 @@
-/** Small waits the contenders share. */
+/** Small waits and measures the contenders share. */
+import { readFileSync } from 'node:fs';
 import type { HubConnection, HubState } from '../../src/iothub/hub-connection';
 import { within } from '../runners';
 
@@ -18,4 +19,19 @@ export function waitForState(connection: HubConnection, state: HubState, ms = 30
     ms,
     `reaching ${state}`,
   );
+}
+
+/**
+ * Peak RSS of this process, KB. Linux keeps the high-water mark per address space (VmHWM), so it
+ * starts afresh at exec; getrusage's maxrss does not, and would report the runner's peak (with the
+ * simulator's stored events) for every worker it forked.
+ */
+export function peakRssKb(): number {
+  try {
+    const hwm = /^VmHWM:\s+(\d+)\s+kB/m.exec(readFileSync('/proc/self/status', 'utf8'));
+    if (hwm) return Number(hwm[1]);
+  } catch {
+    // not Linux: getrusage below
+  }
+  return process.resourceUsage().maxRSS;
 }

@@ -10,7 +10,7 @@ import { HubSender } from '../../src/iothub/links';
 import { toAmqpMessage } from '../../src/iothub/message';
 import type { BenchParams, HubInfo } from '../protocol';
 import { payloadOf, runWindowed, within, type Contender } from '../runners';
-import { waitForState } from './common';
+import { peakRssKb, waitForState } from './common';
 
 /** RSS after a full GC, bytes; a few samples, the lowest, so a stray allocation does not count. */
 async function settledRss(): Promise<number> {
@@ -63,7 +63,7 @@ export function coreGateway(hub: HubInfo, params: BenchParams): Contender {
         return senders[i % senders.length].send(out.message);
       }),
     notes() {
-      const peakKb = process.resourceUsage().maxRSS;
+      const peakKb = peakRssKb();
       return { peakExtraRssMb: (peakKb * 1024 - baseline) / 2 ** 20 };
     },
     async close() {

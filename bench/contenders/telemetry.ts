@@ -34,6 +34,8 @@ export function rawReceivers(hub: HubInfo, params: BenchParams): Contender {
               address: `${identity.entityPath}/ConsumerGroups/$Default/Partitions/${p}`,
               filter: { [SELECTOR_KEY]: rhea.types.wrap_described("amqp.annotation.x-opt-offset > '-1'", SELECTOR_DESCRIPTOR) },
             },
+            // Pre-settled, as telemetry-in reads: the baseline gets the cheapest wire there is.
+            snd_settle_mode: 1,
             credit_window: params.prefetch,
             autoaccept: true,
             onMessage: (_ctx: EventContext) => clock.arrived(),
