@@ -207,6 +207,9 @@ export class HubConnection extends EventEmitter {
 
   private async runAttempt(generation: number): Promise<void> {
     const connection = new Connection(this.transportOptions());
+    // rhea-promise adds a listener to the rhea connection for every link being attached and caps
+    // them at 1,000: a gateway re-attaching its devices after a reconnect passes that at once.
+    rheaConnectionOf(connection)?.setMaxListeners(0);
     this.connection = connection;
     const abort = new AbortController();
     // Every link attach on this connection listens to the one signal; a gateway has hundreds.
@@ -422,6 +425,11 @@ async function closeConnection(connection: Connection, timeoutMs: number): Promi
     connection.removeAllSessions();
     connection.removeAllListeners();
   }
+}
+
+/** The rhea connection inside a rhea-promise one (rhea-promise does not hand it out). */
+function rheaConnectionOf(connection: Connection): EventEmitter | undefined {
+  return (connection as unknown as { _connection?: EventEmitter })._connection;
 }
 
 /**
