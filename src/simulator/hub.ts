@@ -18,6 +18,7 @@ import { parseAddress, type Address } from './addresses';
 import { AuthError, ConnectionAuth, grantFromToken, requirementFor, type Requirement } from './auth';
 import { C2dQueues } from './c2d';
 import { loadOrMakeCertificate, type Certificate } from './certificate';
+import { encodeMessage } from './encode';
 import { EventHubSurface } from './event-hub';
 import { FeedbackQueue } from './feedback';
 import { resolveOptions, type SimulatorOptions, type SimulatorOptionsInput } from './options';
@@ -71,6 +72,9 @@ export interface D2cEvent {
   event: StoredEvent;
   message: rhea.Message;
 }
+
+/** The auth-method annotation of a message from a device that authenticated with a SAS token. */
+const SAS_AUTH_METHOD = JSON.stringify({ scope: 'device', type: 'sas', issuer: 'iothub', acceptingIpFilterRule: null });
 
 const UNAUTHORIZED = (description: string): AmqpError => ({ condition: 'amqp:unauthorized-access', description });
 const THROTTLED: AmqpError = {
@@ -682,7 +686,7 @@ export class SimulatedHub extends EventEmitter {
       const annotations: Record<string, unknown> = {
         ...(message.message_annotations ?? {}),
         'iothub-connection-device-id': deviceId,
-        'iothub-connection-auth-method': JSON.stringify({ scope: 'device', type: 'sas', issuer: 'iothub', acceptingIpFilterRule: null }),
+        'iothub-connection-auth-method': SAS_AUTH_METHOD,
         'iothub-connection-auth-generation-id': device?.generationId ?? '',
         'iothub-enqueuedtime': new Date(stamp.enqueuedTime),
         'iothub-message-source': 'Telemetry',
@@ -693,7 +697,7 @@ export class SimulatedHub extends EventEmitter {
       if (moduleId !== undefined) annotations['iothub-connection-module-id'] = moduleId;
       else delete annotations['iothub-connection-module-id'];
       out.message_annotations = annotations;
-      return rhea.message.encode(out);
+      return encodeMessage(out);
     });
     this.stats.d2cAccepted++;
     if (this.listenerCount('d2c') > 0) {
