@@ -130,15 +130,16 @@ function report(bench: Benchmark, flags: Flags, results: Map<string, ContenderRe
     out();
     out(
       table(
-        ['devices', 'time to authenticate and attach all', 'extra RSS, idle after GC', 'per device', 'extra peak RSS while all send'],
+        ['devices', 'time to authenticate and attach all', 'extra RSS, all attached, after GC', 'RSS per device', 'live heap per device', 'extra peak RSS while all send'],
         [[
           formatCount(gateway.devices),
           `${formatFixed(gateway.authMs / 1000, 2)} s`,
           `${formatFixed(gateway.idleExtraRssMb, 1)} MB`,
           `${formatFixed(gateway.idleRssPerDeviceKb, 1)} KB`,
+          `${formatFixed(gateway.heapPerDeviceKb, 1)} KB`,
           `${formatFixed(gateway.peakExtraRssMb, 1)} MB`,
         ]],
-        [true, true, true, true, true],
+        [true, true, true, true, true, true],
       ),
     );
   }
