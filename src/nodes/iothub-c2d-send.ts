@@ -28,13 +28,25 @@ export default function register(RED: NodeAPI): void {
     const maxPending = positiveInt(def.maxPending, 1000);
     const defaultTtl = Number(def.ttl) > 0 ? Number(def.ttl) : undefined;
     let sender: Promise<HubSender> | undefined;
+    /** The sender once made: msgs then go straight to it, not through a promise each. */
+    let made: HubSender | undefined;
     if (config && !setupError) config.register(node);
 
     const senderFor = (): Promise<HubSender> => {
-      sender ??= (config as NonNullable<typeof config>).connection().then(
-        (connection) => new HubSender(connection, '/messages/devicebound', {}, { maxPending, errorContext: 'service' }),
-      );
-      sender.catch(() => (sender = undefined));
+      if (!sender) {
+        const making = (config as NonNullable<typeof config>).connection().then(
+          (connection) => new HubSender(connection, '/messages/devicebound', {}, { maxPending, errorContext: 'service' }),
+        );
+        sender = making;
+        making.then(
+          (s) => {
+            if (sender === making) made = s;
+          },
+          () => {
+            if (sender === making) sender = undefined;
+          },
+        );
+      }
       return sender;
     };
 
@@ -70,20 +82,20 @@ export default function register(RED: NodeAPI): void {
         return;
       }
       msg.messageId = outgoing.messageId;
-      senderFor()
-        .then((s) => s.send(outgoing.message, outgoing.expiresAt === undefined ? {} : { expiresAt: outgoing.expiresAt }))
-        .then(
-          () => {
-            send(msg);
-            done();
-          },
-          (err: unknown) => done(asError(err)),
-        );
+      const accepted = (): void => {
+        send(msg);
+        done();
+      };
+      const failed = (err: unknown): void => done(asError(err));
+      const deliver = (s: HubSender): Promise<void> => s.send(outgoing.message, outgoing.expiresAt === undefined ? {} : { expiresAt: outgoing.expiresAt });
+      if (made) deliver(made).then(accepted, failed);
+      else senderFor().then(deliver).then(accepted, failed);
     });
 
     node.on('close', (_removed: boolean, done: () => void) => {
       const closing = sender;
       sender = undefined;
+      made = undefined;
       void closing?.then((s) => s.close()).catch(() => undefined);
       if (config && !setupError) config.deregister(node, done);
       else done();
