@@ -9,8 +9,10 @@ import { toAmqpMessage } from '../../src/iothub/message';
 import type { BenchParams, HubInfo } from '../protocol';
 import { openRaw, type RawConnection } from '../raw';
 import { payloadOf, runCredit, runWindowed, type Contender } from '../runners';
+import { benchFrame, connectionNode, sink, startNodeRed, type EmbeddedNodeRed } from '../node-red';
 import { waitForState } from './common';
 import { D2C_DEVICES } from './devices';
+import { FlowDriver } from './flow-driver';
 
 /** The wire's pace: a bare rhea-promise sender filling its credit. */
 export function rawSender(hub: HubInfo, params: BenchParams): Contender {
@@ -53,6 +55,36 @@ export function coreSender(hub: HubInfo, params: BenchParams): Contender {
     async close() {
       await sender?.close();
       await connection?.close();
+    },
+  };
+}
+
+/** device-out in a running Node-RED flow, speaking as one device (a device connection string). */
+export function deviceOutNode(hub: HubInfo, params: BenchParams): Contender {
+  const deviceId = D2C_DEVICES.node;
+  let red: EmbeddedNodeRed | undefined;
+  let driver: FlowDriver | undefined;
+  const payload = payloadOf(params.size);
+  return {
+    // The warm-up round pays for connecting and attaching.
+    async setup() {
+      red = await startNodeRed();
+      await red.deploy(
+        [
+          ...benchFrame(),
+          connectionNode('hub', hub.certFile),
+          { id: 'src', type: 'inject', z: 'bench', props: [], repeat: '', once: false, wires: [['dout']] },
+          { id: 'dout', type: 'iothub-device-out', z: 'bench', hub: 'hub', deviceId: '', deviceIdType: 'str', maxPending: params.window, wires: [['sink']] },
+          sink('sink'),
+        ],
+        { hub: { connectionString: hub.devices[deviceId] } },
+      );
+      driver = new FlowDriver(red);
+      return {};
+    },
+    round: () => runWindowed(params.durationMs, params.window, (i) => (driver as FlowDriver).send(i, { payload })),
+    async close() {
+      await red?.stop();
     },
   };
 }

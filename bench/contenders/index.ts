@@ -7,6 +7,7 @@ import type { ContenderFactory } from '../runners';
 export const CONTENDERS: Record<string, () => Promise<ContenderFactory>> = {
   'd2c.raw': async () => (await import('./d2c')).rawSender,
   'd2c.core': async () => (await import('./d2c')).coreSender,
+  'd2c.node': async () => (await import('./d2c')).deviceOutNode,
   'd2c.sdk-await': async () => (await import('./d2c-sdk')).sdkDevice('one'),
   'd2c.sdk-many': async () => (await import('./d2c-sdk')).sdkDevice('many'),
   'telemetry.raw': async () => (await import('./telemetry')).rawReceivers,
