@@ -63,6 +63,7 @@ function rotated<T>(items: T[], r: number): T[] {
 }
 
 async function runBenchmark(bench: Benchmark, flags: Flags, params: BenchParams): Promise<Map<string, ContenderResult>> {
+  const loadBefore = load();
   const hub = await startSimulator({ amqpPort: 0, amqpsPort: 0, wsPort: null, certDir: certDir(), ...bench.simulator(flags) });
   const results = new Map<string, ContenderResult>();
   const workers: WorkerHandle[] = [];
@@ -96,7 +97,7 @@ async function runBenchmark(bench: Benchmark, flags: Flags, params: BenchParams)
       entry.maxRssKb = end.maxRssKb;
       entry.notes = end.notes;
     }
-    report(bench, flags, results, prepared);
+    report(bench, flags, results, [...prepared, `Load average (1, 5, 15 min) before: ${loadBefore}; after: ${load()}.`]);
     return results;
   } finally {
     for (const worker of workers) worker.kill();
