@@ -35,3 +35,17 @@ export function peakRssKb(): number {
   }
   return process.resourceUsage().maxRSS;
 }
+
+/** RSS and live heap after a full GC, bytes; the lowest of a few samples, so a stray allocation does not count. */
+export async function settledMemory(): Promise<{ rss: number; heap: number }> {
+  const gc = (globalThis as { gc?: () => void }).gc;
+  let rss = Infinity;
+  let heap = Infinity;
+  for (let i = 0; i < 3; i++) {
+    gc?.();
+    await new Promise((r) => setTimeout(r, 50));
+    rss = Math.min(rss, process.memoryUsage.rss());
+    heap = Math.min(heap, process.memoryUsage().heapUsed);
+  }
+  return { rss, heap };
+}

@@ -1,6 +1,6 @@
 /**
- * Gateway scale: many devices behind one connection, each with its own CBS token and D2C link, all
- * through the package's client core. Memory is read after a forced GC (the worker runs with
+ * Gateway scale: many devices behind one connection, each with its own CBS token and D2C link,
+ * through the package's client core and through device-out in a flow. Memory is read after a forced GC (the worker runs with
  * --expose-gc) before and after the devices attach. RSS also counts what V8 keeps after the burst of
  * 1,000 attaches (its young generation grows and stays), so the live heap per device is given too.
  */
@@ -11,21 +11,9 @@ import { HubSender } from '../../src/iothub/links';
 import { toAmqpMessage } from '../../src/iothub/message';
 import type { BenchParams, HubInfo } from '../protocol';
 import { payloadOf, runWindowed, within, type Contender } from '../runners';
-import { peakRssKb, waitForState } from './common';
-
-/** RSS and live heap after a full GC, bytes; the lowest of a few samples, so a stray allocation does not count. */
-async function settledMemory(): Promise<{ rss: number; heap: number }> {
-  const gc = (globalThis as { gc?: () => void }).gc;
-  let rss = Infinity;
-  let heap = Infinity;
-  for (let i = 0; i < 3; i++) {
-    gc?.();
-    await new Promise((r) => setTimeout(r, 50));
-    rss = Math.min(rss, process.memoryUsage.rss());
-    heap = Math.min(heap, process.memoryUsage().heapUsed);
-  }
-  return { rss, heap };
-}
+import { benchFrame, connectionNode, sink, startNodeRed, type EmbeddedNodeRed } from '../node-red';
+import { peakRssKb, settledMemory, waitForState } from './common';
+import { FlowDriver } from './flow-driver';
 
 export function coreGateway(hub: HubInfo, params: BenchParams): Contender {
   let connection: HubConnection | undefined;
@@ -81,6 +69,60 @@ export function coreGateway(hub: HubInfo, params: BenchParams): Contender {
     async close() {
       await Promise.all(senders.map((s) => s.close()));
       await connection?.close();
+    },
+  };
+}
+
+/**
+ * device-out in a Node-RED flow with a gateway connection: msg.deviceId picks the device, and each
+ * device's link is made on its first msg. Setup sends one msg per device and waits for all of them:
+ * the time that takes is when every device is authenticated, attached and has delivered.
+ */
+export function deviceOutGateway(hub: HubInfo, params: BenchParams): Contender {
+  let red: EmbeddedNodeRed | undefined;
+  let driver: FlowDriver | undefined;
+  let baseline = 0;
+  const payload = payloadOf(params.size);
+  const devices = params.gatewayDevices;
+  return {
+    async setup() {
+      red = await startNodeRed();
+      await red.deploy(
+        [
+          ...benchFrame(),
+          connectionNode('hub', hub.certFile),
+          { id: 'src', type: 'inject', z: 'bench', props: [], repeat: '', once: false, wires: [['dout']] },
+          { id: 'dout', type: 'iothub-device-out', z: 'bench', hub: 'hub', deviceId: '', deviceIdType: 'str', maxPending: Math.max(1000, devices.length * 2), wires: [['sink']] },
+          sink('sink'),
+        ],
+        { hub: { connectionString: hub.gatewayConnectionString } },
+      );
+      const flow = new FlowDriver(red);
+      driver = flow;
+      // One msg first, so the shared connection is open before the baseline is read.
+      await within(flow.send(-1, { payload, deviceId: devices[0] }), 60_000, 'the first message');
+      const before = await settledMemory();
+      baseline = before.rss;
+      const start = performance.now();
+      await within(Promise.all(devices.map((deviceId, i) => flow.send(-2 - i, { payload, deviceId }))), 300_000, `a first message from each of ${devices.length} devices`);
+      const authMs = performance.now() - start;
+      const after = await settledMemory();
+      const extra = after.rss - baseline;
+      return {
+        devices: devices.length,
+        authMs,
+        idleExtraRssMb: extra / 2 ** 20,
+        idleRssPerDeviceKb: extra / 1024 / devices.length,
+        heapPerDeviceKb: (after.heap - before.heap) / 1024 / devices.length,
+        baselineRssMb: baseline / 2 ** 20,
+      };
+    },
+    round: () => runWindowed(params.durationMs, devices.length, (i) => (driver as FlowDriver).send(i, { payload, deviceId: devices[i % devices.length] })),
+    notes() {
+      return { peakExtraRssMb: (peakRssKb() * 1024 - baseline) / 2 ** 20 };
+    },
+    async close() {
+      await red?.stop();
     },
   };
 }

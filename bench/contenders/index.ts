@@ -18,6 +18,7 @@ export const CONTENDERS: Record<string, () => Promise<ContenderFactory>> = {
   'c2d.sdk-await': async () => (await import('./c2d-sdk')).sdkService('one'),
   'c2d.sdk-many': async () => (await import('./c2d-sdk')).sdkService('many'),
   'gateway.core': async () => (await import('./gateway')).coreGateway,
+  'gateway.node': async () => (await import('./gateway')).deviceOutGateway,
   'ingest.raw-one': async () => (await import('./ingest')).rawIngest('one'),
   'ingest.raw-many': async () => (await import('./ingest')).rawIngest('many'),
 };

@@ -49,7 +49,7 @@ describe('npm run bench -- --short', function () {
         assert.ok(rate > 0, `${spec.name} moved no messages: ${row.join(' | ')}`);
       }
     }
-    assert.match(stdout, /\| devices \| time to authenticate and attach all \|/);
+    assert.match(stdout, /\| contender +\| devices \| time to authenticate and attach all \|/);
     assert.match(stdout, /simulator ingest [\d,]+ msgs\/s above every D2C client figure/);
   });
 });
