@@ -169,6 +169,27 @@ abstract class DurableLink extends EventEmitter implements LinkOwner {
 
 // ---- sender ---------------------------------------------------------------------------------
 
+/**
+ * Sends made one by one from separate callbacks (a Node-RED flow delivers each msg in a callback of
+ * its own) go to rhea together, once per loop turn, for every sender at once. rhea walks every link of
+ * the connection each time it is handed work, so a gateway with a thousand device links would pay that
+ * walk once per message instead of once per turn.
+ */
+const toPump = new Set<() => void>();
+let pumpScheduled = false;
+
+function schedulePump(pump: () => void): void {
+  toPump.add(pump);
+  if (pumpScheduled) return;
+  pumpScheduled = true;
+  setImmediate(() => {
+    pumpScheduled = false;
+    const batch = [...toPump];
+    toPump.clear();
+    for (const run of batch) run();
+  });
+}
+
 export interface SendOptions {
   /** ms since the epoch after which the message is not worth sending. */
   expiresAt?: number;
@@ -196,6 +217,7 @@ export class HubSender extends DurableLink {
   private pausedUntil = 0;
   private pauseTimer: NodeJS.Timeout | undefined;
   private throttles = 0;
+  private readonly pumpNow = (): void => this.pump();
   private readonly maxPending: number;
   private readonly errorContext: ErrorContext;
 
@@ -228,7 +250,7 @@ export class HubSender extends DurableLink {
         entry.expiryTimer.unref();
       }
       this.waiting.push(entry);
-      this.pump();
+      schedulePump(this.pumpNow);
     });
   }
 
