@@ -98,6 +98,14 @@ export class C2dQueues {
     return this.queues.get(C2dQueues.targetKey(deviceId, moduleId))?.entries.length ?? 0;
   }
 
+  /**
+   * Ids of messages delivered and not yet settled, in every queue: the ones a dropped link or
+   * connection will deliver again (for tests and tools).
+   */
+  lockedMessageIds(): string[] {
+    return [...this.locks.values()].map((held) => held.entry.messageId);
+  }
+
   /** Queues a message; returns an error when the device's queue is full. */
   enqueue(deviceId: string, moduleId: string | undefined, generationId: string, message: rhea.Message): AmqpError | undefined {
     const queue = this.queue(deviceId, moduleId, generationId);

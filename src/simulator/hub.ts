@@ -51,6 +51,8 @@ interface ConnState {
   auth: ConnectionAuth;
   links: Map<Link, LinkState>;
   closed: boolean;
+  /** The socket was dropped on purpose (fault); frames still buffered are not acted on. */
+  dropped?: boolean;
 }
 
 export interface HubStats {
@@ -143,7 +145,9 @@ export class SimulatedHub extends EventEmitter {
   private sweepTimer: NodeJS.Timeout | undefined;
   private nextConnId = 1;
   private throttleCount = 0;
+  private throttleUntil = 0;
   private refuseUntil = 0;
+  private putTokenBlock: { until: number; answer: 'refuse' | 'ignore' } | undefined;
   private closing = false;
 
   private constructor(options: SimulatorOptions) {
@@ -396,7 +400,11 @@ export class SimulatedHub extends EventEmitter {
     }
     c.on('message', (ctx: rhea.EventContext) => {
       const state = ctx.receiver && this.linkState(ctx.receiver);
-      if (state?.onMessage) state.onMessage(ctx);
+      // What arrives after we closed the link, its session or the connection (or dropped the socket)
+      // is not taken: its outcome could never reach the client, which will send it again.
+      if (!state?.onMessage || this.conns.get(ctx.connection)?.dropped) return;
+      if (!ctx.connection.is_open() || !(ctx.session as rhea.Session).is_open() || !state.link.is_open()) return;
+      state.onMessage(ctx);
     });
     c.on('sendable', (ctx: rhea.EventContext) => {
       const state = ctx.sender && this.linkState(ctx.sender);
@@ -603,9 +611,17 @@ export class SimulatedHub extends EventEmitter {
     const props = (message.application_properties ?? {}) as Record<string, unknown>;
     let status = 200;
     let description = 'OK';
+    const blocked = this.putTokenBlock && Date.now() < this.putTokenBlock.until ? this.putTokenBlock.answer : undefined;
     if (props.operation !== 'put-token') {
       status = 400;
       description = `Unsupported operation '${String(props.operation)}'.`;
+    } else if (blocked === 'ignore') {
+      this.stats.putTokensRefused++;
+      return;
+    } else if (blocked === 'refuse') {
+      this.stats.putTokensRefused++;
+      status = 401;
+      description = 'Unauthorized: the token service is unavailable (simulated fault).';
     } else {
       const token = typeof message.body === 'string' ? message.body : bodyBytes(message.body).toString('utf8');
       try {
@@ -743,6 +759,7 @@ export class SimulatedHub extends EventEmitter {
   }
 
   private takeThrottle(): boolean {
+    if (Date.now() < this.throttleUntil) return true;
     if (this.throttleCount <= 0) return false;
     this.throttleCount--;
     return true;
@@ -777,6 +794,7 @@ export class SimulatedHub extends EventEmitter {
       for (const conn of [...this.conns.values()]) {
         if (filter && !filter({ id: conn.id, transport: conn.transport })) continue;
         n++;
+        conn.dropped = true;
         conn.destroy();
       }
       return n;
@@ -818,6 +836,17 @@ export class SimulatedHub extends EventEmitter {
     /** Answers the next `count` D2C and C2D sends with a throttling error. */
     throttleNext: (count: number): void => {
       this.throttleCount = Math.max(0, count);
+    },
+    /** Answers every D2C and C2D send with a throttling error for `ms` (0 stops). */
+    throttleFor: (ms: number): void => {
+      this.throttleUntil = ms > 0 ? Date.now() + ms : 0;
+    },
+    /**
+     * Blocks put-token for `ms` (0 stops): `refuse` answers 401, `ignore` never answers. Tokens already
+     * put stay valid until they expire, so this is how a renewal that cannot happen is simulated.
+     */
+    blockPutTokens: (ms: number, answer: 'refuse' | 'ignore' = 'refuse'): void => {
+      this.putTokenBlock = ms > 0 ? { until: Date.now() + ms, answer } : undefined;
     },
     /** Refuses new connections for `ms` (0 stops refusing). */
     refuseConnections: (ms: number): void => {
