@@ -196,6 +196,8 @@ export interface SendOptions {
 }
 
 interface Outgoing {
+  /** Order of send(): messages that come back from the wire go back in this order. */
+  seq: number;
   message: Message;
   resolve: () => void;
   reject: (err: HubError) => void;
@@ -218,6 +220,7 @@ export class HubSender extends DurableLink {
   private pauseTimer: NodeJS.Timeout | undefined;
   private throttles = 0;
   private readonly pumpNow = (): void => this.pump();
+  private nextSeq = 0;
   private readonly maxPending: number;
   private readonly errorContext: ErrorContext;
 
@@ -243,7 +246,7 @@ export class HubSender extends DurableLink {
       return Promise.reject(new HubError('Expired', 'the message expired before it could be sent'));
     }
     return new Promise<void>((resolve, reject) => {
-      const entry: Outgoing = { message, resolve, reject };
+      const entry: Outgoing = { seq: this.nextSeq++, message, resolve, reject };
       if (options.expiresAt !== undefined) {
         entry.expiresAt = options.expiresAt;
         entry.expiryTimer = setTimeout(() => this.expire(entry), Math.max(0, options.expiresAt - Date.now()));
@@ -291,10 +294,10 @@ export class HubSender extends DurableLink {
   protected dropLink(): Sender | undefined {
     const link = this.link;
     this.link = undefined;
-    // Unsettled deliveries go back to the front, oldest first, to be sent again on the next link.
-    const unsettled = [...this.inflight.entries()].sort((a, b) => a[0] - b[0]).map(([, e]) => e);
+    // Unsettled deliveries go back in send order, to be sent again on the next link.
+    const unsettled = [...this.inflight.values()];
     this.inflight.clear();
-    this.waiting.unshift(...unsettled);
+    this.requeue(...unsettled);
     return link;
   }
 
@@ -319,7 +322,7 @@ export class HubSender extends DurableLink {
         delivery = link.send(entry.message);
       } catch {
         // The link broke under us; its error handler takes it from here.
-        this.waiting.unshift(entry);
+        this.requeue(entry);
         return;
       }
       this.inflight.set(delivery.id, entry);
@@ -337,15 +340,18 @@ export class HubSender extends DurableLink {
       this.throttles = 0;
       entry.resolve();
     } else if (outcome === 'released') {
-      // The hub did not take it: send again, first in line.
-      this.waiting.unshift(entry);
+      // The hub did not take it: send again, in its place.
+      this.requeue(entry);
     } else {
       const error = errorFromCondition(delivery.remote_state?.error as AmqpErrorLike | undefined, this.errorContext);
       const expired = entry.expiresAt !== undefined && entry.expiresAt <= Date.now();
       if (error.retryable && !expired) {
-        // Throttling and transient faults pause the link; the message waits at the front.
-        this.waiting.unshift(entry);
-        this.pause(backoffDelay(this.throttles++, { minMs: this.hub.options.reconnectMinMs, maxMs: this.hub.options.reconnectMaxMs, random: this.hub.options.random }));
+        // Throttling and transient faults pause the link; the message waits in its place. A burst
+        // refused together is one round: only the first refusal of a round lengthens the pause.
+        this.requeue(entry);
+        if (Date.now() >= this.pausedUntil) {
+          this.pause(backoffDelay(this.throttles++, { minMs: this.hub.options.reconnectMinMs, maxMs: this.hub.options.reconnectMaxMs, random: this.hub.options.random }));
+        }
       } else {
         if (entry.expiryTimer) clearTimeout(entry.expiryTimer);
         entry.reject(error);
@@ -354,16 +360,31 @@ export class HubSender extends DurableLink {
     this.pump();
   }
 
+  /** Puts messages that came back from the wire before every later one that is waiting. */
+  private requeue(...entries: Outgoing[]): void {
+    if (entries.length === 0) return;
+    entries.sort((a, b) => a.seq - b.seq);
+    // Only the waiting messages older than the last one returned need merging; the rest stay behind.
+    const merged: Outgoing[] = [];
+    let i = 0;
+    let j = 0;
+    while (i < entries.length) {
+      if (j < this.waiting.length && this.waiting[j].seq < entries[i].seq) merged.push(this.waiting[j++]);
+      else merged.push(entries[i++]);
+    }
+    this.waiting.splice(0, j, ...merged);
+  }
+
   private pause(ms: number): void {
-    this.pausedUntil = Math.max(this.pausedUntil, Date.now() + ms);
+    this.pausedUntil = Date.now() + ms;
     if (this.pauseTimer) clearTimeout(this.pauseTimer);
-    // Timers may fire a millisecond before Date.now() says they should, and a shorter pause must not
-    // cut a longer one short: the timer ends the pause it was set for, whatever the clock reads.
+    // Timers may fire a millisecond before Date.now() says they should: the timer ends the pause it
+    // was set for, whatever the clock reads.
     this.pauseTimer = setTimeout(() => {
       this.pauseTimer = undefined;
       this.pausedUntil = 0;
       this.pump();
-    }, Math.max(0, this.pausedUntil - Date.now()));
+    }, ms);
     this.pauseTimer.unref();
   }
 }

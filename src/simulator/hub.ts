@@ -65,6 +65,8 @@ export interface HubStats {
   putTokensRefused: number;
   d2cAccepted: number;
   c2dAccepted: number;
+  /** Sends answered with throttling (fault). */
+  throttled: number;
 }
 
 export interface D2cEvent {
@@ -137,6 +139,7 @@ export class SimulatedHub extends EventEmitter {
     putTokensRefused: 0,
     d2cAccepted: 0,
     c2dAccepted: 0,
+    throttled: 0,
   };
 
   private readonly container: rhea.Container;
@@ -759,9 +762,11 @@ export class SimulatedHub extends EventEmitter {
   }
 
   private takeThrottle(): boolean {
-    if (Date.now() < this.throttleUntil) return true;
-    if (this.throttleCount <= 0) return false;
-    this.throttleCount--;
+    if (Date.now() >= this.throttleUntil) {
+      if (this.throttleCount <= 0) return false;
+      this.throttleCount--;
+    }
+    this.stats.throttled++;
     return true;
   }
 

@@ -101,8 +101,9 @@ export interface PipelineOptions {
   /** Reconnect floor and cap for every client, ms. */
   reconnectMinMs?: number;
   reconnectMaxMs?: number;
-  /** Config-node settings for the service connection (token lifetime and the like). */
-  connection?: Record<string, unknown>;
+  /** Token lifetime and renewal margin for every client, s. */
+  tokenLifetimeSec?: number;
+  tokenRenewMarginSec?: number;
 }
 
 export class Pipeline {
@@ -128,13 +129,23 @@ export class Pipeline {
   static async start(hub: SimulatedHub, options: PipelineOptions, makeDevices?: (hub: SimulatedHub) => DeviceSide): Promise<Pipeline> {
     const min = options.reconnectMinMs ?? 50;
     const max = options.reconnectMaxMs ?? 500;
-    const devices = makeDevices?.(hub) ?? new CoreDevices(hub, options.devices, { reconnectMinMs: min, reconnectMaxMs: max });
+    const tokens: HubConnectionOptions = {};
+    const tokenSettings: Record<string, number> = {};
+    if (options.tokenLifetimeSec !== undefined) {
+      tokens.tokenLifetimeSec = options.tokenLifetimeSec;
+      tokenSettings.tokenLifetime = options.tokenLifetimeSec;
+    }
+    if (options.tokenRenewMarginSec !== undefined) {
+      tokens.tokenRenewMarginSec = options.tokenRenewMarginSec;
+      tokenSettings.tokenRenewMargin = options.tokenRenewMarginSec;
+    }
+    const devices = makeDevices?.(hub) ?? new CoreDevices(hub, options.devices, { reconnectMinMs: min, reconnectMaxMs: max, ...tokens });
     const pipeline = new Pipeline(hub, devices, options);
     hub.on('d2c', pipeline.onD2c);
     await helper.startServer();
     const flow = [
       { id: 'tab', type: 'tab', label: 'reliability' },
-      { id: 'svc', type: 'iothub-connection', z: 'tab', mode: 'azure', transport: 'amqps', reconnectMin: min, reconnectMax: max, ...options.connection },
+      { id: 'svc', type: 'iothub-connection', z: 'tab', mode: 'azure', transport: 'amqps', reconnectMin: min, reconnectMax: max, ...tokenSettings },
       { id: 'c2d', type: 'iothub-c2d-send', z: 'tab', hub: 'svc', deviceIdType: 'str', maxPending: 100_000, wires: [['c2dOut']] },
       { id: 'c2dOut', type: 'helper', z: 'tab', wires: [] },
       { id: 'tin', type: 'iothub-telemetry-in', z: 'tab', hub: 'svc', startPosition: 'earliest', wires: [['tinOut']] },
@@ -231,11 +242,17 @@ export class Pipeline {
     nodeById('c2d').receive({ deviceId, messageId: id, payload: { id } });
   }
 
-  /** Injects a fault now, marking whatever is in flight (and every C2D message the hub holds locked). */
-  fault(fault: Fault): Injected {
+  /** Books a fault that happens now by other means: what is in flight (or held locked) may repeat. */
+  markFault(): number {
     const locked = this.hub.c2d.lockedMessageIds();
     const inFlight = this.d2c.fault() + this.c2d.fault(locked);
     this.telemetry.fault();
+    return inFlight;
+  }
+
+  /** Injects a fault now, marking whatever is in flight (and every C2D message the hub holds locked). */
+  fault(fault: Fault): Injected {
+    const inFlight = this.markFault();
     const injected = inject(this.hub, fault);
     this.faultsInjected.push({ fault, hits: injected.hits, inFlight });
     return injected;
@@ -281,7 +298,7 @@ export class Pipeline {
     await until(
       () => this.d2c.allSettled() && this.c2d.allSettled() && this.d2c.allArrived() && this.telemetry.allArrived() && this.c2d.allArrived(),
       () =>
-        `every message: D2C pending ${this.d2c.pendingCount}, missing at the hub ${this.d2c.missing().length}, ` +
+        `every message: D2C pending ${this.d2c.pendingCount}, missing at the hub ${this.d2c.missing().length} (${this.d2c.missing().slice(0, 5).join(" ")}), ` +
         `at telemetry-in ${this.telemetry.missing().length}; C2D pending ${this.c2d.pendingCount}, missing ${this.c2d.missing().length} ` +
         `(${this.describeReadiness()})`,
       ms,
