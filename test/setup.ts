@@ -11,7 +11,8 @@ process.on('uncaughtException', (err: Error) => {
   problems.push(`uncaughtException: ${err.stack ?? err.message}`);
 });
 process.on('warning', (warning: Error) => {
-  if (warning.name === 'MaxListenersExceededWarning') problems.push(`warning: ${warning.message}`);
+  // A timer overflow fires at once instead of late: always a bug (an expiry that happens too soon).
+  if (warning.name === 'MaxListenersExceededWarning' || warning.name === 'TimeoutOverflowWarning') problems.push(`warning: ${warning.message}`);
 });
 
 export const mochaHooks = {

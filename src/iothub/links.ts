@@ -24,6 +24,9 @@ import { toHubError, type HubConnection, type LinkOwner } from './hub-connection
 
 export type AmqpMessage = Message;
 
+/** The longest delay Node's timers take as given. */
+const MAX_TIMER_MS = 2 ** 31 - 1;
+
 /** Link-level retry: a detach while the connection stays up (stolen, redirect, forced, token lapsed). */
 abstract class DurableLink extends EventEmitter implements LinkOwner {
   protected generation = -1;
@@ -249,15 +252,26 @@ export class HubSender extends DurableLink {
       const entry: Outgoing = { seq: this.nextSeq++, message, resolve, reject };
       if (options.expiresAt !== undefined) {
         entry.expiresAt = options.expiresAt;
-        entry.expiryTimer = setTimeout(() => this.expire(entry), Math.max(0, options.expiresAt - Date.now()));
-        entry.expiryTimer.unref();
+        this.armExpiry(entry);
       }
       this.waiting.push(entry);
       schedulePump(this.pumpNow);
     });
   }
 
+  private armExpiry(entry: Outgoing): void {
+    if (entry.expiresAt === undefined) return;
+    // Node fires a timeout longer than 2^31-1 ms at once: a far expiry is waited for in steps.
+    entry.expiryTimer = setTimeout(() => this.expire(entry), Math.min(Math.max(0, entry.expiresAt - Date.now()), MAX_TIMER_MS));
+    entry.expiryTimer.unref();
+  }
+
   private expire(entry: Outgoing): void {
+    entry.expiryTimer = undefined;
+    if (entry.expiresAt !== undefined && entry.expiresAt > Date.now()) {
+      this.armExpiry(entry);
+      return;
+    }
     const index = this.waiting.indexOf(entry);
     if (index < 0) return; // in flight: the hub decides
     this.waiting.splice(index, 1);
@@ -317,6 +331,12 @@ export class HubSender extends DurableLink {
     if (Date.now() < this.pausedUntil) return;
     while (this.waiting.length > 0 && link.sendable()) {
       const entry = this.waiting.shift() as Outgoing;
+      if (entry.expiresAt !== undefined && entry.expiresAt <= Date.now()) {
+        // Came back from the wire after its time (a fault while in flight): not worth sending again.
+        if (entry.expiryTimer) clearTimeout(entry.expiryTimer);
+        entry.reject(new HubError('Expired', 'the message expired while waiting for the hub'));
+        continue;
+      }
       let delivery: Delivery;
       try {
         delivery = link.send(entry.message);

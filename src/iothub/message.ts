@@ -58,10 +58,13 @@ function optionalString(value: unknown, name: string): string | undefined {
   return fail('InvalidMessage', `msg.${name} must be a string`);
 }
 
+/** The largest time a Date (and so an AMQP timestamp from rhea) can hold; rhea writes any other as 1970. */
+const MAX_TIME_MS = 8.64e15;
+
 function toTime(value: unknown, name: string): number | undefined {
   if (value === undefined || value === null || value === '') return undefined;
   const ms = value instanceof Date ? value.getTime() : typeof value === 'number' ? value : typeof value === 'string' ? Date.parse(value) : NaN;
-  if (!Number.isFinite(ms)) fail('InvalidMessage', `msg.${name} must be an ISO date, a Date or epoch milliseconds`);
+  if (!Number.isFinite(ms) || Math.abs(ms) > MAX_TIME_MS) fail('InvalidMessage', `msg.${name} must be an ISO date, a Date or epoch milliseconds`);
   return ms;
 }
 
@@ -142,7 +145,7 @@ export function toAmqpMessage(input: OutgoingInput, kind: 'c2d' | 'd2c', now = D
   const properties = encodeProperties(input.properties);
 
   if (kind === 'c2d') {
-    const ack = input.ack === undefined || input.ack === null || input.ack === '' ? 'none' : String(input.ack).toLowerCase();
+    const ack = input.ack === undefined || input.ack === null || input.ack === '' ? 'none' : typeof input.ack === 'string' ? input.ack.toLowerCase() : '';
     if (!(ACKS as readonly string[]).includes(ack)) fail('InvalidMessage', `msg.ack must be one of ${ACKS.join(', ')}`);
     if (ack !== 'none') properties['iothub-ack'] = ack;
   } else if (input.ack !== undefined && input.ack !== null && input.ack !== '') {
@@ -151,8 +154,8 @@ export function toAmqpMessage(input: OutgoingInput, kind: 'c2d' | 'd2c', now = D
 
   let expiresAt = toTime(input.expiryTime, 'expiryTime');
   if (expiresAt === undefined && input.ttl !== undefined && input.ttl !== null && input.ttl !== '' && input.ttl !== 0) {
-    const ttl = Number(input.ttl);
-    if (!Number.isFinite(ttl) || ttl < 0) fail('InvalidMessage', 'msg.ttl must be a number of milliseconds');
+    const ttl = typeof input.ttl === 'number' ? input.ttl : typeof input.ttl === 'string' && input.ttl.trim() !== '' ? Number(input.ttl) : NaN;
+    if (!Number.isFinite(ttl) || ttl < 0 || now + ttl > MAX_TIME_MS) fail('InvalidMessage', 'msg.ttl must be a number of milliseconds');
     expiresAt = now + ttl;
   }
   if (expiresAt !== undefined && expiresAt <= now) fail('Expired', 'the message expired before it was sent (msg.expiryTime or msg.ttl)');

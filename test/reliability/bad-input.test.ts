@@ -1,0 +1,173 @@
+/**
+ * Generated input (fast-check): random msgs into c2d-send, with a live hub behind it. Whatever comes
+ * in, Node-RED must not crash (the root hooks fail the suite on any uncaught error) and every msg must
+ * end in exactly one done() or done(err), counted by a Complete and a Catch node scoped to the node.
+ */
+import { strict as assert } from 'node:assert';
+import fc from 'fast-check';
+import helper from 'node-red-node-test-helper';
+import connectionNode from '../../src/nodes/iothub-connection';
+import c2dSendNode from '../../src/nodes/iothub-c2d-send';
+import { stopLocalHubs } from '../../src/nodes/local-simulator';
+import type { SimulatedHub } from '../../src/simulator';
+import { startTestHub } from '../helpers/hub';
+import { until } from './faults';
+
+helper.init(require.resolve('node-red'));
+
+interface Outcome {
+  _fc?: number;
+  error?: { code?: string; message?: string };
+}
+
+interface HelperNode {
+  on(event: 'input', listener: (msg: Outcome) => void): void;
+  receive(msg: object): void;
+}
+
+const RUNS = Number(process.env.FC_RUNS ?? 100);
+
+/** Any value a flow might put in a field, odd ones included. */
+const anyValue = fc.oneof(
+  { weight: 1, arbitrary: fc.constantFrom(Symbol('odd'), () => 'a function', NaN, Infinity, -0, Object.create(null), new Error('an error')) },
+  {
+    weight: 6,
+    arbitrary: fc.anything({
+      maxDepth: 2,
+      maxKeys: 4,
+      withBigInt: true,
+      withDate: true,
+      withTypedArray: true,
+      withSparseArray: true,
+      withNullPrototype: true,
+      withMap: true,
+      withSet: true,
+      withBoxedValues: true,
+    }),
+  },
+);
+
+/** Strings and values that look like ids, are nearly ids, or are nothing like ids. */
+function idLike(valid: string[]): fc.Arbitrary<unknown> {
+  return fc.oneof(
+    fc.constantFrom(...valid, '', ' ', 'has space', 'x'.repeat(129), 'a/b', '%', '$edgeAgent'),
+    fc.string({ maxLength: 20 }),
+    fc.stringMatching(/^[A-Za-z0-9\-.+%_#*?!(),:=@$']{1,20}$/),
+    anyValue,
+  );
+}
+
+/** Payloads: small, exactly at the C2D limit and over it, and anything at all. */
+const payload = fc.oneof(
+  anyValue,
+  fc.string({ maxLength: 50 }),
+  fc.uint8Array({ maxLength: 64 }).map((a) => Buffer.from(a)),
+  fc.constantFrom(64 * 1024, 64 * 1024 + 1, 300 * 1024).map((n) => Buffer.alloc(n, 1)),
+  fc.dictionary(fc.string({ maxLength: 8 }), anyValue, { maxKeys: 5 }),
+);
+
+const time = fc.oneof(fc.date({ noInvalidDate: false }), fc.integer(), fc.constantFrom('2001-01-01T00:00:00Z', '2999-01-01T00:00:00Z', 'soon', ''), anyValue);
+
+/** A msg with any subset of the fields c2d-send reads, each valid, nearly valid or absurd. */
+function outgoingMsg(deviceIds: string[]): fc.Arbitrary<Record<string, unknown>> {
+  return fc.record(
+    {
+      payload,
+      topic: fc.oneof(fc.string({ maxLength: 10 }), anyValue),
+      deviceId: idLike(deviceIds),
+      moduleId: idLike(['mod1']),
+      messageId: idLike(['m-1']),
+      correlationId: idLike(['c-1']),
+      contentType: fc.oneof(fc.constantFrom('application/json', 'text/plain'), anyValue),
+      contentEncoding: fc.oneof(fc.constantFrom('utf-8', 'base64'), anyValue),
+      userId: fc.oneof(fc.string({ maxLength: 10 }), anyValue),
+      properties: fc.oneof(fc.dictionary(fc.string({ maxLength: 10 }), fc.oneof(fc.string({ maxLength: 10 }), fc.integer(), fc.boolean(), anyValue), { maxKeys: 5 }), anyValue),
+      ack: fc.oneof(fc.constantFrom('none', 'positive', 'negative', 'full', 'FULL', 'sometimes'), anyValue),
+      ttl: fc.oneof(fc.integer({ min: -10, max: 100_000 }), fc.double(), anyValue),
+      expiryTime: time,
+      creationTime: time,
+    },
+    { requiredKeys: [] },
+  );
+}
+
+/**
+ * Feeds each batch into `nodeId`, waits until every msg has an outcome at `done`/`caught`, then checks
+ * that each had exactly one. A good msg sent after each batch flushes any late second outcome.
+ */
+async function feed(nodeId: string, batches: fc.Arbitrary<Array<Record<string, unknown>>>, sentinel: () => Record<string, unknown>): Promise<Map<number, string[]>> {
+  const outcomes = new Map<number, string[]>();
+  const record = (msg: Outcome, what: string): void => {
+    if (typeof msg._fc !== 'number') return;
+    const list = outcomes.get(msg._fc) ?? [];
+    list.push(what);
+    outcomes.set(msg._fc, list);
+  };
+  (helper.getNode('done') as unknown as HelperNode).on('input', (msg) => record(msg, 'done'));
+  (helper.getNode('caught') as unknown as HelperNode).on('input', (msg) => {
+    record(msg, `error ${msg.error?.code ?? '?'}`);
+    if (process.env.RELIABILITY_VERBOSE && msg.error?.code === 'Error') process.stdout.write(`      ${msg.error.message}\n`);
+  });
+  const node = helper.getNode(nodeId) as unknown as HelperNode;
+  let next = 0;
+  await fc.assert(
+    fc.asyncProperty(batches, async (msgs) => {
+      const tags: number[] = [];
+      for (const msg of msgs) {
+        const tag = next++;
+        tags.push(tag);
+        node.receive({ ...msg, _fc: tag });
+      }
+      const flush = next++;
+      tags.push(flush);
+      node.receive({ ...sentinel(), _fc: flush });
+      await until(() => tags.every((t) => outcomes.has(t)), () => `outcomes for ${tags.filter((t) => !outcomes.has(t)).length} of ${tags.length} msgs`, 15_000);
+      const wrong = tags.filter((t) => outcomes.get(t)?.length !== 1).map((t) => `${t}: ${outcomes.get(t)?.join(' + ')}`);
+      assert.deepEqual(wrong, [], 'every msg ends in exactly one done() or done(err)');
+    }),
+    { numRuns: RUNS },
+  );
+  return outcomes;
+}
+
+describe('reliability: generated bad input', function () {
+  this.timeout(180_000);
+  let hub: SimulatedHub | undefined;
+
+  beforeEach(async () => {
+    await helper.startServer();
+  });
+
+  afterEach(async () => {
+    await helper.unload();
+    await helper.stopServer();
+    await stopLocalHubs();
+    await hub?.close();
+    hub = undefined;
+  });
+
+  it('c2d-send: any msg ends in exactly one done() or done(err), and the node keeps sending', async () => {
+    hub = await startTestHub({ c2d: { maxQueueDepth: 100_000 } });
+    hub.registry.addDevice('fc-dev');
+    hub.registry.addModule('fc-other', 'mod1');
+    const flow = [
+      { id: 'tab', type: 'tab', label: 'bad input' },
+      { id: 'svc', type: 'iothub-connection', z: 'tab', mode: 'azure', transport: 'amqps', reconnectMin: 50, reconnectMax: 500 },
+      { id: 'c2d', type: 'iothub-c2d-send', z: 'tab', hub: 'svc', deviceId: 'fc-dev', deviceIdType: 'str', ack: 'none', maxPending: 1000, wires: [['sent']] },
+      { id: 'sent', type: 'helper', z: 'tab', wires: [] },
+      { id: 'completer', type: 'complete', z: 'tab', scope: ['c2d'], uncaught: false, wires: [['done']] },
+      { id: 'done', type: 'helper', z: 'tab', wires: [] },
+      { id: 'catcher', type: 'catch', z: 'tab', scope: ['c2d'], uncaught: false, wires: [['caught']] },
+      { id: 'caught', type: 'helper', z: 'tab', wires: [] },
+    ];
+    await helper.load([connectionNode, c2dSendNode], flow, { svc: { connectionString: hub.serviceConnectionString() } });
+    const outcomes = await feed('c2d', fc.array(outgoingMsg(['fc-dev', 'fc-other', 'nobody']), { minLength: 1, maxLength: 8 }), () => ({ payload: 'flush' }));
+    const kinds = new Set([...outcomes.values()].flat());
+    if (process.env.RELIABILITY_VERBOSE) process.stdout.write(`      outcomes: ${[...kinds].join(', ')}\n`);
+    // The generator reached both ends: messages the hub took and messages refused for many reasons.
+    assert.ok(kinds.has('done'), 'some msgs were sent');
+    assert.ok([...kinds].filter((k) => k.startsWith('error')).length >= 4, `several kinds of failure (${[...kinds].join(', ')})`);
+    assert.ok(hub.c2d.depth('fc-dev') > 0);
+    assert.ok(!kinds.has('error Error'), 'every failure carries a code that says what is wrong');
+  });
+});
