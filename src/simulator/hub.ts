@@ -16,6 +16,7 @@ import {
 import { bodyBytes, echoAttach, messageSize, remoteAttach, settleIncoming, wrapInt, wrapLong, copyMessage, type AmqpError, type Outcome } from './amqp';
 import { parseAddress, type Address } from './addresses';
 import { AuthError, ConnectionAuth, grantFromToken, requirementFor, type Requirement } from './auth';
+import { FrameGuard, limitTransfers } from './guard';
 import { C2dQueues } from './c2d';
 import { loadOrMakeCertificate, type Certificate } from './certificate';
 import { encodeMessage } from './encode';
@@ -51,13 +52,17 @@ interface ConnState {
   auth: ConnectionAuth;
   links: Map<Link, LinkState>;
   closed: boolean;
-  /** The socket was dropped on purpose (fault); frames still buffered are not acted on. */
+  /** The socket was dropped on purpose (fault or abuse); frames still buffered are not acted on. */
   dropped?: boolean;
+  /** Drops a client that has not opened its AMQP connection in time. */
+  openTimer?: NodeJS.Timeout;
 }
 
 export interface HubStats {
   connectionsAccepted: number;
   connectionsRefused: number;
+  /** Connections dropped for breaking the rules (oversized frames, never opened). */
+  connectionsDropped: number;
   openConnections: number;
   linksAttached: number;
   linksRefused: number;
@@ -81,6 +86,7 @@ export interface D2cEvent {
 const SAS_AUTH_METHOD = JSON.stringify({ scope: 'device', type: 'sas', issuer: 'iothub', acceptingIpFilterRule: null });
 
 const UNAUTHORIZED = (description: string): AmqpError => ({ condition: 'amqp:unauthorized-access', description });
+const FRAMING = (description: string): AmqpError => ({ condition: 'amqp:connection:framing-error', description: `The client sent ${description}.` });
 const THROTTLED: AmqpError = {
   condition: 'com.microsoft:device-container-throttled',
   description: 'The request was throttled (simulated fault).',
@@ -132,6 +138,7 @@ export class SimulatedHub extends EventEmitter {
   readonly stats: HubStats = {
     connectionsAccepted: 0,
     connectionsRefused: 0,
+    connectionsDropped: 0,
     openConnections: 0,
     linksAttached: 0,
     linksRefused: 0,
@@ -270,6 +277,8 @@ export class SimulatedHub extends EventEmitter {
     const wss = new WebSocketServer({
       server,
       handleProtocols: (protocols) => (protocols.has('AMQPWSB10') ? 'AMQPWSB10' : false),
+      // rhea writes a frame per WebSocket message; more than a couple of frames' worth is not AMQP.
+      maxPayload: 2 * this.options.maxFrameBytes + 1024,
       verifyClient: (info: { req: http.IncomingMessage }) => /^\/\$iothub\/websocket\/?(\?.*)?$/i.test(info.req.url ?? '') || /^\/\$servicebus\/websocket\/?(\?.*)?$/i.test(info.req.url ?? ''),
     });
     wss.on('error', () => undefined);
@@ -288,13 +297,23 @@ export class SimulatedHub extends EventEmitter {
       return;
     }
     this.stats.connectionsAccepted++;
-    this.pendingWebSockets.push(ws);
-    // rhea wraps the socket itself; the connection is tracked on its first event (stateOf), and
-    // its WebSocket is the oldest one not yet claimed.
-    this.container.websocket_accept(ws as unknown as net.Socket, this.connectionOptions() as never);
+    const connection = this.container.create_connection(this.connectionOptions());
+    const state = this.track(connection, 'ws', () => ws.terminate());
+    const guard = new FrameGuard(this.options.maxFrameBytes);
+    const stream = webSocketStream(ws, (chunk) => {
+      const broken = guard.push(chunk);
+      if (broken !== undefined) this.dropAbusive(state, FRAMING(broken));
+      return broken === undefined && !state.dropped;
+    });
+    ws.on('close', () => this.onConnectionGone(connection));
+    this.armOpenDeadline(state);
+    (connection as unknown as AcceptingConnection).accept(stream);
   }
 
-  private readonly pendingWebSockets: WebSocket[] = [];
+  /** Most bytes of one message gathered from many frames: well above the limits, which say the rest. */
+  private maxGatheredBytes(): number {
+    return 4 * Math.max(this.options.d2c.maxMessageBytes, this.options.c2d.maxMessageBytes);
+  }
 
   private refusing(): boolean {
     return this.closing || Date.now() < this.refuseUntil;
@@ -309,6 +328,7 @@ export class SimulatedHub extends EventEmitter {
       // rhea leaves Nagle on for connections it accepts. Dispositions and flow frames are small
       // writes: with Nagle they wait for the peer's delayed ACK, and every pipelining client stalls.
       tcp_no_delay: true,
+      max_frame_size: this.options.maxFrameBytes,
     };
     // rhea's typings describe client options only; a server connection takes these.
     return options as unknown as rhea.ConnectionOptions;
@@ -323,10 +343,42 @@ export class SimulatedHub extends EventEmitter {
     }
     this.stats.connectionsAccepted++;
     const connection = this.container.create_connection(this.connectionOptions());
-    this.track(connection, transport, destroy);
+    const state = this.track(connection, transport, destroy);
+    // Registered before rhea's own listener, so it sees each chunk first and can stop the stream
+    // before rhea buffers what an oversized frame announces.
+    const guard = new FrameGuard(this.options.maxFrameBytes);
+    socket.on('data', (chunk: Buffer) => {
+      const broken = guard.push(chunk);
+      if (broken === undefined) return;
+      socket.pause();
+      this.dropAbusive(state, FRAMING(broken));
+    });
     // rhea hears only of a peer's end; a socket we destroy (fault) or one that just dies says 'close'.
     socket.on('close', () => this.onConnectionGone(connection));
+    this.armOpenDeadline(state);
     (connection as unknown as AcceptingConnection).accept(socket);
+  }
+
+  /** A client must complete SASL and AMQP open in time; one that never does holds a socket for nothing. */
+  private armOpenDeadline(state: ConnState): void {
+    state.openTimer = setTimeout(() => {
+      state.openTimer = undefined;
+      this.dropAbusive(state, { condition: 'amqp:connection:forced', description: `The connection was not opened within ${this.options.openTimeoutMs} ms.` });
+    }, this.options.openTimeoutMs);
+    state.openTimer.unref();
+  }
+
+  /** Says why (an AMQP close, when the connection got that far), then drops the socket. */
+  private dropAbusive(state: ConnState, error: AmqpError): void {
+    if (state.closed || state.dropped) return;
+    state.dropped = true;
+    this.stats.connectionsDropped++;
+    try {
+      if (state.connection.is_open()) state.connection.close(error as rhea.AmqpError);
+    } catch {
+      // a connection in a state rhea cannot close politely: the drop below does it
+    }
+    setTimeout(() => state.destroy(), 100).unref();
   }
 
   private track(connection: rhea.Connection, transport: Transport, destroy: () => void): ConnState {
@@ -347,10 +399,8 @@ export class SimulatedHub extends EventEmitter {
   private stateOf(connection: rhea.Connection): ConnState {
     const known = this.conns.get(connection);
     if (known) return known;
-    // Connections rhea made for us (WebSockets) are tracked on their first event.
-    const ws = this.pendingWebSockets.shift();
-    ws?.on('close', () => this.onConnectionGone(connection));
-    return this.track(connection, 'ws', () => ws?.terminate());
+    // Every connection is tracked when accepted; an event for another one is rhea's, not a client's.
+    return this.track(connection, 'amqp', () => connection.close());
   }
 
   // ---- SASL and events ----------------------------------------------------------------------
@@ -390,6 +440,13 @@ export class SimulatedHub extends EventEmitter {
     c.on('protocol_error', (ctx: rhea.EventContext | Error) => {
       if (ctx && 'connection' in ctx && ctx.connection) this.onConnectionGone(ctx.connection);
     });
+    c.on('session_open', (ctx: rhea.EventContext) => {
+      const state = this.conns.get(ctx.connection);
+      if (!state || !ctx.session) return;
+      limitTransfers(ctx.session, this.maxGatheredBytes(), (bytes) =>
+        this.dropAbusive(state, { condition: 'amqp:link:message-size-exceeded', description: `A message grew past ${bytes} bytes before its last frame.` }),
+      );
+    });
     c.on('session_close', (ctx: rhea.EventContext) => this.onSessionGone(ctx));
     c.on('session_error', (ctx: rhea.EventContext) => this.onSessionGone(ctx));
     c.on('sender_open', (ctx: rhea.EventContext) => this.onLinkOpen(ctx, 'sender'));
@@ -428,6 +485,8 @@ export class SimulatedHub extends EventEmitter {
 
   private onConnectionOpen(ctx: rhea.EventContext): void {
     const state = this.stateOf(ctx.connection);
+    if (state.openTimer) clearTimeout(state.openTimer);
+    state.openTimer = undefined;
     const token = plainToken(ctx.connection);
     if (token) {
       try {
@@ -442,6 +501,7 @@ export class SimulatedHub extends EventEmitter {
     const state = this.conns.get(connection);
     if (!state || state.closed) return;
     state.closed = true;
+    if (state.openTimer) clearTimeout(state.openTimer);
     for (const link of [...state.links.values()]) this.linkGone(link);
     this.conns.delete(connection);
     this.stats.openConnections = this.conns.size;
@@ -931,4 +991,27 @@ function unpackBatch(payload: Buffer): rhea.Message[] {
 
 function decode(bytes: Buffer): rhea.Message {
   return rhea.message.decode(bytes) as unknown as rhea.Message;
+}
+
+/**
+ * A WebSocket as the byte stream rhea reads and writes, with each incoming chunk passed through
+ * `admit` first (a chunk it refuses never reaches rhea).
+ */
+function webSocketStream(ws: WebSocket, admit: (chunk: Buffer) => boolean): EventEmitter {
+  const stream = new EventEmitter();
+  ws.on('message', (data: Buffer | ArrayBuffer | Buffer[]) => {
+    const chunk = Buffer.isBuffer(data) ? data : Array.isArray(data) ? Buffer.concat(data) : Buffer.from(data);
+    if (admit(chunk)) stream.emit('data', chunk);
+  });
+  ws.on('close', () => stream.emit('end'));
+  ws.on('error', (err: Error) => stream.emit('error', err));
+  Object.assign(stream, {
+    write: (data: Buffer) => {
+      if (ws.readyState === ws.OPEN) ws.send(data, { binary: true });
+    },
+    end: () => ws.close(),
+    destroy: () => ws.terminate(),
+    get_id_string: () => 'websocket',
+  });
+  return stream;
 }

@@ -56,6 +56,10 @@ export interface SimulatorOptions {
   feedback: { batchSize: number; flushIntervalMs: number; maxDeliveryCount: number; maxPendingMessages: number; ttlMs: number };
   /** Most tokens one connection may hold (a gateway holds one per device). */
   maxTokensPerConnection: number;
+  /** Largest AMQP frame a client may send (advertised in our open); a bigger one drops the connection. */
+  maxFrameBytes: number;
+  /** A client that has not opened its AMQP connection this long after connecting is dropped. */
+  openTimeoutMs: number;
 }
 
 export function defaultCertDir(): string {
@@ -81,6 +85,9 @@ export const DEFAULT_OPTIONS: SimulatorOptions = {
   d2c: { maxMessageBytes: 256 * 1024, maxEventsPerPartition: 100_000, retentionMs: 24 * 3_600_000 },
   feedback: { batchSize: 64, flushIntervalMs: 15_000, maxDeliveryCount: 10, maxPendingMessages: 10_000, ttlMs: 3_600_000 },
   maxTokensPerConnection: 10_000,
+  // The Azure AMQP stack's default frame size; senders split larger messages into frames.
+  maxFrameBytes: 64 * 1024,
+  openTimeoutMs: 30_000,
 };
 
 export type SimulatorOptionsInput = Partial<Omit<SimulatorOptions, 'c2d' | 'd2c' | 'feedback'>> & {
@@ -144,6 +151,9 @@ function validate(o: SimulatorOptions): void {
   checkPositive('tokenGraceMs', o.tokenGraceMs, 0);
   checkPositive('idleTimeoutMs', o.idleTimeoutMs, 0);
   checkPositive('sweepIntervalMs', o.sweepIntervalMs, 10);
+  // AMQP lets no peer ask for frames under 512 bytes.
+  if (!Number.isInteger(o.maxFrameBytes) || o.maxFrameBytes < 512 || o.maxFrameBytes > 0xffffffff) throw new OptionsError('maxFrameBytes must be a whole number from 512 to 4294967295');
+  checkPositive('openTimeoutMs', o.openTimeoutMs, 10);
   for (const [k, v] of Object.entries(o.c2d)) checkPositive(`c2d.${k}`, v);
   for (const [k, v] of Object.entries(o.d2c)) checkPositive(`d2c.${k}`, v);
   for (const [k, v] of Object.entries(o.feedback)) checkPositive(`feedback.${k}`, v);

@@ -47,6 +47,8 @@ function nodeById(id: string): HelperNode {
 export interface DeviceSide {
   sendD2c(deviceId: string, messageId: string): Promise<void>;
   onC2d(listener: (deviceId: string, messageId: string) => void): void;
+  /** Called when the device side sees its connection go (whatever is in flight then may come twice). */
+  onTrouble(listener: () => void): void;
   /** Attached and connected, as far as the device side can tell. */
   ready(): boolean;
   describe(): string;
@@ -59,10 +61,14 @@ export class CoreDevices implements DeviceSide {
   private readonly senders = new Map<string, HubSender>();
   private readonly receivers = new Map<string, HubReceiver>();
   private listener: (deviceId: string, messageId: string) => void = () => undefined;
+  private trouble: () => void = () => undefined;
 
   constructor(hub: SimulatedHub, deviceIds: string[], options: HubConnectionOptions) {
     const identity = parseConnectionString(hub.serviceConnectionString('iothubowner'), { gatewayPolicy: true });
     this.connection = new HubConnection(identity, { transport: 'amqps', connectHost: '127.0.0.1', ca: hub.certificate?.cert, ...options });
+    this.connection.on('state', (state: string) => {
+      if (state === 'reconnecting') this.trouble();
+    });
     for (const deviceId of deviceIds) {
       this.senders.set(deviceId, new HubSender(this.connection, `/devices/${deviceId}/messages/events`, { deviceId }, { maxPending: 100_000 }));
       const receiver = new HubReceiver(this.connection, `/devices/${deviceId}/messages/devicebound`, { deviceId }, { credit: 50, settle: 'auto' });
@@ -79,6 +85,10 @@ export class CoreDevices implements DeviceSide {
 
   onC2d(listener: (deviceId: string, messageId: string) => void): void {
     this.listener = listener;
+  }
+
+  onTrouble(listener: () => void): void {
+    this.trouble = listener;
   }
 
   ready(): boolean {
@@ -159,11 +169,18 @@ export class Pipeline {
   }
 
   private wire(): void {
+    // A fault reaches each client a little after the hub acts: whatever a client still has in flight
+    // when it sees its connection go is in flight at the fault too.
     for (const id of ['c2d', 'tin']) {
       const seen: string[] = [];
       this.statuses.set(id, seen);
-      nodeById(id).on('call:status', (call) => seen.push(String(call.args[0]?.text)));
+      nodeById(id).on('call:status', (call) => {
+        const text = String(call.args[0]?.text);
+        seen.push(text);
+        if (text !== CONNECTED) this.markFault();
+      });
     }
+    this.devices.onTrouble(() => this.markFault());
     nodeById('c2dOut').on('input', (msg) => this.c2d.settled(String(msg.messageId)));
     nodeById('caught').on('input', (msg) => {
       if (msg.error?.source?.id === 'c2d') this.c2d.settled(String(msg.messageId), msg.error);
