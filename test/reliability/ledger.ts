@@ -2,23 +2,21 @@
  * Bookkeeping for one direction of traffic: what was sent (per device, in order), what is still in
  * flight, what arrived and how often. A fault marks everything in flight at that moment as allowed to
  * arrive twice; anything else that repeats, anything that never arrives and any per-device reordering
- * is a problem.
+ * is a problem. A message that has been answered and has arrived, and may not come again, is
+ * forgotten, so that a soak of hours keeps only what is open.
  */
 
 export interface LedgerReport {
   sent: number;
-  settled: number;
   failed: number;
   received: number;
   lost: string[];
-  /** Ids that arrived more than once although they were not in flight at a fault. */
-  unexpectedDuplicates: string[];
+  /** Arrivals of ids that may not arrive (again): repeats of messages not in flight at a fault, or never sent. */
+  unexpected: string[];
   /** Arrivals beyond the first, allowed or not. */
   duplicates: number;
-  /** Devices whose first arrivals are not in send order, with the first offending pair. */
+  /** Devices whose first arrivals are not in send order, with the first offending one. */
   reordered: string[];
-  /** Ids that arrived but were never sent. */
-  strangers: string[];
   failures: string[];
 }
 
@@ -26,51 +24,59 @@ interface SentRecord {
   deviceId: string;
   index: number;
   settled: boolean;
-  error?: string;
+  arrivals: number;
 }
 
+const KEEP = 50;
+
 export class Ledger {
-  private readonly sent = new Map<string, SentRecord>();
+  /** Ids not yet forgotten: in flight, not arrived, or allowed to repeat. */
+  private readonly open = new Map<string, SentRecord>();
   private readonly pending = new Set<string>();
-  private readonly counts = new Map<string, number>();
-  private readonly firstArrivals = new Map<string, string[]>();
   private readonly mayRepeat = new Set<string>();
   private readonly perDevice = new Map<string, number>();
-  private readonly strangers = new Set<string>();
+  /** Highest send index among first arrivals, per device. */
+  private readonly highest = new Map<string, number>();
+  private sentCount = 0;
   private arrivalCount = 0;
+  private firstArrivalCount = 0;
+  private duplicateCount = 0;
+  private readonly failures: string[] = [];
+  private failureCount = 0;
+  private readonly unexpected: string[] = [];
+  private readonly reordered = new Map<string, string>();
 
   constructor(readonly name: string) {}
 
   /** Records a send; returns the id's place in its device's order. */
   sending(id: string, deviceId: string): number {
-    if (this.sent.has(id)) throw new Error(`${this.name}: id ${id} sent twice by the test`);
+    if (this.open.has(id)) throw new Error(`${this.name}: id ${id} sent twice by the test`);
     const index = this.perDevice.get(deviceId) ?? 0;
     this.perDevice.set(deviceId, index + 1);
-    this.sent.set(id, { deviceId, index, settled: false });
+    this.open.set(id, { deviceId, index, settled: false, arrivals: 0 });
     this.pending.add(id);
+    this.sentCount++;
     return index;
   }
 
   settled(id: string, error?: unknown): void {
-    const record = this.sent.get(id);
-    if (!record) return;
+    const record = this.open.get(id);
+    if (!record || record.settled) return;
     record.settled = true;
-    if (error !== undefined) {
-      const code = (error as { code?: unknown })?.code;
-      record.error = `${typeof code === 'string' ? code : 'Error'}: ${error instanceof Error ? error.message : String(error)}`;
-    }
     this.pending.delete(id);
+    if (error !== undefined) {
+      this.failureCount++;
+      const code = (error as { code?: unknown })?.code;
+      if (this.failures.length < KEEP) this.failures.push(`${id}: ${typeof code === 'string' ? code : 'Error'}: ${error instanceof Error ? error.message : String((error as { message?: unknown })?.message ?? error)}`);
+    }
+    this.forgetIfDone(id, record);
   }
 
   /** A fault happens now: whatever is in flight (plus `extra`, e.g. messages the hub holds locked) may repeat. */
   fault(extra: Iterable<string> = []): number {
     let n = 0;
-    for (const id of this.pending) {
-      this.mayRepeat.add(id);
-      n++;
-    }
-    for (const id of extra) {
-      if (!this.sent.has(id)) continue;
+    for (const id of [...this.pending, ...extra]) {
+      if (!this.open.has(id) || this.mayRepeat.has(id)) continue;
       this.mayRepeat.add(id);
       n++;
     }
@@ -78,23 +84,38 @@ export class Ledger {
   }
 
   received(id: string): void {
-    const record = this.sent.get(id);
+    this.arrivalCount++;
+    const record = this.open.get(id);
     if (!record) {
-      this.strangers.add(id);
+      if (this.unexpected.length < KEEP) this.unexpected.push(id);
+      else this.unexpected[KEEP - 1] = `... and more, the last ${id}`;
       return;
     }
-    const count = (this.counts.get(id) ?? 0) + 1;
-    this.counts.set(id, count);
-    this.arrivalCount++;
-    if (count === 1) {
-      const list = this.firstArrivals.get(record.deviceId) ?? [];
-      list.push(id);
-      this.firstArrivals.set(record.deviceId, list);
+    record.arrivals++;
+    if (record.arrivals === 1) {
+      this.firstArrivalCount++;
+      const highest = this.highest.get(record.deviceId) ?? -1;
+      if (record.index < highest) {
+        if (!this.reordered.has(record.deviceId)) this.reordered.set(record.deviceId, `${record.deviceId}: ${id} (sent as number ${record.index}) after number ${highest}`);
+      } else this.highest.set(record.deviceId, record.index);
+    } else {
+      this.duplicateCount++;
+      if (!this.mayRepeat.has(id) && this.unexpected.length < KEEP) this.unexpected.push(`${id} x${record.arrivals}`);
     }
+    this.forgetIfDone(id, record);
   }
 
-  get sentCount(): number {
-    return this.sent.size;
+  private forgetIfDone(id: string, record: SentRecord): void {
+    if (record.settled && record.arrivals > 0 && !this.mayRepeat.has(id)) this.open.delete(id);
+  }
+
+  get sentTotal(): number {
+    return this.sentCount;
+  }
+
+  /** Sent and not arrived yet. */
+  get outstanding(): number {
+    return this.sentCount - this.firstArrivalCount;
   }
 
   /** Arrivals so far, repeats included. */
@@ -108,7 +129,7 @@ export class Ledger {
 
   /** Sent ids that have not arrived yet. */
   missing(): string[] {
-    return [...this.sent.keys()].filter((id) => !this.counts.has(id));
+    return [...this.open.entries()].filter(([, r]) => r.arrivals === 0).map(([id]) => id);
   }
 
   allSettled(): boolean {
@@ -116,48 +137,20 @@ export class Ledger {
   }
 
   allArrived(): boolean {
-    for (const id of this.sent.keys()) if (!this.counts.has(id)) return false;
+    for (const r of this.open.values()) if (r.arrivals === 0) return false;
     return true;
   }
 
-  inFlight(): string[] {
-    return [...this.pending];
-  }
-
   report(): LedgerReport {
-    const unexpectedDuplicates: string[] = [];
-    let duplicates = 0;
-    let received = 0;
-    for (const [id, count] of this.counts) {
-      received += count;
-      if (count > 1) {
-        duplicates += count - 1;
-        if (!this.mayRepeat.has(id)) unexpectedDuplicates.push(`${id} x${count}`);
-      }
-    }
-    const reordered: string[] = [];
-    for (const [deviceId, ids] of this.firstArrivals) {
-      for (let i = 1; i < ids.length; i++) {
-        const a = this.sent.get(ids[i - 1]) as SentRecord;
-        const b = this.sent.get(ids[i]) as SentRecord;
-        if (b.index < a.index) {
-          reordered.push(`${deviceId}: ${ids[i]} after ${ids[i - 1]}`);
-          break;
-        }
-      }
-    }
-    const failures = [...this.sent.entries()].filter(([, r]) => r.error !== undefined).map(([id, r]) => `${id}: ${r.error}`);
     return {
-      sent: this.sent.size,
-      settled: [...this.sent.values()].filter((r) => r.settled).length,
-      failed: failures.length,
-      received,
+      sent: this.sentCount,
+      failed: this.failureCount,
+      received: this.arrivalCount,
       lost: this.missing(),
-      unexpectedDuplicates,
-      duplicates,
-      reordered,
-      strangers: [...this.strangers],
-      failures,
+      unexpected: [...this.unexpected],
+      duplicates: this.duplicateCount,
+      reordered: [...this.reordered.values()],
+      failures: [...this.failures],
     };
   }
 }
@@ -166,10 +159,9 @@ export class Ledger {
 export function problemsOf(name: string, report: LedgerReport, options: { order: boolean }): string[] {
   const problems: string[] = [];
   const few = (list: string[]): string => list.slice(0, 10).join(', ') + (list.length > 10 ? ` ... (${list.length})` : '');
-  if (report.failures.length > 0) problems.push(`${name}: ${report.failures.length} sends failed: ${few(report.failures)}`);
+  if (report.failed > 0) problems.push(`${name}: ${report.failed} sends failed: ${few(report.failures)}`);
   if (report.lost.length > 0) problems.push(`${name}: ${report.lost.length} never arrived: ${few(report.lost)}`);
-  if (report.unexpectedDuplicates.length > 0) problems.push(`${name}: repeated although not in flight at a fault: ${few(report.unexpectedDuplicates)}`);
-  if (report.strangers.length > 0) problems.push(`${name}: arrived but never sent: ${few(report.strangers)}`);
+  if (report.unexpected.length > 0) problems.push(`${name}: arrived although not in flight at a fault (a repeat) or never sent: ${few(report.unexpected)}`);
   if (options.order && report.reordered.length > 0) problems.push(`${name}: per-device order broken: ${few(report.reordered)}`);
   return problems;
 }
