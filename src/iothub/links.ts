@@ -27,6 +27,32 @@ export type AmqpMessage = Message;
 /** The longest delay Node's timers take as given. */
 const MAX_TIMER_MS = 2 ** 31 - 1;
 
+/**
+ * rhea frees a session's delivery slots (2048) only in order, and only once a delivery is settled at
+ * both ends; and it transmits queued deliveries in order across all the session's links, stopping at
+ * the first whose link has no credit. Every link of a HubConnection shares one session, so one
+ * delivery on a detached link that nobody will settle, or one queued beyond its link's credit, would
+ * in time stop every link of the connection for good. These helpers keep both from happening.
+ */
+interface DeliveryFlags {
+  settled: boolean;
+  remote_settled: boolean;
+}
+
+/** Lets rhea reclaim a delivery whose link is gone (nobody will settle it now), without a frame. */
+function forgetDelivery(delivery: Delivery): void {
+  const flags = delivery as unknown as DeliveryFlags;
+  flags.settled = true;
+  flags.remote_settled = true;
+}
+
+/** How many more deliveries the link's credit takes, counting those handed to rhea but not yet sent. */
+function creditLeft(link: Sender, handed: number): number {
+  const counts = (link as unknown as { _link?: { credit: number; delivery_count: number } })._link;
+  if (!counts) return link.sendable() ? 1 : 0;
+  return link.sendable() ? counts.credit - (handed - counts.delivery_count) : 0;
+}
+
 /** Link-level retry: a detach while the connection stays up (stolen, redirect, forced, token lapsed). */
 abstract class DurableLink extends EventEmitter implements LinkOwner {
   protected generation = -1;
@@ -219,10 +245,18 @@ export class HubSender extends DurableLink {
   private link: Sender | undefined;
   private readonly waiting: Outgoing[] = [];
   private readonly inflight = new Map<number, Outgoing>();
+  /** The rhea deliveries of what is in flight, by delivery id (to free them if the link goes). */
+  private readonly deliveries = new Map<number, Delivery>();
+  /** Deliveries handed to rhea on the current link (see creditLeft). */
+  private handed = 0;
   private pausedUntil = 0;
   private pauseTimer: NodeJS.Timeout | undefined;
   private throttles = 0;
   private readonly pumpNow = (): void => this.pump();
+  /** A retryable refusal came in; the round lasts until every message then in flight is answered. */
+  private refusedRound = false;
+  /** Refused lately: send one at a time until the hub takes one. */
+  private probing = false;
   private nextSeq = 0;
   private readonly maxPending: number;
   private readonly errorContext: ErrorContext;
@@ -308,9 +342,13 @@ export class HubSender extends DurableLink {
   protected dropLink(): Sender | undefined {
     const link = this.link;
     this.link = undefined;
-    // Unsettled deliveries go back in send order, to be sent again on the next link.
+    // Unsettled deliveries go back in send order, to be sent again on the next link; rhea is told to
+    // forget them on the old one.
     const unsettled = [...this.inflight.values()];
     this.inflight.clear();
+    for (const delivery of this.deliveries.values()) forgetDelivery(delivery);
+    this.deliveries.clear();
+    this.handed = 0;
     this.requeue(...unsettled);
     return link;
   }
@@ -322,6 +360,8 @@ export class HubSender extends DurableLink {
       entry.reject(error);
     }
     this.inflight.clear();
+    for (const delivery of this.deliveries.values()) forgetDelivery(delivery);
+    this.deliveries.clear();
     this.waiting.length = 0;
   }
 
@@ -329,7 +369,14 @@ export class HubSender extends DurableLink {
     const link = this.link;
     if (!link || this.closed) return;
     if (Date.now() < this.pausedUntil) return;
-    while (this.waiting.length > 0 && link.sendable()) {
+    if (this.refusedRound) {
+      // Nothing new goes out until every message of a refused round has its answer: one sent now
+      // could be taken while an older one is still being refused, and order would be lost.
+      if (this.inflight.size > 0) return;
+      this.refusedRound = false;
+    }
+    // After a refusal one message goes alone until the hub takes one again, for the same reason.
+    while (this.waiting.length > 0 && creditLeft(link, this.handed) > 0 && !(this.probing && this.inflight.size > 0)) {
       const entry = this.waiting.shift() as Outgoing;
       if (entry.expiresAt !== undefined && entry.expiresAt <= Date.now()) {
         // Came back from the wire after its time (a fault while in flight): not worth sending again.
@@ -345,7 +392,9 @@ export class HubSender extends DurableLink {
         this.requeue(entry);
         return;
       }
+      this.handed += 1;
       this.inflight.set(delivery.id, entry);
+      this.deliveries.set(delivery.id, delivery);
     }
   }
 
@@ -355,9 +404,11 @@ export class HubSender extends DurableLink {
     const entry = this.inflight.get(delivery.id);
     if (!entry) return;
     this.inflight.delete(delivery.id);
+    this.deliveries.delete(delivery.id);
     if (outcome === 'accepted') {
       if (entry.expiryTimer) clearTimeout(entry.expiryTimer);
       this.throttles = 0;
+      this.probing = false;
       entry.resolve();
     } else if (outcome === 'released') {
       // The hub did not take it: send again, in its place.
@@ -367,9 +418,11 @@ export class HubSender extends DurableLink {
       const expired = entry.expiresAt !== undefined && entry.expiresAt <= Date.now();
       if (error.retryable && !expired) {
         // Throttling and transient faults pause the link; the message waits in its place. A burst
-        // refused together is one round: only the first refusal of a round lengthens the pause.
+        // refused together is one round: only its first refusal lengthens the pause.
         this.requeue(entry);
-        if (Date.now() >= this.pausedUntil) {
+        this.probing = true;
+        if (!this.refusedRound) {
+          this.refusedRound = true;
           this.pause(backoffDelay(this.throttles++, { minMs: this.hub.options.reconnectMinMs, maxMs: this.hub.options.reconnectMaxMs, random: this.hub.options.random }));
         }
       } else {
@@ -432,6 +485,8 @@ export interface HubReceiverOptions {
 export class HubReceiver extends DurableLink {
   private link: Receiver | undefined;
   private readonly settleTimeoutMs: number;
+  /** Manual mode: deliveries handed over and not settled yet. */
+  private readonly unsettled = new Set<Delivery>();
 
   constructor(
     hub: HubConnection,
@@ -477,11 +532,19 @@ export class HubReceiver extends DurableLink {
   protected dropLink(): Receiver | undefined {
     const link = this.link;
     this.link = undefined;
+    this.forgetUnsettled();
     return link;
   }
 
   protected fail(): void {
     // Nothing waits on a receiver; unsettled messages are the hub's to redeliver.
+    this.forgetUnsettled();
+  }
+
+  /** Messages never settled on a link that is gone: rhea must not keep their slots (see forgetDelivery). */
+  private forgetUnsettled(): void {
+    for (const delivery of this.unsettled) forgetDelivery(delivery);
+    this.unsettled.clear();
   }
 
   private onMessage(ctx: EventContext, generation: number): void {
@@ -495,6 +558,7 @@ export class HubReceiver extends DurableLink {
     const manual = this.receiverOptions.settle === 'manual';
     let settled = !manual;
     let lockToken: string | undefined;
+    if (manual) this.unsettled.add(delivery);
     const received: Received = {
       message,
       // Only manual settlement needs it; telemetry readers never ask, so it is made on demand.
@@ -521,6 +585,7 @@ export class HubReceiver extends DurableLink {
     return new Promise<void>((resolve, reject) => {
       const done = (err?: HubError): void => {
         clearTimeout(timer);
+        this.unsettled.delete(delivery);
         link.removeListener(ReceiverEvents.settled, onSettled);
         if (link === this.link && !this.closed) link.addCredit(1);
         if (err) reject(err);
@@ -534,7 +599,11 @@ export class HubReceiver extends DurableLink {
           done(error.code === 'DeviceNotFound' ? new HubError('MessageLockLost', error.message, { condition: error.condition }) : error);
         } else done();
       };
-      const timer = setTimeout(() => done(new HubError('Timeout', 'the hub did not confirm the settlement in time', { retryable: true })), this.settleTimeoutMs);
+      const timer = setTimeout(() => {
+        // Given up on: rhea must not keep its slot waiting for an answer either.
+        forgetDelivery(delivery);
+        done(new HubError('Timeout', 'the hub did not confirm the settlement in time', { retryable: true }));
+      }, this.settleTimeoutMs);
       link.on(ReceiverEvents.settled, onSettled);
       dispositions.push(outcome, () => {
         if (delivery.settled) return;

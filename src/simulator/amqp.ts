@@ -97,10 +97,75 @@ export function settleIncoming(delivery: rhea.Delivery, outcome: 'accepted' | 'r
  */
 export function settleOutgoing(delivery: rhea.Delivery, outcome: Outcome, error?: AmqpError): void {
   const apply = (): void => {
-    if (!delivery.settled && !delivery.remote_settled) delivery.update(true, outcomeState(outcome, error));
+    if (delivery.settled || delivery.remote_settled) return;
+    delivery.update(true, outcomeState(outcome, error));
+    // Our settlement ends the exchange: a receiver in rcv-settle-mode second sends nothing more, and
+    // rhea would keep the delivery in the session's buffer waiting for it (see forgetDelivery).
+    forgetDelivery(delivery);
   };
   if (outcome === 'accepted') apply();
   else applyAlone(apply);
+}
+
+/**
+ * rhea's bookkeeping that decides whether a session can send. It frees a session's delivery slots (2048)
+ * only in order, and only once a delivery is settled at both ends; and it transmits queued deliveries
+ * in order across all the session's links, stopping at the first whose link has no credit. So a
+ * delivery on a link that has gone, never to be settled, or queued beyond its link's credit, stops the
+ * whole session for good: every other link on it, C2D, feedback and telemetry alike.
+ */
+interface DeliveryFlags {
+  settled: boolean;
+  remote_settled: boolean;
+  link: unknown;
+}
+
+interface SessionBuffers {
+  outgoing?: { deliveries?: { size: number; head: number; capacity: number; entries: Array<DeliveryFlags | undefined> } };
+}
+
+interface SenderCounts {
+  credit: number;
+  delivery_count: number;
+}
+
+/** Lets rhea reclaim a delivery nobody will settle any more (its link is gone), without a frame. */
+export function forgetDelivery(delivery: rhea.Delivery): void {
+  const flags = delivery as unknown as DeliveryFlags;
+  flags.settled = true;
+  flags.remote_settled = true;
+}
+
+/** Frees every delivery a gone link left in its session's buffer. */
+export function forgetLinkDeliveries(link: rhea.Sender | rhea.Receiver, session: rhea.Session): void {
+  const buffer = (session as unknown as SessionBuffers).outgoing?.deliveries;
+  if (!buffer) return;
+  for (let i = 0; i < buffer.size; i++) {
+    const d = buffer.entries[(buffer.head + i) % buffer.capacity];
+    if (d && d.link === link) {
+      d.settled = true;
+      d.remote_settled = true;
+    }
+  }
+}
+
+const handed = new WeakMap<rhea.Sender, number>();
+
+/**
+ * Whether one more delivery fits the link's credit. rhea counts credit down only when a delivery goes on
+ * the wire (on the next tick), so sendable() stays true for every send of one tick: count what was
+ * handed to rhea against what it has transmitted.
+ */
+export function hasCredit(sender: rhea.Sender): boolean {
+  if (!sender.sendable()) return false;
+  const counts = sender as unknown as SenderCounts;
+  return counts.credit - ((handed.get(sender) ?? 0) - counts.delivery_count) > 0;
+}
+
+/** Sends within the credit hasCredit() saw; returns the delivery. */
+export function sendCounted(sender: rhea.Sender, message: rhea.Message | Buffer, tag?: Buffer, format?: number): rhea.Delivery {
+  handed.set(sender, (handed.get(sender) ?? 0) + 1);
+  return sender.send(message as rhea.Message, tag, format);
 }
 
 export function newTag(): Buffer {

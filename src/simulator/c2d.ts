@@ -6,8 +6,10 @@ import type * as rhea from 'rhea';
 import {
   copyMessage,
   dataBody,
+  hasCredit,
   idToString,
   newTag,
+  sendCounted,
   settleOutgoing,
   tagKey,
   uuidFromTag,
@@ -251,23 +253,10 @@ export class C2dQueues {
     this.expire(queue);
   }
 
-  /**
-   * rhea counts credit down only when a delivery goes on the wire (on the next tick), so sendable()
-   * stays true for every send of this tick. A message sent past the credit would sit in rhea's buffer
-   * with its lock already running, and the device's prefetch would mean nothing: count what we sent
-   * against what rhea has transmitted.
-   */
-  private hasCredit(sender: rhea.Sender): boolean {
-    if (!sender.sendable()) return false;
-    const link = sender as unknown as { delivery_count: number; credit: number };
-    const waiting = (this.sent.get(sender) ?? 0) - link.delivery_count;
-    return link.credit - waiting > 0;
-  }
-
   private nextSendable(queue: Queue): rhea.Sender | undefined {
     for (let i = 0; i < queue.receivers.length; i++) {
       const sender = queue.receivers[(queue.nextReceiver + i) % queue.receivers.length];
-      if (this.hasCredit(sender)) {
+      if (hasCredit(sender)) {
         queue.nextReceiver = (queue.nextReceiver + i + 1) % queue.receivers.length;
         return sender;
       }
@@ -295,7 +284,6 @@ export class C2dQueues {
     timer.unref();
     entry.lock = { key, sender, timer };
     this.locks.set(key, { queue, entry });
-    this.sent.set(sender, (this.sent.get(sender) ?? 0) + 1);
-    sender.send(out, tag);
+    sendCounted(sender, out, tag);
   }
 }

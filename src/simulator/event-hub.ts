@@ -3,7 +3,7 @@
  * filters and owner levels (epochs), and `$management` READ for the hub and its partitions.
  */
 import type * as rhea from 'rhea';
-import { remoteAttach, wrapInt, wrapLong, type AmqpError } from './amqp';
+import { hasCredit, remoteAttach, sendCounted, wrapInt, wrapLong, type AmqpError } from './amqp';
 import type { Partition } from './partitions';
 
 const SELECTOR_KEY = 'apache.org:selector-filter:string';
@@ -170,11 +170,11 @@ export class EventHubSurface {
   private pump(reader: Reader): void {
     const { sender, partition } = reader;
     if (reader.cursor < partition.beginSequence) reader.cursor = partition.beginSequence;
-    while (reader.cursor < partition.endSequence && sender.sendable()) {
+    while (reader.cursor < partition.endSequence && hasCredit(sender)) {
       const event = partition.at(reader.cursor);
       reader.cursor += 1;
       // Format 0 with a buffer: rhea sends the bytes encoded on arrival as they are.
-      if (event) sender.send(event.encoded as unknown as rhea.Message, undefined, 0);
+      if (event) sendCounted(sender, event.encoded, undefined, 0);
     }
   }
 

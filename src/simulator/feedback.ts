@@ -3,7 +3,7 @@
  * interval), delivered to feedback receivers, and redelivered until a receiver completes them.
  */
 import rhea = require('rhea');
-import { newTag, settleOutgoing, tagKey, type Outcome } from './amqp';
+import { hasCredit, newTag, sendCounted, settleOutgoing, tagKey, type Outcome } from './amqp';
 import type { FeedbackRecord } from './c2d';
 
 export interface FeedbackOptions {
@@ -126,14 +126,14 @@ export class FeedbackQueue {
           body: rhea.message.data_section(Buffer.from(JSON.stringify(message.records), 'utf8')),
       };
       // rhea's typings say user_id is a string; on the wire it is binary, which C# requires.
-      sender.send(feedbackMessage as unknown as rhea.Message, tag);
+      sendCounted(sender, feedbackMessage as unknown as rhea.Message, tag);
     }
   }
 
   private nextSendable(): rhea.Sender | undefined {
     for (let i = 0; i < this.receivers.length; i++) {
       const sender = this.receivers[(this.nextReceiver + i) % this.receivers.length];
-      if (sender.sendable()) {
+      if (hasCredit(sender)) {
         this.nextReceiver = (this.nextReceiver + i + 1) % this.receivers.length;
         return sender;
       }

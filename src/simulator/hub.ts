@@ -13,7 +13,7 @@ import {
   formatEventHubConnectionString,
   formatServiceConnectionString,
 } from '../iothub/connection-string';
-import { bodyBytes, echoAttach, messageSize, remoteAttach, settleIncoming, wrapInt, wrapLong, copyMessage, type AmqpError, type Outcome } from './amqp';
+import { bodyBytes, echoAttach, forgetDelivery, forgetLinkDeliveries, messageSize, remoteAttach, settleIncoming, wrapInt, wrapLong, copyMessage, type AmqpError, type Outcome } from './amqp';
 import { parseAddress, type Address } from './addresses';
 import { AuthError, ConnectionAuth, grantFromToken, requirementFor, type Requirement } from './auth';
 import { FrameGuard, limitTransfers } from './guard';
@@ -462,9 +462,13 @@ export class SimulatedHub extends EventEmitter {
       const state = ctx.receiver && this.linkState(ctx.receiver);
       // What arrives after we closed the link, its session or the connection (or dropped the socket)
       // is not taken: its outcome could never reach the client, which will send it again.
-      if (!state?.onMessage || this.conns.get(ctx.connection)?.dropped) return;
-      if (!ctx.connection.is_open() || !(ctx.session as rhea.Session).is_open() || !state.link.is_open()) return;
-      state.onMessage(ctx);
+      const live = state?.onMessage && !this.conns.get(ctx.connection)?.dropped && ctx.connection.is_open() && (ctx.session as rhea.Session).is_open() && state.link.is_open();
+      if (!live) {
+        // Not settled on the wire (nobody is there to hear it), but not left to fill the session's buffer.
+        if (ctx.delivery) forgetDelivery(ctx.delivery);
+        return;
+      }
+      (state.onMessage as (c: rhea.EventContext) => void)(ctx);
     });
     c.on('sendable', (ctx: rhea.EventContext) => {
       const state = ctx.sender && this.linkState(ctx.sender);
@@ -621,6 +625,8 @@ export class SimulatedHub extends EventEmitter {
       }
       case 'eh-management':
         if (role === 'receiver') state.onMessage = (c) => this.onManagementRequest(conn, state, c);
+    // What it had sent and nobody will settle now must not hold its session's buffer (see amqp.ts).
+    forgetLinkDeliveries(state.link, state.session);
         return undefined;
       default:
         return { condition: 'amqp:not-found', description: 'Unknown address.' };
