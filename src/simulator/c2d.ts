@@ -51,6 +51,7 @@ interface Entry {
 interface Queue {
   target: string;
   deviceId: string;
+  moduleId?: string;
   generationId: string;
   entries: Entry[];
   receivers: rhea.Sender[];
@@ -64,6 +65,24 @@ const WANTS: Record<string, FeedbackStatus[]> = {
   full: ['Success', 'Expired', 'DeliveryCountExceeded', 'Rejected', 'Purged'],
 };
 
+/** Told of every change to a queue (the store journals them). */
+export interface C2dObserver {
+  added(target: string, queue: { deviceId: string; moduleId?: string; generationId: string }, entry: C2dEntryRecord): void;
+  counted(target: string, sequenceNumber: number, deliveryCount: number): void;
+  done(target: string, sequenceNumber: number): void;
+}
+
+/** A queued message as it is kept and restored. */
+export interface C2dEntryRecord {
+  sequenceNumber: number;
+  message: rhea.Message;
+  messageId: string;
+  ack: string;
+  enqueuedTime: number;
+  expiresAt: number;
+  deliveryCount: number;
+}
+
 const LOCK_LOST: AmqpError = {
   condition: 'com.microsoft:message-lock-lost',
   description: 'The lock supplied is invalid: it expired, or the message was already settled.',
@@ -73,8 +92,7 @@ export class C2dQueues {
   private readonly queues = new Map<string, Queue>();
   /** Which queue and entry a delivery we sent belongs to, by delivery tag. */
   private readonly locks = new Map<string, { queue: Queue; entry: Entry }>();
-  /** Deliveries handed to each sender link (see hasCredit). */
-  private readonly sent = new WeakMap<rhea.Sender, number>();
+  observer: C2dObserver | undefined;
 
   constructor(
     private readonly options: C2dOptions,
@@ -91,9 +109,40 @@ export class C2dQueues {
     let queue = this.queues.get(target);
     if (!queue) {
       queue = { target, deviceId, generationId, entries: [], receivers: [], nextReceiver: 0, nextSequence: 1 };
+      if (moduleId !== undefined) queue.moduleId = moduleId;
       this.queues.set(target, queue);
     }
     return queue;
+  }
+
+  /** Puts back a queue as it was stored (before any receiver attaches). */
+  restore(deviceId: string, moduleId: string | undefined, generationId: string, entries: C2dEntryRecord[], nextSequence: number): void {
+    const queue = this.queue(deviceId, moduleId, generationId);
+    queue.nextSequence = Math.max(queue.nextSequence, nextSequence);
+    for (const record of [...entries].sort((a, b) => a.sequenceNumber - b.sequenceNumber)) {
+      queue.entries.push({ ...record });
+      queue.nextSequence = Math.max(queue.nextSequence, record.sequenceNumber + 1);
+    }
+  }
+
+  /** Every queue with what it holds (locks aside: a restart hands locked messages out again). */
+  snapshot(): Array<{ target: string; deviceId: string; moduleId?: string; generationId: string; nextSequence: number; entries: C2dEntryRecord[] }> {
+    return [...this.queues.values()].map((q) => ({
+      target: q.target,
+      deviceId: q.deviceId,
+      ...(q.moduleId === undefined ? {} : { moduleId: q.moduleId }),
+      generationId: q.generationId,
+      nextSequence: q.nextSequence,
+      entries: q.entries.map((e) => ({
+        sequenceNumber: e.sequenceNumber,
+        message: e.message,
+        messageId: e.messageId,
+        ack: e.ack,
+        enqueuedTime: e.enqueuedTime,
+        expiresAt: e.expiresAt,
+        deliveryCount: e.deliveryCount,
+      })),
+    }));
   }
 
   depth(deviceId: string, moduleId?: string): number {
@@ -132,6 +181,7 @@ export class C2dQueues {
       deliveryCount: 0,
     };
     queue.entries.push(entry);
+    this.observer?.added(queue.target, queue, entry);
     this.pump(queue);
     return undefined;
   }
@@ -181,6 +231,7 @@ export class C2dQueues {
     } else {
       entry.deliveryCount += 1;
       if (entry.deliveryCount >= this.options.maxDeliveryCount) this.remove(queue, entry, 'DeliveryCountExceeded');
+      else this.observer?.counted(queue.target, entry.sequenceNumber, entry.deliveryCount);
     }
     this.pump(queue);
   }
@@ -220,6 +271,7 @@ export class C2dQueues {
     const index = queue.entries.indexOf(entry);
     if (index < 0) return;
     queue.entries.splice(index, 1);
+    this.observer?.done(queue.target, entry.sequenceNumber);
     if (entry.lock) this.unlock(entry);
     if (WANTS[entry.ack]?.includes(status)) {
       this.feedback({

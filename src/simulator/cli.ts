@@ -22,6 +22,7 @@ Options:
   --device ID            register a device with the default key (repeatable)
   --config FILE          JSON settings: devices, policies, consumerGroups, ports, limits
   --cert-dir DIR         where the self-signed certificate is kept (default ~/.iothub-sim)
+  --location DIR         keep devices, C2D queues and telemetry in DIR across restarts
   --no-auto-register     refuse devices that are not registered
   -h, --help             show this help
 `;
@@ -47,6 +48,7 @@ async function main(): Promise<void> {
       device: { type: 'string', multiple: true },
       config: { type: 'string' },
       'cert-dir': { type: 'string' },
+      location: { type: 'string' },
       'no-auto-register': { type: 'boolean' },
       help: { type: 'boolean', short: 'h' },
     },
@@ -73,6 +75,7 @@ async function main(): Promise<void> {
   if (values['consumer-group']) input.consumerGroups = [...(input.consumerGroups ?? []), ...values['consumer-group']];
   if (values.device) input.devices = [...(input.devices ?? []), ...values.device.map((deviceId) => ({ deviceId }))];
   if (values['cert-dir']) input.certDir = values['cert-dir'];
+  if (values.location) input.location = values.location;
   if (values['no-auto-register']) input.autoRegister = false;
 
   const hub = await startSimulator(input);
@@ -90,6 +93,7 @@ async function main(): Promise<void> {
     lines.push('', `TLS certificate: ${hub.options.tls ? '(supplied)' : `${hub.options.certDir}/cert.pem`}`);
     lines.push('  Trust it with NODE_EXTRA_CA_CERTS=<that file>, or the SDK\'s "ca" option.');
   }
+  if (hub.options.location !== undefined) lines.push('', `State is kept in ${hub.options.location}`);
   lines.push('', 'Press Ctrl-C to stop.');
   process.stdout.write(lines.join('\n') + '\n');
 

@@ -25,6 +25,7 @@ import { FeedbackQueue } from './feedback';
 import { resolveOptions, type SimulatorOptions, type SimulatorOptionsInput } from './options';
 import { Partition, partitionForDevice, type StoredEvent } from './partitions';
 import { Registry } from './registry';
+import { Store, type StoredState } from './store';
 
 type Transport = 'amqp' | 'amqps' | 'ws';
 type Link = rhea.Sender | rhea.Receiver;
@@ -159,6 +160,7 @@ export class SimulatedHub extends EventEmitter {
   private refuseUntil = 0;
   private putTokenBlock: { until: number; answer: 'refuse' | 'ignore' } | undefined;
   private closing = false;
+  private store: Store | undefined;
 
   private constructor(options: SimulatorOptions) {
     super();
@@ -182,6 +184,104 @@ export class SimulatedHub extends EventEmitter {
     this.container = rhea.create_container({ id: options.hubName });
     this.setupSasl();
     this.setupEvents();
+    if (options.location !== undefined) this.attachStore(options.location);
+  }
+
+  // ---- persistence (--location) ---------------------------------------------------------------
+
+  /** Reads back what the folder holds, rewrites it compactly, and journals every change from now on. */
+  private attachStore(dir: string): void {
+    const { store, state } = Store.open(dir);
+    for (const device of state.devices.values()) this.registry.restoreDevice(device);
+    const now = Date.now();
+    for (const [id, stored] of state.partitions) {
+      // A partition the options no longer have cannot be read from: its events go.
+      const partition = this.partitions.find((p) => p.id === id);
+      if (!partition) continue;
+      for (const e of stored.events) {
+        partition.restore({ sequenceNumber: e.sequenceNumber, offset: e.offset, enqueuedTime: e.enqueuedTime, encoded: e.encoded, deviceId: e.deviceId });
+      }
+      if (stored.next) partition.continueFrom(stored.next.sequenceNumber, stored.next.offset);
+      partition.enforceRetention(now);
+    }
+    for (const [target, queue] of state.c2d) {
+      // Device and module ids cannot hold '/', so the target splits back unambiguously.
+      const [deviceId, moduleId] = target.split('/');
+      const entries = [...queue.messages.values()].map((m) => ({
+        sequenceNumber: m.sequenceNumber,
+        message: decode(m.encoded),
+        messageId: m.messageId,
+        ack: m.ack,
+        enqueuedTime: m.enqueuedTime,
+        expiresAt: m.expiresAt,
+        deliveryCount: m.deliveryCount,
+      }));
+      const generationId = this.registry.getDevice(deviceId)?.generationId ?? [...queue.messages.values()][0]?.generationId ?? '';
+      this.c2d.restore(deviceId, moduleId, generationId, entries, queue.nextSequence);
+    }
+    store.compact(this.storedState());
+    store.snapshotSource = () => this.storedState();
+    this.registry.observer = {
+      deviceAdded: (d) => store.device({ deviceId: d.deviceId, primaryKey: d.primaryKey, secondaryKey: d.secondaryKey, generationId: d.generationId }),
+      moduleAdded: (deviceId, m) => store.module(deviceId, { moduleId: m.moduleId, primaryKey: m.primaryKey, secondaryKey: m.secondaryKey, generationId: m.generationId }),
+      deviceRemoved: (deviceId) => store.deviceRemoved(deviceId),
+    };
+    this.c2d.observer = {
+      added: (target, queue, e) =>
+        store.c2dAdded(target, {
+          deviceId: queue.deviceId,
+          moduleId: queue.moduleId,
+          generationId: queue.generationId,
+          sequenceNumber: e.sequenceNumber,
+          messageId: e.messageId,
+          ack: e.ack,
+          enqueuedTime: e.enqueuedTime,
+          expiresAt: e.expiresAt,
+          deliveryCount: e.deliveryCount,
+          encoded: rhea.message.encode(e.message),
+        }),
+      counted: (target, seq, count) => store.c2dCounted(target, seq, count),
+      done: (target, seq) => store.c2dDone(target, seq),
+    };
+    this.store = store;
+  }
+
+  /** The state the store keeps, as it is now. */
+  private storedState(): StoredState {
+    const state: StoredState = { devices: new Map(), partitions: new Map(), c2d: new Map() };
+    for (const d of this.registry.devices.values()) {
+      state.devices.set(d.deviceId, {
+        deviceId: d.deviceId,
+        primaryKey: d.primaryKey,
+        secondaryKey: d.secondaryKey,
+        generationId: d.generationId,
+        modules: [...d.modules.values()].map((m) => ({ moduleId: m.moduleId, primaryKey: m.primaryKey, secondaryKey: m.secondaryKey, generationId: m.generationId })),
+      });
+    }
+    for (const p of this.partitions) {
+      state.partitions.set(p.id, { events: [...p.all()].map((e) => ({ partitionId: p.id, ...e })), next: p.next });
+    }
+    for (const q of this.c2d.snapshot()) {
+      const messages = new Map(
+        q.entries.map((e) => [
+          e.sequenceNumber,
+          {
+            deviceId: q.deviceId,
+            moduleId: q.moduleId,
+            generationId: q.generationId,
+            sequenceNumber: e.sequenceNumber,
+            messageId: e.messageId,
+            ack: e.ack,
+            enqueuedTime: e.enqueuedTime,
+            expiresAt: e.expiresAt,
+            deliveryCount: e.deliveryCount,
+            encoded: rhea.message.encode(e.message),
+          },
+        ]),
+      );
+      state.c2d.set(q.target, { messages, nextSequence: q.nextSequence });
+    }
+    return state;
   }
 
   static async start(input: SimulatorOptionsInput = {}): Promise<SimulatedHub> {
@@ -525,6 +625,8 @@ export class SimulatedHub extends EventEmitter {
     state.closed = true;
     this.conns.get(state.link.connection)?.links.delete(state.link);
     state.onClose?.();
+    // What it had sent and nobody will settle now must not hold its session's buffer (see amqp.ts).
+    forgetLinkDeliveries(state.link, state.session);
   }
 
   private closeLink(state: LinkState, error: AmqpError): void {
@@ -784,6 +886,8 @@ export class SimulatedHub extends EventEmitter {
       out.message_annotations = annotations;
       return encodeMessage(out);
     });
+    // Journaled before the delivery is accepted: what the client hears as accepted survives a restart.
+    this.store?.event({ partitionId: partition.id, ...event });
     this.stats.d2cAccepted++;
     if (this.listenerCount('d2c') > 0) {
       const info: D2cEvent = { deviceId, partitionId: partition.id, event, message: out };
@@ -974,6 +1078,9 @@ export class SimulatedHub extends EventEmitter {
           }),
       ),
     );
+    const store = this.store;
+    this.store = undefined;
+    store?.close(this.storedState());
     this.c2d.close();
     this.feedback.close();
     this.eventHub.close();

@@ -60,6 +60,8 @@ export interface SimulatorOptions {
   maxFrameBytes: number;
   /** A client that has not opened its AMQP connection this long after connecting is dropped. */
   openTimeoutMs: number;
+  /** Folder that keeps the registry, C2D queues and partitions across restarts (in memory when absent). */
+  location?: string;
 }
 
 export function defaultCertDir(): string {
@@ -154,6 +156,7 @@ function validate(o: SimulatorOptions): void {
   // AMQP lets no peer ask for frames under 512 bytes.
   if (!Number.isInteger(o.maxFrameBytes) || o.maxFrameBytes < 512 || o.maxFrameBytes > 0xffffffff) throw new OptionsError('maxFrameBytes must be a whole number from 512 to 4294967295');
   checkPositive('openTimeoutMs', o.openTimeoutMs, 10);
+  if (o.location !== undefined && (typeof o.location !== 'string' || o.location.trim() === '')) throw new OptionsError('location must be a folder path');
   for (const [k, v] of Object.entries(o.c2d)) checkPositive(`c2d.${k}`, v);
   for (const [k, v] of Object.entries(o.d2c)) checkPositive(`d2c.${k}`, v);
   for (const [k, v] of Object.entries(o.feedback)) checkPositive(`feedback.${k}`, v);
@@ -200,7 +203,7 @@ export async function readConfigFile(file: string): Promise<SimulatorOptionsInpu
     throw new OptionsError(`config file ${file} is not valid JSON${position === undefined ? '' : ` (at character ${position})`}`);
   }
   if (!parsed || typeof parsed !== 'object' || Array.isArray(parsed)) throw new OptionsError(`config file ${file} must hold a JSON object`);
-  const allowed = new Set([...Object.keys(DEFAULT_OPTIONS), 'tls', 'policies']);
+  const allowed = new Set([...Object.keys(DEFAULT_OPTIONS), 'tls', 'policies', 'location']);
   for (const key of Object.keys(parsed)) {
     if (!allowed.has(key)) throw new OptionsError(`config file ${file} has an unknown setting "${key.slice(0, 40)}"`);
   }

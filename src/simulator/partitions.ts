@@ -54,6 +54,23 @@ export class Partition {
     this.nextOffset = event.offset + event.encoded.length;
   }
 
+  /** After a restore: numbering goes on from here even if every event stored was trimmed since. */
+  continueFrom(sequenceNumber: number, offset: number): void {
+    this.nextSequence = Math.max(this.nextSequence, sequenceNumber);
+    this.nextOffset = Math.max(this.nextOffset, offset);
+  }
+
+  /** Applies both retention limits now (after a restore, which does not). */
+  enforceRetention(now: number): void {
+    if (this.size > this.retention.maxEvents) this.dropOldest(this.size - this.retention.maxEvents);
+    this.trimByAge(now);
+  }
+
+  /** Sequence number and offset the next event gets. */
+  get next(): { sequenceNumber: number; offset: number } {
+    return { sequenceNumber: this.nextSequence, offset: this.nextOffset };
+  }
+
   get size(): number {
     return this.events.length - this.head;
   }

@@ -60,10 +60,18 @@ export interface RegistryOptions {
   policies?: Array<{ name: string; primaryKey: string; secondaryKey?: string; rights: Right[] }>;
 }
 
+/** Told of every registry change (the store journals them). */
+export interface RegistryObserver {
+  deviceAdded(device: DeviceRecord): void;
+  moduleAdded(deviceId: string, module: ModuleRecord): void;
+  deviceRemoved(deviceId: string): void;
+}
+
 export class Registry {
   readonly policies = new Map<string, Policy>();
   readonly devices = new Map<string, DeviceRecord>();
   autoRegister: boolean;
+  observer: RegistryObserver | undefined;
 
   constructor(options: RegistryOptions) {
     this.autoRegister = options.autoRegister;
@@ -94,7 +102,28 @@ export class Registry {
     };
     if (keys.secondaryKey) device.secondaryKey = keys.secondaryKey;
     this.devices.set(deviceId, device);
+    this.observer?.deviceAdded(device);
     return device;
+  }
+
+  /**
+   * Brings back a device as it was stored: its generation id and modules; keys from the config file
+   * (a device it names) win over stored ones, so a key can be changed there.
+   */
+  restoreDevice(stored: { deviceId: string; primaryKey: string; secondaryKey?: string; generationId: string; modules: Array<{ moduleId: string; primaryKey: string; secondaryKey?: string; generationId: string }> }): void {
+    if (!isValidDeviceId(stored.deviceId)) return;
+    const configured = this.devices.get(stored.deviceId);
+    const device: DeviceRecord = configured ?? { deviceId: stored.deviceId, primaryKey: stored.primaryKey, generationId: stored.generationId, modules: new Map() };
+    device.generationId = stored.generationId;
+    if (!configured && stored.secondaryKey) device.secondaryKey = stored.secondaryKey;
+    for (const m of stored.modules) {
+      if (!isValidDeviceId(m.moduleId)) continue;
+      const mod = device.modules.get(m.moduleId) ?? { moduleId: m.moduleId, primaryKey: m.primaryKey, generationId: m.generationId };
+      if (!device.modules.has(m.moduleId) && m.secondaryKey) mod.secondaryKey = m.secondaryKey;
+      mod.generationId = m.generationId;
+      device.modules.set(m.moduleId, mod);
+    }
+    this.devices.set(stored.deviceId, device);
   }
 
   addModule(deviceId: string, moduleId: string, keys: { primaryKey?: string; secondaryKey?: string } = {}): ModuleRecord {
@@ -109,11 +138,14 @@ export class Registry {
     };
     if (keys.secondaryKey) mod.secondaryKey = keys.secondaryKey;
     device.modules.set(moduleId, mod);
+    this.observer?.moduleAdded(deviceId, mod);
     return mod;
   }
 
   removeDevice(deviceId: string): boolean {
-    return this.devices.delete(deviceId);
+    const removed = this.devices.delete(deviceId);
+    if (removed) this.observer?.deviceRemoved(deviceId);
+    return removed;
   }
 
   getDevice(deviceId: string): DeviceRecord | undefined {
