@@ -75,8 +75,16 @@ export class Ledger {
   /** A fault happens now: whatever is in flight (plus `extra`, e.g. messages the hub holds locked) may repeat. */
   fault(extra: Iterable<string> = []): number {
     let n = 0;
-    for (const id of [...this.pending, ...extra]) {
-      if (!this.open.has(id) || this.mayRepeat.has(id)) continue;
+    for (const id of this.pending) {
+      if (this.mayRepeat.has(id)) continue;
+      this.mayRepeat.add(id);
+      n++;
+    }
+    for (const id of extra) {
+      if (this.mayRepeat.has(id)) continue;
+      // Already answered and arrived, yet still held by the hub (its settlement not in yet): it may
+      // come again, so it is remembered again.
+      if (!this.open.has(id)) this.open.set(id, { deviceId: '', index: -1, settled: true, arrivals: 1 });
       this.mayRepeat.add(id);
       n++;
     }
