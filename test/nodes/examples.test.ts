@@ -19,6 +19,7 @@ import telemetryInNode from '../../src/nodes/iothub-telemetry-in';
 import deviceOutNode from '../../src/nodes/iothub-device-out';
 import deviceInNode from '../../src/nodes/iothub-device-in';
 import { stopLocalHubs } from '../../src/nodes/local-simulator';
+import { collect } from '../helpers/flow';
 import { waitFor } from '../helpers/hub';
 
 helper.init(require.resolve('node-red'));
@@ -50,10 +51,6 @@ interface Msg {
   [key: string]: unknown;
 }
 
-interface Probe {
-  on(event: 'input', listener: (msg: Msg) => void): void;
-}
-
 interface Injectable {
   receive(msg: object): void;
 }
@@ -74,11 +71,7 @@ function runnable(nodes: FlowNode[]): FlowNode[] {
 /** Messages each probe (former debug node) receives, by its id. */
 function probes(nodes: FlowNode[]): Map<string, Msg[]> {
   const seen = new Map<string, Msg[]>();
-  for (const n of nodes.filter((x) => x.type === 'debug')) {
-    const list: Msg[] = [];
-    seen.set(n.id, list);
-    (helper.getNode(n.id) as unknown as Probe).on('input', (msg) => list.push(msg));
-  }
+  for (const n of nodes.filter((x) => x.type === 'debug')) seen.set(n.id, collect(n.id) as Msg[]);
   return seen;
 }
 
