@@ -1,6 +1,6 @@
 /** Command-line flags of `npm run bench`. */
 
-export const BENCHMARKS = ['d2c', 'telemetry', 'c2d', 'gateway', 'ingest'] as const;
+export const BENCHMARKS = ['d2c', 'telemetry', 'c2d', 'gateway', 'ingest', 'd2c-rtt', 'c2d-rtt'] as const;
 export type BenchmarkKey = (typeof BENCHMARKS)[number];
 
 export interface Flags {
@@ -16,6 +16,8 @@ export interface Flags {
   devices: number;
   c2dDevices: number;
   ingestConnections: number;
+  /** Round trip the *-rtt benchmarks add between contenders and the simulator, ms. */
+  rttMs: number;
   /** Directory for V8 CPU profiles of every worker (--cpu-prof), if wanted. */
   profileDir?: string;
   help: boolean;
@@ -35,8 +37,11 @@ export const USAGE = `npm run bench -- [flags]
   --devices N           devices behind the gateway (default 1000)
   --c2d-devices N       devices the C2D contenders address in turn (default 1000)
   --ingest-connections N  connections of the multi-connection ingest contender (default 4)
+  --rtt MS              round trip added by a relay in the d2c-rtt and c2d-rtt benchmarks (default 20)
   --profile DIR         write a V8 CPU profile of every worker into DIR
   --help                this text
+
+  BENCH_TRACE=1 in the environment prints each request to a worker on stderr (to find a stuck one).
 `;
 
 const SHORT = { rounds: 1, warmup: 1, durationMs: 300, messages: 2000, devices: 20, c2dDevices: 20, ingestConnections: 2 };
@@ -55,6 +60,7 @@ export function parseFlags(argv: string[]): Flags {
     devices: 1000,
     c2dDevices: 1000,
     ingestConnections: 4,
+    rttMs: 20,
     help: false,
   };
   const given = new Set<string>();
@@ -115,6 +121,9 @@ export function parseFlags(argv: string[]): Flags {
         break;
       case '--ingest-connections':
         flags.ingestConnections = whole(arg, 1);
+        break;
+      case '--rtt':
+        flags.rttMs = whole(arg, 1);
         break;
       case '--profile':
         flags.profileDir = value(arg);

@@ -10,6 +10,7 @@ import { startSimulator, type SimulatedHub } from '../src/simulator';
 import { BENCHMARKS as KEYS, parseFlags, USAGE, type Flags } from './args';
 import { BENCHMARKS, medianOf, paramsFor, type Benchmark, type ContenderResult } from './benchmarks';
 import type { BenchParams, HubInfo } from './protocol';
+import { startLatencyProxy, type LatencyProxy } from './latency-proxy';
 import { formatCount, formatFixed, median, table } from './stats';
 import { WorkerHandle } from './worker-handle';
 
@@ -39,19 +40,24 @@ function load(): string {
   return os.loadavg().map((l) => l.toFixed(2)).join(' ');
 }
 
-function hubInfo(hub: SimulatedHub, devices: string[]): HubInfo {
+/** How contenders reach the simulator; through the relay at `relayPort` when there is one. */
+function hubInfo(hub: SimulatedHub, devices: string[], relayPort?: number): HubInfo {
+  const port = hub.ports.amqps as number;
+  // Tokens name the host without its port, so only the address changes.
+  const via = (connectionString: string): string =>
+    relayPort === undefined ? connectionString : connectionString.replace(`${hub.options.hostName}:${port}`, `${hub.options.hostName}:${relayPort}`);
   const connectionStrings: Record<string, string> = {};
-  for (const id of devices) connectionStrings[id] = hub.deviceConnectionString(id);
+  for (const id of devices) connectionStrings[id] = via(hub.deviceConnectionString(id));
   return {
     host: hub.options.host,
     hostName: hub.options.hostName,
     hubName: hub.options.hubName,
-    amqpsPort: hub.ports.amqps as number,
+    amqpsPort: relayPort ?? port,
     amqpPort: hub.ports.amqp as number,
     certFile: path.join(certDir(), 'cert.pem'),
-    serviceConnectionString: hub.serviceConnectionString('iothubowner'),
-    gatewayConnectionString: hub.serviceConnectionString('device'),
-    eventHubConnectionString: hub.eventHubConnectionString('iothubowner', 'amqps'),
+    serviceConnectionString: via(hub.serviceConnectionString('iothubowner')),
+    gatewayConnectionString: via(hub.serviceConnectionString('device')),
+    eventHubConnectionString: via(hub.eventHubConnectionString('iothubowner', 'amqps')),
     devices: connectionStrings,
   };
 }
@@ -67,13 +73,16 @@ async function runBenchmark(bench: Benchmark, flags: Flags, params: BenchParams)
   const hub = await startSimulator({ amqpPort: 0, amqpsPort: 0, wsPort: null, certDir: certDir(), ...bench.simulator(flags) });
   const results = new Map<string, ContenderResult>();
   const workers: WorkerHandle[] = [];
+  let relay: LatencyProxy | undefined;
   try {
+    const rtt = bench.rttMs?.(flags);
+    if (rtt !== undefined) relay = await startLatencyProxy(hub.options.host, hub.ports.amqps as number, rtt);
     const prepared = bench.prepare?.(hub, params) ?? [];
     const specs = bench.contenders(flags);
     for (const spec of specs) {
-      const worker = new WorkerHandle(spec.name, { certFile: path.join(certDir(), 'cert.pem'), profileDir: flags.profileDir });
+      const worker = new WorkerHandle(spec.name, { certFile: path.join(certDir(), 'cert.pem'), profileDir: flags.profileDir, profileName: `${bench.key}.${spec.name}` });
       workers.push(worker);
-      const notes = await worker.setup(hubInfo(hub, spec.devices ?? []), params);
+      const notes = await worker.setup(hubInfo(hub, spec.devices ?? [], relay?.port), params);
       results.set(spec.name, { spec, rates: [], cpuPerMessage: [], maxRssKb: 0, notes });
     }
     for (let w = 0; w < flags.warmup; w++) {
@@ -98,9 +107,11 @@ async function runBenchmark(bench: Benchmark, flags: Flags, params: BenchParams)
       entry.notes = end.notes;
     }
     report(bench, flags, results, [...prepared, `Load average (1, 5, 15 min) before: ${loadBefore}; after: ${load()}.`]);
+    await Promise.all(workers.map((worker) => worker.end()));
     return results;
   } finally {
     for (const worker of workers) worker.kill();
+    await relay?.close();
     await hub.close();
   }
 }
@@ -120,7 +131,7 @@ function report(bench: Benchmark, flags: Flags, results: Map<string, ContenderRe
       r.spec.label + (r.spec.baseline ? ' (baseline)' : ''),
       formatCount(m),
       r.rates.length > 1 ? `${formatCount(Math.min(...r.rates))}-${formatCount(Math.max(...r.rates))}` : '-',
-      base ? `${formatFixed(m / base, 2)}x` : '-',
+      base ? `${formatFixed(m / base, m / base < 0.1 ? 3 : 2)}x` : '-',
       formatCount(median(r.cpuPerMessage)),
       `${formatCount(r.maxRssKb / 1024)} MB`,
     ];
@@ -179,7 +190,7 @@ async function main(): Promise<void> {
   out(`## Benchmarks${flags.short ? ' (short mode: proves the benchmarks run; the numbers mean little)' : ''}`);
   out();
   out(`Machine: ${machine()}. Load average at start: ${load()}.`);
-  out('Simulator and every contender on loopback over TLS (AMQPS); the simulator runs in the runner process, each contender in a worker process of its own.');
+  out('Simulator and every contender on loopback over TLS (AMQPS); the simulator runs in the runner process, each contender in a worker process of its own (the *-rtt benchmarks add a relay process that delays every byte).');
   out();
   const all = new Map<string, Map<string, ContenderResult>>();
   for (const key of KEYS) {

@@ -155,6 +155,12 @@ export class ArrivalClock {
   }
 }
 
+/**
+ * Events @azure/event-hubs with its default options reads per round: it polls its queue every 20 ms
+ * and hands over one event per call, a few hundred a second, so a full drain would take minutes.
+ */
+export const EVENT_HUBS_DEFAULTS_SAMPLE = 5000;
+
 /** Generous: a drain that stalls fails instead of hanging the run. */
 export const ROUND_LIMIT_MS = 600_000;
 

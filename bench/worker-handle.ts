@@ -2,11 +2,14 @@
 import { fork, type ChildProcess } from 'node:child_process';
 import * as path from 'node:path';
 import type { BenchParams, FromWorker, HubInfo, RoundResult, ToWorker } from './protocol';
+import { ROUND_LIMIT_MS } from './runners';
 
 export interface WorkerOptions {
   /** Trusted by the SDK clients that have no CA option. */
   certFile: string;
   profileDir?: string;
+  /** File name of the profile, without .cpuprofile (default: the contender's name). */
+  profileName?: string;
 }
 
 export class WorkerHandle {
@@ -19,7 +22,7 @@ export class WorkerHandle {
     options: WorkerOptions,
   ) {
     const execArgv = ['--expose-gc'];
-    if (options.profileDir) execArgv.push('--cpu-prof', `--cpu-prof-dir=${options.profileDir}`, `--cpu-prof-name=${contender}.cpuprofile`);
+    if (options.profileDir) execArgv.push('--cpu-prof', `--cpu-prof-dir=${options.profileDir}`, `--cpu-prof-name=${options.profileName ?? contender}.cpuprofile`);
     this.child = fork(path.join(__dirname, 'worker.js'), [], {
       execArgv,
       env: { ...process.env, NODE_EXTRA_CA_CERTS: options.certFile },
@@ -54,10 +57,23 @@ export class WorkerHandle {
   }
 
   private request(message: ToWorker): Promise<FromWorker> {
+    if (process.env.BENCH_TRACE) process.stderr.write(`[trace] ${new Date().toISOString()} ${this.contender} ${message.type}\n`);
     if (this.exited) return Promise.reject(new Error(`${this.contender}: the worker is gone`));
     if (this.waiting) return Promise.reject(new Error(`${this.contender}: a request is already waiting`));
-    return new Promise((resolve, reject) => {
-      this.waiting = { resolve, reject };
+    // A worker that never answers fails the run instead of hanging it (a round's own limit is shorter).
+    const limitMs = message.type === 'round' ? ROUND_LIMIT_MS + 60_000 : 180_000;
+    return new Promise<FromWorker>((resolve, reject) => {
+      const timer = setTimeout(() => {
+        this.waiting = undefined;
+        reject(new Error(`${this.contender}: no answer to ${message.type} within ${limitMs / 1000} s`));
+      }, limitMs);
+      const settle =
+        <T>(fn: (value: T) => void) =>
+        (value: T): void => {
+          clearTimeout(timer);
+          fn(value);
+        };
+      this.waiting = { resolve: settle(resolve), reject: settle(reject) };
       this.child.send(message);
     });
   }
@@ -80,7 +96,19 @@ export class WorkerHandle {
     return { maxRssKb: answer.maxRssKb, notes: answer.notes };
   }
 
-  /** Ends the worker if it is still there (after finish it exits by itself). */
+  /**
+   * Ends the worker. After finish it exits by itself: wait for that a while, since a killed
+   * worker may not get to write its CPU profile.
+   */
+  async end(graceMs = 5000): Promise<void> {
+    if (this.exited) return;
+    const exited = new Promise<void>((resolve) => this.child.once('exit', () => resolve()));
+    const timer = setTimeout(() => this.child.kill(), graceMs);
+    await exited;
+    clearTimeout(timer);
+  }
+
+  /** Ends the worker at once (after a failure). */
   kill(): void {
     if (!this.exited) this.child.kill();
   }

@@ -22,7 +22,15 @@ function runShort(): Promise<{ code: number | null; stdout: string; stderr: stri
   });
 }
 
-/** The cells of the table row whose first cell starts with `label`. */
+/** The text of the section headed `### title`, up to the next section. */
+function sectionOf(output: string, title: string): string | undefined {
+  const start = output.indexOf(`### ${title}\n`);
+  if (start < 0) return undefined;
+  const end = output.indexOf('\n### ', start + 1);
+  return output.slice(start, end < 0 ? undefined : end);
+}
+
+/** The cells of the table row whose first cell is `label` (a baseline's ends in "(baseline)"). */
 function rowOf(output: string, label: string): string[] | undefined {
   for (const line of output.split('\n')) {
     if (!line.startsWith('|')) continue;
@@ -30,6 +38,10 @@ function rowOf(output: string, label: string): string[] | undefined {
     if (cells[0] === label || cells[0] === `${label} (baseline)`) return cells;
   }
   return undefined;
+}
+
+function escape(text: string): string {
+  return text.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
 }
 
 describe('npm run bench -- --short', function () {
@@ -41,13 +53,16 @@ describe('npm run bench -- --short', function () {
     assert.equal(code, 0, `bench exited with ${code}:\n${stderr.slice(-3000)}`);
     const flags = parseFlags(['--short']);
     for (const bench of BENCHMARKS) {
-      assert.ok(stdout.includes(`### ${bench.title}`), `no section for ${bench.key}`);
+      const section = sectionOf(stdout, bench.title);
+      assert.ok(section, `no section for ${bench.key}`);
       for (const spec of bench.contenders(flags)) {
-        const row = rowOf(stdout, spec.label);
+        const row = rowOf(section, spec.label);
         assert.ok(row, `no row for ${spec.name} (${spec.label})`);
         const rate = Number(row[1].replace(/,/g, ''));
-        assert.ok(rate > 0, `${spec.name} moved no messages: ${row.join(' | ')}`);
+        assert.ok(rate > 0, `${spec.name} moved no messages in ${bench.key}: ${row.join(' | ')}`);
       }
+      // Every target of a benchmark whose contenders all ran is judged, met or missed.
+      for (const target of bench.targets) assert.match(section, new RegExp(`^- ${escape(target.text)}: [^\\n]+ (met|MISSED)$`, 'm'), `${bench.key}: no verdict on "${target.text}"`);
     }
     assert.match(stdout, /\| contender +\| devices \| time to authenticate and attach all \|/);
     assert.match(stdout, /simulator ingest [\d,]+ msgs\/s above every D2C client figure/);
