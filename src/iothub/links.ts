@@ -69,6 +69,8 @@ abstract class DurableLink extends EventEmitter implements LinkOwner {
    * becomes current; attach() acts on it once it has.
    */
   private early: { link: Sender | Receiver; error: HubError } | undefined;
+  /** The token was put again after a refusal: a refusal of the next attach is not about a lapsed token. */
+  private freshToken = false;
 
   constructor(
     protected readonly hub: HubConnection,
@@ -76,6 +78,11 @@ abstract class DurableLink extends EventEmitter implements LinkOwner {
     readonly scope: Scope,
   ) {
     super();
+  }
+
+  /** The connection this link lives on. */
+  get connection(): HubConnection {
+    return this.hub;
   }
 
   /** True while a rhea link is attached on the current connection. */
@@ -104,6 +111,7 @@ abstract class DurableLink extends EventEmitter implements LinkOwner {
         }
         this.attached = true;
         this.retries = 0;
+        this.freshToken = false;
         this.emit('attached');
       },
       (err: unknown) => {
@@ -155,7 +163,12 @@ abstract class DurableLink extends EventEmitter implements LinkOwner {
     this.attached = false;
     const old = this.dropLink();
     if (old) void old.close({ closeSession: false }).catch(() => undefined).finally(() => old.removeAllListeners());
+    // Unauthorized again right after a fresh token was accepted: the policy or device lacks the right
+    // (a DeviceConnect policy sending C2D, say), which no retry cures until someone changes it.
+    const refused = error.code === 'Unauthorized' && this.freshToken;
+    this.freshToken = false;
     this.emit('detached', error);
+    if (refused) this.refused(error);
     const delay =
       error.code === 'Unauthorized' || !error.retryable && error.code !== 'ReceiverDisconnected'
         ? Math.max(backoffDelay(this.retries, { minMs: this.hub.options.reconnectMinMs, maxMs: this.hub.options.reconnectMaxMs }), this.hub.options.reconnectMinMs)
@@ -168,6 +181,7 @@ abstract class DurableLink extends EventEmitter implements LinkOwner {
       const ready = error.code === 'Unauthorized' ? this.hub.reauthorize(this.scope, generation) : Promise.resolve();
       ready.then(
         () => {
+          this.freshToken = error.code === 'Unauthorized';
           if (this.signal) this.attach(session, generation, this.signal);
         },
         (err: unknown) => this.linkFailed(session, generation, toHubError(err, 'authorising again failed')),
@@ -187,6 +201,11 @@ abstract class DurableLink extends EventEmitter implements LinkOwner {
   protected abstract currentLink(): Sender | Receiver | undefined;
   /** Fails whatever waits on this link (it is closing for good). */
   protected abstract fail(error: HubError): void;
+
+  /** The hub refuses this link for want of a right; it is still retried (slowly) in case that changes. */
+  protected refused(_error: HubError): void {
+    // Receivers just keep retrying: they hold nothing a caller waits on.
+  }
 
   /** Closes for good; whatever still waits fails with `error` (by default `Closed`). */
   async close(error: HubError = new HubError('Closed', 'the link was closed')): Promise<void> {
@@ -260,12 +279,20 @@ export class HubSender extends DurableLink {
   private nextSeq = 0;
   private readonly maxPending: number;
   private readonly errorContext: ErrorContext;
+  /** Why the hub refuses this link for now; sends fail at once instead of waiting for a link that will not come. */
+  private refusal: HubError | undefined;
 
   constructor(hub: HubConnection, address: string, scope: Scope, options: HubSenderOptions = {}) {
     super(hub, address, scope);
     this.maxPending = options.maxPending ?? 1000;
     this.errorContext = options.errorContext ?? 'device';
+    this.on('attached', () => (this.refusal = undefined));
     this.start();
+  }
+
+  protected override refused(error: HubError): void {
+    this.refusal = new HubError(error.code, `the hub refuses to take messages for ${this.address} with these credentials: ${error.message}`);
+    this.fail(this.refusal);
   }
 
   /** Messages not yet settled by the hub (waiting plus in flight). */
@@ -276,6 +303,7 @@ export class HubSender extends DurableLink {
   /** Resolves when the hub accepts the message; rejects with a HubError otherwise. */
   send(message: Message, options: SendOptions = {}): Promise<void> {
     if (this.closed) return Promise.reject(new HubError('Closed', 'the sender is closed'));
+    if (this.refusal) return Promise.reject(this.refusal);
     if (this.pending >= this.maxPending) {
       return Promise.reject(new HubError('BufferFull', `${this.pending} messages are already waiting for the hub (the limit is ${this.maxPending})`, { retryable: true }));
     }

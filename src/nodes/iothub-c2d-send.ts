@@ -7,7 +7,9 @@ import type { Node, NodeAPI, NodeDef, NodeMessageInFlow } from 'node-red';
 import { HubError } from '../iothub/errors';
 import { HubSender } from '../iothub/links';
 import { isValidId, toAmqpMessage } from '../iothub/message';
+import type { HubConnection } from '../iothub/hub-connection';
 import { asError, connectionFor, positiveInt, type Done, type Send } from './common';
+import { linkStatus, StatusShower } from './link-status';
 
 interface C2dSendDef extends NodeDef {
   hub: string;
@@ -30,25 +32,54 @@ export default function register(RED: NodeAPI): void {
     let sender: Promise<HubSender> | undefined;
     /** The sender once made: msgs then go straight to it, not through a promise each. */
     let made: HubSender | undefined;
-    if (config && !setupError) config.register(node);
+    let connection: HubConnection | undefined;
+    let startError: HubError | undefined;
+    let linkError: HubError | undefined;
+    // The link's state, not only the connection's: a gateway policy (DeviceConnect) opens the
+    // connection fine, and then the hub refuses the C2D link as Unauthorized.
+    const status = new StatusShower(node, () => linkStatus({ startError, connection, attached: made?.isAttached ?? false, linkError }));
 
     const senderFor = (): Promise<HubSender> => {
       if (!sender) {
-        const making = (config as NonNullable<typeof config>).connection().then(
-          (connection) => new HubSender(connection, '/messages/devicebound', {}, { maxPending, errorContext: 'service' }),
-        );
+        const making = (config as NonNullable<typeof config>).connection().then((c) => {
+          const s = new HubSender(c, '/messages/devicebound', {}, { maxPending, errorContext: 'service' });
+          s.on('attached', () => {
+            linkError = undefined;
+            status.update();
+          });
+          s.on('detached', (error: HubError) => {
+            linkError = error;
+            status.update();
+          });
+          return s;
+        });
         sender = making;
         making.then(
           (s) => {
-            if (sender === making) made = s;
+            if (sender !== making) return;
+            made = s;
+            startError = undefined;
+            connection?.removeListener('state', status.update);
+            connection = s.connection;
+            connection.on('state', status.update);
+            status.update();
           },
-          () => {
-            if (sender === making) sender = undefined;
+          (err: unknown) => {
+            if (sender !== making) return;
+            sender = undefined;
+            startError = asError(err);
+            status.update();
           },
         );
       }
       return sender;
     };
+
+    if (config && !setupError) {
+      config.register(node, { status: false });
+      // Attached at deploy, so the status tells at once whether the hub takes this node's messages.
+      senderFor().catch(() => undefined);
+    }
 
     const deviceIdFor = (msg: C2dMsg): unknown => {
       if (msg.deviceId !== undefined && msg.deviceId !== null && msg.deviceId !== '') return msg.deviceId;
@@ -93,6 +124,9 @@ export default function register(RED: NodeAPI): void {
     });
 
     node.on('close', (_removed: boolean, done: () => void) => {
+      status.stop();
+      connection?.removeListener('state', status.update);
+      connection = undefined;
       const closing = sender;
       sender = undefined;
       made = undefined;

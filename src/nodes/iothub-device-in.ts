@@ -7,11 +7,12 @@
 import type { Node, NodeAPI, NodeDef, NodeMessageInFlow } from 'node-red';
 import { C2dInbox, resolveTarget, targetName, type DeviceTarget } from '../iothub/device';
 import { HubError } from '../iothub/errors';
-import type { HubConnection, HubState } from '../iothub/hub-connection';
+import type { HubConnection } from '../iothub/hub-connection';
 import type { Received } from '../iothub/links';
 import { fromC2dMessage, type OutputMode } from '../iothub/message';
 import { asError, connectionFor, positiveInt, type Done } from './common';
-import { statusFor, type Status } from './status';
+import { linkStatus, StatusShower } from './link-status';
+import { statusFor } from './status';
 
 interface DeviceInDef extends NodeDef {
   hub: string;
@@ -24,8 +25,6 @@ interface DeviceInDef extends NodeDef {
 type SettleMsg = NodeMessageInFlow & { lockToken?: unknown; settle?: unknown };
 
 const DEFAULT_PREFETCH = 10;
-/** Status updates are coalesced: a busy device would otherwise send one per message to every editor. */
-const STATUS_EVERY_MS = 100;
 
 export default function register(RED: NodeAPI): void {
   function DeviceInNode(this: Node, def: DeviceInDef): void {
@@ -40,39 +39,17 @@ export default function register(RED: NodeAPI): void {
     let startError: HubError | undefined;
     let linkError: HubError | undefined;
     let closed = false;
-    let statusTimer: NodeJS.Timeout | undefined;
-    let shown = '';
-
-    const currentStatus = (): Status | undefined => {
-      if (startError) return { fill: 'red', shape: 'ring', text: startError.code };
-      if (!connection) return undefined;
-      const state: HubState = connection.state;
-      if (state !== 'open') return statusFor(state, connection.error);
-      if (!inbox?.isAttached) {
-        // A refusal retrying cannot cure (device not registered, not allowed) is shown as is.
-        if (linkError && !linkError.retryable && linkError.code !== 'Unauthorized') return { fill: 'red', shape: 'ring', text: linkError.code };
-        return statusFor('connecting');
-      }
-      if (manual && inbox.unsettled > 0) return { fill: 'green', shape: 'dot', text: `${inbox.unsettled} ${RED._('iothub-device-in.status.unsettled')}` };
-      return statusFor('open');
-    };
-
-    const showStatus = (): void => {
-      statusTimer = undefined;
-      if (closed) return;
-      const status = currentStatus();
-      if (!status) return;
-      const key = `${status.fill}/${status.shape}/${status.text}`;
-      if (key === shown) return;
-      shown = key;
-      node.status(status);
-    };
-
-    const updateStatus = (): void => {
-      if (statusTimer || closed) return;
-      statusTimer = setTimeout(showStatus, STATUS_EVERY_MS);
-      statusTimer.unref();
-    };
+    const status = new StatusShower(node, () =>
+      linkStatus({
+        startError,
+        connection,
+        attached: inbox?.isAttached ?? false,
+        linkError,
+        openStatus: () =>
+          manual && inbox && inbox.unsettled > 0 ? { fill: 'green', shape: 'dot', text: `${inbox.unsettled} ${RED._('iothub-device-in.status.unsettled')}` } : statusFor('open'),
+      }),
+    );
+    const updateStatus = status.update;
 
     const emit = (target: DeviceTarget, received: Received): void => {
       const who = { deviceId: target.deviceId, ...(target.moduleId === undefined ? {} : { moduleId: target.moduleId }), topic: targetName(target) };
@@ -108,7 +85,7 @@ export default function register(RED: NodeAPI): void {
         linkError = error;
         updateStatus();
       });
-      box.on('unsettled', updateStatus);
+      box.on('unsettled', status.updateSoon);
       updateStatus();
     };
 
@@ -138,8 +115,7 @@ export default function register(RED: NodeAPI): void {
 
     node.on('close', (_removed: boolean, done: () => void) => {
       closed = true;
-      if (statusTimer) clearTimeout(statusTimer);
-      statusTimer = undefined;
+      status.stop();
       connection?.removeListener('state', updateStatus);
       connection = undefined;
       const closing = inbox;

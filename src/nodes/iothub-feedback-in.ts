@@ -7,7 +7,9 @@ import type { Node, NodeAPI, NodeDef } from 'node-red';
 import { HubError } from '../iothub/errors';
 import { HubReceiver, type Received } from '../iothub/links';
 import { bodyBuffer } from '../iothub/message';
+import type { HubConnection } from '../iothub/hub-connection';
 import { asError, connectionFor } from './common';
+import { linkStatus, StatusShower } from './link-status';
 
 interface FeedbackInDef extends NodeDef {
   hub: string;
@@ -55,7 +57,13 @@ export default function register(RED: NodeAPI): void {
     const node = this;
     const { config, error: setupError } = connectionFor(RED, node, def.hub, ['local', 'service', 'gateway'], 'feedback-in');
     let receiver: HubReceiver | undefined;
+    let connection: HubConnection | undefined;
+    let startError: HubError | undefined;
+    let linkError: HubError | undefined;
     let closed = false;
+    // The link's state, not only the connection's: a policy without ServiceConnect opens the
+    // connection, and then the hub refuses the feedback link.
+    const status = new StatusShower(node, () => linkStatus({ startError, connection, attached: receiver?.isAttached ?? false, linkError }));
 
     const onMessage = (received: Received): void => {
       let records: FeedbackRecord[];
@@ -74,19 +82,37 @@ export default function register(RED: NodeAPI): void {
     };
 
     if (config && !setupError) {
-      config.register(node);
+      config.register(node, { status: false });
       config.connection().then(
-        (connection) => {
+        (made) => {
           if (closed) return;
-          receiver = new HubReceiver(connection, '/messages/serviceBound/feedback', {}, { credit: 10, settle: 'manual' });
+          connection = made;
+          made.on('state', status.update);
+          receiver = new HubReceiver(made, '/messages/serviceBound/feedback', {}, { credit: 10, settle: 'manual' });
           receiver.on('message', onMessage);
+          receiver.on('attached', () => {
+            linkError = undefined;
+            status.update();
+          });
+          receiver.on('detached', (error: HubError) => {
+            linkError = error;
+            status.update();
+          });
+          status.update();
         },
-        (err: unknown) => node.error(asError(err)),
+        (err: unknown) => {
+          startError = asError(err);
+          status.update();
+          node.error(startError);
+        },
       );
     }
 
     node.on('close', (_removed: boolean, done: () => void) => {
       closed = true;
+      status.stop();
+      connection?.removeListener('state', status.update);
+      connection = undefined;
       void receiver?.close();
       receiver = undefined;
       if (config && !setupError) config.deregister(node, done);

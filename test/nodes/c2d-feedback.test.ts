@@ -8,7 +8,10 @@ import feedbackInNode from '../../src/nodes/iothub-feedback-in';
 import { stopLocalHubs } from '../../src/nodes/local-simulator';
 import type { SimulatedHub } from '../../src/simulator';
 import { delay, startTestHub, waitFor } from '../helpers/hub';
+import { statuses } from '../helpers/flow';
 import { closeQuietly, Message, openDevice } from '../helpers/sdk';
+
+const CONNECTED = 'node-red:common.status.connected';
 
 helper.init(require.resolve('node-red'));
 
@@ -162,6 +165,33 @@ describe('c2d-send and feedback-in', function () {
     await waitFor(() => sent.length === 6, 'the held messages after the hub came back');
     assert.deepEqual(sent.slice(1).map((m) => m.messageId), ['held-0', 'held-1', 'held-2', 'held-3', 'held-4']);
     assert.equal(hub.c2d.depth('fridge'), 6);
+  });
+
+  it('with a policy that lacks ServiceConnect, both nodes show Unauthorized (not connected) and each msg fails with Unauthorized', async () => {
+    hub = await startTestHub();
+    hub.registry.addDevice('fridge');
+    // The hub's `device` policy has DeviceConnect only: the connection opens, the C2D and feedback links are refused.
+    await helper.load([connectionNode, c2dSendNode, feedbackInNode], flow(), { conn1: { connectionString: hub.serviceConnectionString('device') } });
+    const caught = collect('caught');
+    const sent = collect('sent');
+    await waitFor(() => statuses('send1').includes('Unauthorized') && statuses('fb1').includes('Unauthorized'), 'both statuses to show the refusal');
+    for (let i = 0; i < 3; i++) input({ payload: `m${i}` });
+    await waitFor(() => caught.length === 3, 'every msg to fail');
+    assert.deepEqual(caught.map((m) => m.error?.code), ['Unauthorized', 'Unauthorized', 'Unauthorized']);
+    assert.match(String(caught[0].error?.message), /refuses to take messages/);
+    assert.equal(sent.length, 0);
+    assert.equal(hub.c2d.depth('fridge'), 0);
+    assert.equal(statuses('send1').at(-1), 'Unauthorized', 'the status still tells the truth');
+    assert.ok(!statuses('send1').slice(statuses('send1').indexOf('Unauthorized')).includes(CONNECTED), 'never claimed connected after the refusal');
+  });
+
+  it('a msg sent at deploy, while the link is still being refused, waits and then fails; nothing hangs', async () => {
+    hub = await startTestHub();
+    await helper.load([connectionNode, c2dSendNode, feedbackInNode], flow(), { conn1: { connectionString: hub.serviceConnectionString('device') } });
+    const caught = collect('caught');
+    input({ payload: 'early' });
+    await waitFor(() => caught.length === 1, 'the early msg to fail');
+    assert.equal(caught[0].error?.code, 'Unauthorized');
   });
 
   it('feedback-in reports a body that is not feedback to Catch and rejects it, and keeps running', async () => {

@@ -1,0 +1,80 @@
+/**
+ * The status of a node that owns a link on a shared connection. The connection can be open while the
+ * hub refuses this node's link (a policy without the right, a device not registered): the connection's
+ * own status would then say "connected" while every message fails, so such nodes show their link too.
+ */
+import type { Node } from 'node-red';
+import type { HubError } from '../iothub/errors';
+import type { HubConnection } from '../iothub/hub-connection';
+import { statusFor, type Status } from './status';
+
+/** Counts that move per message are coalesced: a busy link would otherwise send a status per message to every editor. */
+const STATUS_EVERY_MS = 100;
+
+/** What the status is made of; `undefined` parts are not known yet. */
+export interface LinkView {
+  /** Why the node could not start at all. */
+  startError?: HubError;
+  connection?: HubConnection;
+  attached: boolean;
+  /** The hub's last refusal or detach of the link, cleared when it attaches. */
+  linkError?: HubError;
+  /** Shown instead of plain "connected" while the link is up. */
+  openStatus?: () => Status;
+}
+
+export function linkStatus(view: LinkView): Status | undefined {
+  if (view.startError) return { fill: 'red', shape: 'ring', text: view.startError.code };
+  const connection = view.connection;
+  if (!connection) return undefined;
+  if (connection.state !== 'open') return statusFor(connection.state, connection.error);
+  if (!view.attached) {
+    // Over an open connection a refusal is this link's own, and its code says what is wrong
+    // (Unauthorized: the policy lacks the right or the token lapsed; DeviceNotFound; ...). A detach
+    // the link retries past by itself (server busy, a forced detach) is shown as reconnecting.
+    const error = view.linkError;
+    if (error && (!error.retryable || error.code === 'Unauthorized')) return { fill: 'red', shape: 'ring', text: error.code };
+    return statusFor('connecting');
+  }
+  return view.openStatus?.() ?? statusFor('open');
+}
+
+/**
+ * Shows `compute()` on the node when it changed: at once for a change of state (a test or a user
+ * watching a fault sees every step), coalesced to one per 100 ms for counts that move per message.
+ */
+export class StatusShower {
+  private timer: NodeJS.Timeout | undefined;
+  private shown = '';
+  private stopped = false;
+
+  constructor(
+    private readonly node: Node,
+    private readonly compute: () => Status | undefined,
+  ) {}
+
+  readonly update = (): void => {
+    if (this.stopped) return;
+    const status = this.compute();
+    if (!status) return;
+    const key = `${status.fill}/${status.shape}/${status.text}`;
+    if (key === this.shown) return;
+    this.shown = key;
+    this.node.status(status);
+  };
+
+  readonly updateSoon = (): void => {
+    if (this.timer || this.stopped) return;
+    this.timer = setTimeout(() => {
+      this.timer = undefined;
+      this.update();
+    }, STATUS_EVERY_MS);
+    this.timer.unref();
+  };
+
+  stop(): void {
+    this.stopped = true;
+    if (this.timer) clearTimeout(this.timer);
+    this.timer = undefined;
+  }
+}
