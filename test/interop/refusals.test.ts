@@ -121,7 +121,8 @@ describe('simulator refusals', function () {
     try {
       const cbs = new CbsChannel(connection);
       await cbs.open();
-      await cbs.putToken(`${hub.hostWithPort}/devices/short`, deviceToken(hub, 'short', undefined, 1));
+      // Expiry is in whole seconds: a 1 s token can lapse before the attach on a busy machine. Three leave room.
+      await cbs.putToken(`${hub.hostWithPort}/devices/short`, deviceToken(hub, 'short', undefined, 3));
       let condition = '';
       const sender = await connection.createSender({
         target: { address: '/devices/short/messages/events' },
@@ -130,7 +131,7 @@ describe('simulator refusals', function () {
         },
       });
       assert.ok(sender.isOpen());
-      await waitFor(() => condition !== '', 'the detach at expiry', 5000);
+      await waitFor(() => condition !== '', 'the detach at expiry', 10_000);
       assert.equal(condition, 'amqp:unauthorized-access');
       await cbs.close();
     } finally {
