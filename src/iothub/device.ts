@@ -80,7 +80,15 @@ export function resolveTarget(identity: Identity, requested: TargetRequest): Dev
 export interface DeviceSendersOptions {
   /** Most messages waiting or in flight across every device; more fail at once with BufferFull. */
   maxPending: number;
+  /**
+   * A device's sender with nothing waiting is closed after this long without a message (default 10
+   * minutes), and made again on its next one: a gateway that sees many device ids over months would
+   * otherwise keep a link and a token for every one of them (IoT Hub takes about 1,000 per connection).
+   */
+  idleCloseMs?: number;
 }
+
+const DEFAULT_IDLE_CLOSE_MS = 10 * 60_000;
 
 /**
  * One telemetry sender per device, made on the first message for it. Each keeps its messages in
@@ -90,6 +98,10 @@ export interface DeviceSendersOptions {
  */
 export class DeviceSenders {
   private readonly senders = new Map<string, HubSender>();
+  /** When each device's sender was last given a message (Date.now()). */
+  private readonly lastUsed = new Map<string, number>();
+  private sweepTimer: NodeJS.Timeout | undefined;
+  private readonly idleCloseMs: number;
   private waiting = 0;
   private closed = false;
   private connection: HubConnection | undefined;
@@ -103,6 +115,7 @@ export class DeviceSenders {
     private readonly ready: Promise<HubConnection>,
     private readonly options: DeviceSendersOptions,
   ) {
+    this.idleCloseMs = options.idleCloseMs ?? DEFAULT_IDLE_CLOSE_MS;
     ready.then(
       (connection) => {
         if (this.closed) return;
@@ -157,14 +170,35 @@ export class DeviceSenders {
       });
       this.senders.set(key, made);
       sender = made;
+      this.armSweep();
     }
+    // The caller hands the message over in the same turn, so a sweep cannot fall in between.
+    this.lastUsed.set(key, Date.now());
     return sender;
   }
 
-  private retire(key: string, sender: HubSender, error: HubError): void {
+  private retire(key: string, sender: HubSender, error?: HubError): void {
     if (this.senders.get(key) !== sender) return;
     this.senders.delete(key);
+    this.lastUsed.delete(key);
     void sender.close(error);
+  }
+
+  private armSweep(): void {
+    if (this.sweepTimer || this.closed) return;
+    this.sweepTimer = setTimeout(() => this.sweep(), Math.max(10, this.idleCloseMs / 2));
+    this.sweepTimer.unref();
+  }
+
+  /** Closes the senders idle for idleCloseMs with nothing waiting; a sender still busy is kept. */
+  private sweep(): void {
+    this.sweepTimer = undefined;
+    if (this.closed) return;
+    const now = Date.now();
+    for (const [key, sender] of [...this.senders]) {
+      if (sender.pending === 0 && now - (this.lastUsed.get(key) ?? 0) >= this.idleCloseMs) this.retire(key, sender);
+    }
+    if (this.senders.size > 0) this.armSweep();
   }
 
   /** Devices with a sender now. */
@@ -176,6 +210,9 @@ export class DeviceSenders {
   async close(): Promise<void> {
     if (this.closed) return;
     this.closed = true;
+    if (this.sweepTimer) clearTimeout(this.sweepTimer);
+    this.sweepTimer = undefined;
+    this.lastUsed.clear();
     this.connection?.removeListener('scopeError', this.onScopeError);
     this.connection = undefined;
     const all = [...this.senders.values()];

@@ -146,4 +146,35 @@ describe('device links', function () {
     assert.equal(await codeOf(senders.send({ deviceId: 'x-1' }, message('after'))), 'Closed');
     assert.equal(connection.listenerCount('scopeError'), 0, 'no listener left on the shared connection');
   });
+
+  it('DeviceSenders closes an idle device sender (its link and token renewal) and makes it again on its next message; a busy one stays', async () => {
+    const sim = await startTestHub();
+    hub = sim;
+    const connection = connect(sim, sim.serviceConnectionString('device'));
+    const senders = new DeviceSenders(Promise.resolve(connection), { maxPending: 10, idleCloseMs: 1000 });
+    connection.open();
+    await waitFor(() => connection.state === 'open', 'the connection', 5000);
+    const baseline = { links: sim.snapshot().links, scopes: connection.scopeCount };
+    await senders.send({ deviceId: 'quiet' }, message('q-0'));
+    await senders.send({ deviceId: 'busy' }, message('b-0'));
+    assert.equal(senders.devices, 2);
+    assert.equal(sim.snapshot().links, baseline.links + 2);
+    assert.equal(connection.scopeCount, baseline.scopes + 2);
+    // busy sends every 50 ms for three times the idle time (a loaded machine may stretch a gap, not to a second); quiet sends nothing.
+    for (let i = 1; i <= 60; i++) {
+      await senders.send({ deviceId: 'busy' }, message(`b-${i}`));
+      await delay(50);
+    }
+    assert.equal(senders.devices, 1, 'the quiet sender is closed, the busy one kept');
+    await waitFor(() => senders.devices === 0, 'the busy sender to close once it is idle too', 5000);
+    await waitFor(() => sim.snapshot().links === baseline.links, 'both links detached at the hub', 5000);
+    assert.equal(connection.scopeCount, baseline.scopes, 'no token is renewed for a device without a sender');
+    await senders.send({ deviceId: 'quiet' }, message('q-1'));
+    assert.equal(senders.devices, 1);
+    const ids = (deviceId: string): string[] =>
+      [...sim.events()].filter((e) => e.message.message_annotations?.['iothub-connection-device-id'] === deviceId).map((e) => String(e.message.message_id));
+    assert.deepEqual(ids('quiet'), ['q-0', 'q-1']);
+    assert.equal(ids('busy').length, 61);
+    await senders.close();
+  });
 });
