@@ -21,6 +21,7 @@ export function startLatencyProxy(targetHost: string, targetPort: number, rttMs:
   return new Promise((resolve, reject) => {
     const onExit = (code: number | null): void => reject(new Error(`the latency relay exited (${code}) before listening`));
     child.once('exit', onExit);
+    child.once('error', (err) => reject(err));
     child.once('message', (message: { port: number }) => {
       child.off('exit', onExit);
       resolve({

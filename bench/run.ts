@@ -44,8 +44,13 @@ function load(): string {
 function hubInfo(hub: SimulatedHub, devices: string[], relayPort?: number): HubInfo {
   const port = hub.ports.amqps as number;
   // Tokens name the host without its port, so only the address changes.
-  const via = (connectionString: string): string =>
-    relayPort === undefined ? connectionString : connectionString.replace(`${hub.options.hostName}:${port}`, `${hub.options.hostName}:${relayPort}`);
+  const via = (connectionString: string): string => {
+    if (relayPort === undefined) return connectionString;
+    const direct = `${hub.options.hostName}:${port}`;
+    // A string without the port (the simulator leaves out 5671) would go round the relay unnoticed.
+    if (!connectionString.includes(direct)) throw new Error(`cannot route "${hub.options.hostName}" through the relay: the connection string has no ${direct}`);
+    return connectionString.replace(direct, `${hub.options.hostName}:${relayPort}`);
+  };
   const connectionStrings: Record<string, string> = {};
   for (const id of devices) connectionStrings[id] = via(hub.deviceConnectionString(id));
   return {

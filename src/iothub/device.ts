@@ -270,6 +270,11 @@ export class C2dInbox extends EventEmitter {
     return this.receiver.isAttached;
   }
 
+  /** Why the hub refuses this device's C2D link for want of a right, until it attaches again. */
+  get refusal(): HubError | undefined {
+    return this.receiver.refusal;
+  }
+
   /** Messages emitted and not settled yet (manual mode). */
   get unsettled(): number {
     return this.held.size;

@@ -98,6 +98,9 @@ export class HubConnection extends EventEmitter {
 
   constructor(identity: Identity, options: HubConnectionOptions = {}) {
     super();
+    // Every node on a shared connection watches its state: a flow with many nodes is not a leak
+    // (the redeploy tests count these listeners instead).
+    this.setMaxListeners(0);
     this.identity = identity;
     const defined = Object.fromEntries(Object.entries(options).filter(([, v]) => v !== undefined));
     this.options = { ...DEFAULTS, ...defined } as ResolvedOptions;
@@ -323,6 +326,11 @@ export class HubConnection extends EventEmitter {
         else this.lost(generation, error);
       },
     );
+  }
+
+  /** When the token now put for `scope` expires (ms since the epoch), if one is. */
+  tokenExpiresAt(scope: Scope): number | undefined {
+    return this.scopes.get(scopeKey(scope))?.token?.expiresAt;
   }
 
   /** A link whose token lapsed or was refused asks for a fresh one before re-attaching. */

@@ -54,6 +54,11 @@ function creditLeft(link: Sender, handed: number): number {
 }
 
 /** Link-level retry: a detach while the connection stays up (stolen, redirect, forced, token lapsed). */
+/** A refusal with less than this left of a fresh token may be the token lapsing, not a missing right. */
+const FRESH_MARGIN_MS = 1000;
+/** How long a link must stay attached to count as taken by the hub. */
+const STABLE_MS = 1000;
+
 abstract class DurableLink extends EventEmitter implements LinkOwner {
   protected generation = -1;
   private signal: AbortSignal | undefined;
@@ -69,8 +74,16 @@ abstract class DurableLink extends EventEmitter implements LinkOwner {
    * becomes current; attach() acts on it once it has.
    */
   private early: { link: Sender | Receiver; error: HubError } | undefined;
-  /** The token was put again after a refusal: a refusal of the next attach is not about a lapsed token. */
-  private freshToken = false;
+  /**
+   * When the token put again after an Unauthorized detach expires; a refusal of the next attach well
+   * before then is not about a lapsed token.
+   */
+  private freshUntil: number | undefined;
+  /** Attaches refused as Unauthorized in a row, each with a fresh token. */
+  private freshRefusals = 0;
+  private refusedWith: HubError | undefined;
+  private attachedAt = 0;
+  private stableTimer: NodeJS.Timeout | undefined;
 
   constructor(
     protected readonly hub: HubConnection,
@@ -83,6 +96,14 @@ abstract class DurableLink extends EventEmitter implements LinkOwner {
   /** The connection this link lives on. */
   get connection(): HubConnection {
     return this.hub;
+  }
+
+  /**
+   * Why the hub refuses this link for want of a right (set after repeated Unauthorized refusals with
+   * fresh tokens), until it attaches again.
+   */
+  get refusal(): HubError | undefined {
+    return this.refusedWith;
   }
 
   /** True while a rhea link is attached on the current connection. */
@@ -110,8 +131,19 @@ abstract class DurableLink extends EventEmitter implements LinkOwner {
           return;
         }
         this.attached = true;
-        this.retries = 0;
-        this.freshToken = false;
+        this.attachedAt = Date.now();
+        // The hub may answer an attach it refuses with attach and then detach: only a link that
+        // stays attached a moment counts as taken (backoff and the refusal count start over).
+        if (this.stableTimer) clearTimeout(this.stableTimer);
+        this.stableTimer = setTimeout(() => {
+          this.stableTimer = undefined;
+          if (!this.attached || generation !== this.generation) return;
+          this.retries = 0;
+          this.freshUntil = undefined;
+          this.freshRefusals = 0;
+          this.refusedWith = undefined;
+        }, STABLE_MS);
+        this.stableTimer.unref();
         this.emit('attached');
       },
       (err: unknown) => {
@@ -160,15 +192,24 @@ abstract class DurableLink extends EventEmitter implements LinkOwner {
       if (this.currentLink() === undefined && this.creating === generation) this.early ??= { link: failed, error };
       return;
     }
+    const wasAttached = this.attached;
     this.attached = false;
+    if (this.stableTimer) clearTimeout(this.stableTimer);
+    this.stableTimer = undefined;
     const old = this.dropLink();
     if (old) void old.close({ closeSession: false }).catch(() => undefined).finally(() => old.removeAllListeners());
-    // Unauthorized again right after a fresh token was accepted: the policy or device lacks the right
-    // (a DeviceConnect policy sending C2D, say), which no retry cures until someone changes it.
-    const refused = error.code === 'Unauthorized' && this.freshToken;
-    this.freshToken = false;
+    // Unauthorized again right after a fresh token was accepted, with a second of it left, and twice in
+    // a row: the policy or device lacks the right (a DeviceConnect policy sending C2D, say), which no
+    // retry cures until someone changes it. Once could be a token that lapsed on a stalled machine.
+    const now = Date.now();
+    const shortLived = !wasAttached || now - this.attachedAt < STABLE_MS;
+    const fresh = error.code === 'Unauthorized' && shortLived && this.freshUntil !== undefined && now < this.freshUntil - FRESH_MARGIN_MS;
+    this.freshUntil = undefined;
+    this.freshRefusals = fresh ? this.freshRefusals + 1 : 0;
+    const refusedNow = fresh && this.freshRefusals >= 2 && this.refusedWith === undefined;
+    if (refusedNow) this.refusedWith = new HubError(error.code, `the hub refuses ${this.address} with these credentials: ${error.message}`);
     this.emit('detached', error);
-    if (refused) this.refused(error);
+    if (refusedNow) this.refused(this.refusedWith as HubError);
     const delay =
       error.code === 'Unauthorized' || !error.retryable && error.code !== 'ReceiverDisconnected'
         ? Math.max(backoffDelay(this.retries, { minMs: this.hub.options.reconnectMinMs, maxMs: this.hub.options.reconnectMaxMs }), this.hub.options.reconnectMinMs)
@@ -181,7 +222,7 @@ abstract class DurableLink extends EventEmitter implements LinkOwner {
       const ready = error.code === 'Unauthorized' ? this.hub.reauthorize(this.scope, generation) : Promise.resolve();
       ready.then(
         () => {
-          this.freshToken = error.code === 'Unauthorized';
+          this.freshUntil = error.code === 'Unauthorized' ? this.hub.tokenExpiresAt(this.scope) : undefined;
           if (this.signal) this.attach(session, generation, this.signal);
         },
         (err: unknown) => this.linkFailed(session, generation, toHubError(err, 'authorising again failed')),
@@ -193,6 +234,8 @@ abstract class DurableLink extends EventEmitter implements LinkOwner {
   private clearRetry(): void {
     if (this.retryTimer) clearTimeout(this.retryTimer);
     this.retryTimer = undefined;
+    if (this.stableTimer) clearTimeout(this.stableTimer);
+    this.stableTimer = undefined;
   }
 
   protected abstract createLink(session: Session, generation: number, signal: AbortSignal): Promise<void>;
@@ -280,19 +323,16 @@ export class HubSender extends DurableLink {
   private readonly maxPending: number;
   private readonly errorContext: ErrorContext;
   /** Why the hub refuses this link for now; sends fail at once instead of waiting for a link that will not come. */
-  private refusal: HubError | undefined;
 
   constructor(hub: HubConnection, address: string, scope: Scope, options: HubSenderOptions = {}) {
     super(hub, address, scope);
     this.maxPending = options.maxPending ?? 1000;
     this.errorContext = options.errorContext ?? 'device';
-    this.on('attached', () => (this.refusal = undefined));
     this.start();
   }
 
   protected override refused(error: HubError): void {
-    this.refusal = new HubError(error.code, `the hub refuses to take messages for ${this.address} with these credentials: ${error.message}`);
-    this.fail(this.refusal);
+    this.fail(error);
   }
 
   /** Messages not yet settled by the hub (waiting plus in flight). */
@@ -303,7 +343,7 @@ export class HubSender extends DurableLink {
   /** Resolves when the hub accepts the message; rejects with a HubError otherwise. */
   send(message: Message, options: SendOptions = {}): Promise<void> {
     if (this.closed) return Promise.reject(new HubError('Closed', 'the sender is closed'));
-    if (this.refusal) return Promise.reject(this.refusal);
+    if (this.refusal && !this.isAttached) return Promise.reject(this.refusal);
     if (this.pending >= this.maxPending) {
       return Promise.reject(new HubError('BufferFull', `${this.pending} messages are already waiting for the hub (the limit is ${this.maxPending})`, { retryable: true }));
     }
@@ -383,6 +423,9 @@ export class HubSender extends DurableLink {
 
   protected fail(error: HubError): void {
     if (this.pauseTimer) clearTimeout(this.pauseTimer);
+    // Without its timer a pause would hold the next link's messages until something else pumps.
+    this.pauseTimer = undefined;
+    this.pausedUntil = 0;
     for (const entry of [...this.inflight.values(), ...this.waiting]) {
       if (entry.expiryTimer) clearTimeout(entry.expiryTimer);
       entry.reject(error);

@@ -37,7 +37,7 @@ export default function register(RED: NodeAPI): void {
     let linkError: HubError | undefined;
     // The link's state, not only the connection's: a gateway policy (DeviceConnect) opens the
     // connection fine, and then the hub refuses the C2D link as Unauthorized.
-    const status = new StatusShower(node, () => linkStatus({ startError, connection, attached: made?.isAttached ?? false, linkError }));
+    const status = new StatusShower(node, () => linkStatus({ startError, connection, attached: made?.isAttached ?? false, linkError, refusal: made?.refusal }));
 
     const senderFor = (): Promise<HubSender> => {
       if (!sender) {

@@ -45,6 +45,7 @@ export default function register(RED: NodeAPI): void {
         connection,
         attached: inbox?.isAttached ?? false,
         linkError,
+        refusal: inbox?.refusal,
         openStatus: () =>
           manual && inbox && inbox.unsettled > 0 ? { fill: 'green', shape: 'dot', text: `${inbox.unsettled} ${RED._('iothub-device-in.status.unsettled')}` } : statusFor('open'),
       }),

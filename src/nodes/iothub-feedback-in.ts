@@ -63,7 +63,7 @@ export default function register(RED: NodeAPI): void {
     let closed = false;
     // The link's state, not only the connection's: a policy without ServiceConnect opens the
     // connection, and then the hub refuses the feedback link.
-    const status = new StatusShower(node, () => linkStatus({ startError, connection, attached: receiver?.isAttached ?? false, linkError }));
+    const status = new StatusShower(node, () => linkStatus({ startError, connection, attached: receiver?.isAttached ?? false, linkError, refusal: receiver?.refusal }));
 
     const onMessage = (received: Received): void => {
       let records: FeedbackRecord[];
@@ -86,9 +86,16 @@ export default function register(RED: NodeAPI): void {
       config.connection().then(
         (made) => {
           if (closed) return;
+          try {
+            receiver = new HubReceiver(made, '/messages/serviceBound/feedback', {}, { credit: 10, settle: 'manual' });
+          } catch (err) {
+            // The connection closed under it (the last other user left at the same moment).
+            startError = asError(err);
+            status.update();
+            return;
+          }
           connection = made;
           made.on('state', status.update);
-          receiver = new HubReceiver(made, '/messages/serviceBound/feedback', {}, { credit: 10, settle: 'manual' });
           receiver.on('message', onMessage);
           receiver.on('attached', () => {
             linkError = undefined;

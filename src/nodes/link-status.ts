@@ -19,6 +19,8 @@ export interface LinkView {
   attached: boolean;
   /** The hub's last refusal or detach of the link, cleared when it attaches. */
   linkError?: HubError;
+  /** Set when the hub refuses the link for want of a right (see DurableLink.refusal). */
+  refusal?: HubError;
   /** Shown instead of plain "connected" while the link is up. */
   openStatus?: () => Status;
 }
@@ -30,10 +32,11 @@ export function linkStatus(view: LinkView): Status | undefined {
   if (connection.state !== 'open') return statusFor(connection.state, connection.error);
   if (!view.attached) {
     // Over an open connection a refusal is this link's own, and its code says what is wrong
-    // (Unauthorized: the policy lacks the right or the token lapsed; DeviceNotFound; ...). A detach
-    // the link retries past by itself (server busy, a forced detach) is shown as reconnecting.
+    // (Unauthorized with fresh tokens: the policy lacks the right; DeviceNotFound; ...). A lapsed
+    // token or a detach the link retries past by itself is shown as connecting.
+    if (view.refusal) return { fill: 'red', shape: 'ring', text: view.refusal.code };
     const error = view.linkError;
-    if (error && (!error.retryable || error.code === 'Unauthorized')) return { fill: 'red', shape: 'ring', text: error.code };
+    if (error && !error.retryable && error.code !== 'Unauthorized') return { fill: 'red', shape: 'ring', text: error.code };
     return statusFor('connecting');
   }
   return view.openStatus?.() ?? statusFor('open');

@@ -178,7 +178,7 @@ describe('c2d-send and feedback-in', function () {
     for (let i = 0; i < 3; i++) input({ payload: `m${i}` });
     await waitFor(() => caught.length === 3, 'every msg to fail');
     assert.deepEqual(caught.map((m) => m.error?.code), ['Unauthorized', 'Unauthorized', 'Unauthorized']);
-    assert.match(String(caught[0].error?.message), /refuses to take messages/);
+    assert.match(String(caught[0].error?.message), /refuses \/messages\/devicebound with these credentials/);
     assert.equal(sent.length, 0);
     assert.equal(hub.c2d.depth('fridge'), 0);
     assert.equal(statuses('send1').at(-1), 'Unauthorized', 'the status still tells the truth');
