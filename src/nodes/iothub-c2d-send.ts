@@ -7,9 +7,8 @@ import type { Node, NodeAPI, NodeDef, NodeMessageInFlow } from 'node-red';
 import { HubError } from '../iothub/errors';
 import { HubSender } from '../iothub/links';
 import { isValidId, toAmqpMessage } from '../iothub/message';
-import type { HubConnection } from '../iothub/hub-connection';
 import { asError, connectionFor, positiveInt, type Done, type Send } from './common';
-import { linkStatus, StatusShower } from './link-status';
+import { LinkStatusWatch } from './link-status';
 
 interface C2dSendDef extends NodeDef {
   hub: string;
@@ -32,43 +31,26 @@ export default function register(RED: NodeAPI): void {
     let sender: Promise<HubSender> | undefined;
     /** The sender once made: msgs then go straight to it, not through a promise each. */
     let made: HubSender | undefined;
-    let connection: HubConnection | undefined;
-    let startError: HubError | undefined;
-    let linkError: HubError | undefined;
     // The link's state, not only the connection's: a gateway policy (DeviceConnect) opens the
     // connection fine, and then the hub refuses the C2D link as Unauthorized.
-    const status = new StatusShower(node, () => linkStatus({ startError, connection, attached: made?.isAttached ?? false, linkError, refusal: made?.refusal }));
+    const status = new LinkStatusWatch(node);
 
     const senderFor = (): Promise<HubSender> => {
       if (!sender) {
-        const making = (config as NonNullable<typeof config>).connection().then((c) => {
-          const s = new HubSender(c, '/messages/devicebound', {}, { maxPending, errorContext: 'service' });
-          s.on('attached', () => {
-            linkError = undefined;
-            status.update();
-          });
-          s.on('detached', (error: HubError) => {
-            linkError = error;
-            status.update();
-          });
-          return s;
-        });
+        const making = (config as NonNullable<typeof config>)
+          .connection()
+          .then((c) => new HubSender(c, '/messages/devicebound', {}, { maxPending, errorContext: 'service' }));
         sender = making;
         making.then(
           (s) => {
             if (sender !== making) return;
             made = s;
-            startError = undefined;
-            connection?.removeListener('state', status.update);
-            connection = s.connection;
-            connection.on('state', status.update);
-            status.update();
+            status.watch(s.connection, s);
           },
           (err: unknown) => {
             if (sender !== making) return;
             sender = undefined;
-            startError = asError(err);
-            status.update();
+            status.failed(asError(err));
           },
         );
       }
@@ -125,8 +107,6 @@ export default function register(RED: NodeAPI): void {
 
     node.on('close', (_removed: boolean, done: () => void) => {
       status.stop();
-      connection?.removeListener('state', status.update);
-      connection = undefined;
       const closing = sender;
       sender = undefined;
       made = undefined;

@@ -7,11 +7,10 @@
 import type { Node, NodeAPI, NodeDef, NodeMessageInFlow } from 'node-red';
 import { C2dInbox, resolveTarget, targetName, type DeviceTarget } from '../iothub/device';
 import { HubError } from '../iothub/errors';
-import type { HubConnection } from '../iothub/hub-connection';
 import type { Received } from '../iothub/links';
 import { fromC2dMessage, type OutputMode } from '../iothub/message';
 import { asError, connectionFor, positiveInt, type Done } from './common';
-import { linkStatus, StatusShower } from './link-status';
+import { LinkStatusWatch } from './link-status';
 import { statusFor } from './status';
 
 interface DeviceInDef extends NodeDef {
@@ -34,23 +33,12 @@ export default function register(RED: NodeAPI): void {
     const manual = def.settle === 'manual';
     const output: OutputMode = def.output === 'string' || def.output === 'json' || def.output === 'buffer' ? def.output : 'auto';
     const prefetch = positiveInt(def.prefetch, DEFAULT_PREFETCH);
-    let connection: HubConnection | undefined;
     let inbox: C2dInbox | undefined;
     let startError: HubError | undefined;
-    let linkError: HubError | undefined;
     let closed = false;
-    const status = new StatusShower(node, () =>
-      linkStatus({
-        startError,
-        connection,
-        attached: inbox?.isAttached ?? false,
-        linkError,
-        refusal: inbox?.refusal,
-        openStatus: () =>
-          manual && inbox && inbox.unsettled > 0 ? { fill: 'green', shape: 'dot', text: `${inbox.unsettled} ${RED._('iothub-device-in.status.unsettled')}` } : statusFor('open'),
-      }),
+    const status = new LinkStatusWatch(node, () =>
+      manual && inbox && inbox.unsettled > 0 ? { fill: 'green', shape: 'dot', text: `${inbox.unsettled} ${RED._('iothub-device-in.status.unsettled')}` } : statusFor('open'),
     );
-    const updateStatus = status.update;
 
     const emit = (target: DeviceTarget, received: Received): void => {
       const who = { deviceId: target.deviceId, ...(target.moduleId === undefined ? {} : { moduleId: target.moduleId }), topic: targetName(target) };
@@ -73,28 +61,18 @@ export default function register(RED: NodeAPI): void {
       const made = await config.connection();
       if (closed) return;
       const target = resolveTarget(made.identity, { deviceId: (def.deviceId ?? '').trim() });
-      connection = made;
-      made.on('state', updateStatus);
       const box = new C2dInbox(made, target, { settle: manual ? 'manual' : 'auto', prefetch });
       inbox = box;
       box.on('message', (received: Received) => emit(target, received));
-      box.on('attached', () => {
-        linkError = undefined;
-        updateStatus();
-      });
-      box.on('detached', (error: HubError) => {
-        linkError = error;
-        updateStatus();
-      });
       box.on('unsettled', status.updateSoon);
-      updateStatus();
+      status.watch(made, box);
     };
 
     if (config && !setupError) {
       config.register(node, { status: false });
       start().catch((err: unknown) => {
         startError = asError(err);
-        updateStatus();
+        status.failed(startError);
         node.error(startError, { payload: undefined, topic: def.deviceId ?? '' } as never);
       });
     }
@@ -117,8 +95,6 @@ export default function register(RED: NodeAPI): void {
     node.on('close', (_removed: boolean, done: () => void) => {
       closed = true;
       status.stop();
-      connection?.removeListener('state', updateStatus);
-      connection = undefined;
       const closing = inbox;
       inbox = undefined;
       void (closing?.close() ?? Promise.resolve()).catch(() => undefined).finally(() => {

@@ -7,9 +7,8 @@ import type { Node, NodeAPI, NodeDef } from 'node-red';
 import { HubError } from '../iothub/errors';
 import { HubReceiver, type Received } from '../iothub/links';
 import { bodyBuffer } from '../iothub/message';
-import type { HubConnection } from '../iothub/hub-connection';
 import { asError, connectionFor } from './common';
-import { linkStatus, StatusShower } from './link-status';
+import { LinkStatusWatch } from './link-status';
 
 interface FeedbackInDef extends NodeDef {
   hub: string;
@@ -57,13 +56,10 @@ export default function register(RED: NodeAPI): void {
     const node = this;
     const { config, error: setupError } = connectionFor(RED, node, def.hub, ['local', 'service', 'gateway'], 'feedback-in');
     let receiver: HubReceiver | undefined;
-    let connection: HubConnection | undefined;
-    let startError: HubError | undefined;
-    let linkError: HubError | undefined;
     let closed = false;
     // The link's state, not only the connection's: a policy without ServiceConnect opens the
     // connection, and then the hub refuses the feedback link.
-    const status = new StatusShower(node, () => linkStatus({ startError, connection, attached: receiver?.isAttached ?? false, linkError, refusal: receiver?.refusal }));
+    const status = new LinkStatusWatch(node);
 
     const onMessage = (received: Received): void => {
       let records: FeedbackRecord[];
@@ -90,27 +86,16 @@ export default function register(RED: NodeAPI): void {
             receiver = new HubReceiver(made, '/messages/serviceBound/feedback', {}, { credit: 10, settle: 'manual' });
           } catch (err) {
             // The connection closed under it (the last other user left at the same moment).
-            startError = asError(err);
-            status.update();
+            status.failed(asError(err));
             return;
           }
-          connection = made;
-          made.on('state', status.update);
           receiver.on('message', onMessage);
-          receiver.on('attached', () => {
-            linkError = undefined;
-            status.update();
-          });
-          receiver.on('detached', (error: HubError) => {
-            linkError = error;
-            status.update();
-          });
-          status.update();
+          status.watch(made, receiver);
         },
         (err: unknown) => {
-          startError = asError(err);
-          status.update();
-          node.error(startError);
+          const error = asError(err);
+          status.failed(error);
+          node.error(error);
         },
       );
     }
@@ -118,8 +103,6 @@ export default function register(RED: NodeAPI): void {
     node.on('close', (_removed: boolean, done: () => void) => {
       closed = true;
       status.stop();
-      connection?.removeListener('state', status.update);
-      connection = undefined;
       void receiver?.close();
       receiver = undefined;
       if (config && !setupError) config.deregister(node, done);

@@ -3,6 +3,7 @@
  * hub refuses this node's link (a policy without the right, a device not registered): the connection's
  * own status would then say "connected" while every message fails, so such nodes show their link too.
  */
+import type { EventEmitter } from 'node:events';
 import type { Node } from 'node-red';
 import type { HubError } from '../iothub/errors';
 import type { HubConnection } from '../iothub/hub-connection';
@@ -79,5 +80,79 @@ export class StatusShower {
     this.stopped = true;
     if (this.timer) clearTimeout(this.timer);
     this.timer = undefined;
+  }
+}
+
+/** A link a node owns: it says whether it is attached, and why the hub refuses it. */
+export interface WatchedLink extends EventEmitter {
+  readonly isAttached: boolean;
+  readonly refusal: HubError | undefined;
+}
+
+/**
+ * A node's status from its connection and its own link: follows both, shows what linkStatus makes of
+ * them, and lets go of both on stop (the connection is shared and outlives the node).
+ */
+export class LinkStatusWatch {
+  private connection: HubConnection | undefined;
+  private link: WatchedLink | undefined;
+  private linkError: HubError | undefined;
+  private startError: HubError | undefined;
+  private readonly shower: StatusShower;
+  private readonly onAttached = (): void => {
+    this.linkError = undefined;
+    this.shower.update();
+  };
+  private readonly onDetached = (error: HubError): void => {
+    this.linkError = error;
+    this.shower.update();
+  };
+
+  constructor(node: Node, openStatus?: () => Status) {
+    this.shower = new StatusShower(node, () =>
+      linkStatus({
+        startError: this.startError,
+        connection: this.connection,
+        attached: this.link?.isAttached ?? false,
+        linkError: this.linkError,
+        refusal: this.link?.refusal,
+        openStatus,
+      }),
+    );
+  }
+
+  /** Shows `link` on `connection` from now on (instead of whatever was watched before). */
+  watch(connection: HubConnection, link: WatchedLink): void {
+    this.release();
+    this.startError = undefined;
+    this.connection = connection;
+    this.link = link;
+    connection.on('state', this.shower.update);
+    link.on('attached', this.onAttached);
+    link.on('detached', this.onDetached);
+    this.shower.update();
+  }
+
+  /** The node could not start its link at all. */
+  failed(error: HubError): void {
+    this.startError = error;
+    this.shower.update();
+  }
+
+  /** For counts that move per message (coalesced). */
+  readonly updateSoon = (): void => this.shower.updateSoon();
+
+  stop(): void {
+    this.shower.stop();
+    this.release();
+  }
+
+  private release(): void {
+    this.connection?.removeListener('state', this.shower.update);
+    this.link?.removeListener('attached', this.onAttached);
+    this.link?.removeListener('detached', this.onDetached);
+    this.connection = undefined;
+    this.link = undefined;
+    this.linkError = undefined;
   }
 }
