@@ -20,10 +20,12 @@ export function startLatencyProxy(targetHost: string, targetPort: number, rttMs:
   const child: ChildProcess = fork(__filename, [targetHost, String(targetPort), String(rttMs / 2)], { stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
   return new Promise((resolve, reject) => {
     const onExit = (code: number | null): void => reject(new Error(`the latency relay exited (${code}) before listening`));
+    const onError = (err: Error): void => reject(err);
     child.once('exit', onExit);
-    child.once('error', (err) => reject(err));
+    child.once('error', onError);
     child.once('message', (message: { port: number }) => {
       child.off('exit', onExit);
+      child.off('error', onError);
       resolve({
         port: message.port,
         close: () =>

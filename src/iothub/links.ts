@@ -53,12 +53,12 @@ function creditLeft(link: Sender, handed: number): number {
   return link.sendable() ? counts.credit - (handed - counts.delivery_count) : 0;
 }
 
-/** Link-level retry: a detach while the connection stays up (stolen, redirect, forced, token lapsed). */
 /** A refusal with less than this left of a fresh token may be the token lapsing, not a missing right. */
 const FRESH_MARGIN_MS = 1000;
 /** How long a link must stay attached to count as taken by the hub. */
 const STABLE_MS = 1000;
 
+/** Link-level retry: a detach while the connection stays up (stolen, redirect, forced, token lapsed). */
 abstract class DurableLink extends EventEmitter implements LinkOwner {
   protected generation = -1;
   private signal: AbortSignal | undefined;
@@ -132,6 +132,9 @@ abstract class DurableLink extends EventEmitter implements LinkOwner {
         }
         this.attached = true;
         this.attachedAt = Date.now();
+        // A refusal on record must not outlive an attach: should the connection drop within the
+        // second, sends would be refused instead of waiting for it. A new refusal sets it again.
+        this.refusedWith = undefined;
         // The hub may answer an attach it refuses with attach and then detach: only a link that
         // stays attached a moment counts as taken (backoff and the refusal count start over).
         if (this.stableTimer) clearTimeout(this.stableTimer);
@@ -141,7 +144,6 @@ abstract class DurableLink extends EventEmitter implements LinkOwner {
           this.retries = 0;
           this.freshUntil = undefined;
           this.freshRefusals = 0;
-          this.refusedWith = undefined;
         }, STABLE_MS);
         this.stableTimer.unref();
         this.emit('attached');
@@ -206,10 +208,14 @@ abstract class DurableLink extends EventEmitter implements LinkOwner {
     const fresh = error.code === 'Unauthorized' && shortLived && this.freshUntil !== undefined && now < this.freshUntil - FRESH_MARGIN_MS;
     this.freshUntil = undefined;
     this.freshRefusals = fresh ? this.freshRefusals + 1 : 0;
-    const refusedNow = fresh && this.freshRefusals >= 2 && this.refusedWith === undefined;
-    if (refusedNow) this.refusedWith = new HubError(error.code, `the hub refuses ${this.address} with these credentials: ${error.message}`);
+    let refusal: HubError | undefined;
+    if (fresh && this.freshRefusals >= 2) {
+      refusal = this.refusedWith ?? new HubError(error.code, `the hub refuses ${this.address} with these credentials: ${error.message}`);
+      this.refusedWith = refusal;
+    }
     this.emit('detached', error);
-    if (refusedNow) this.refused(this.refusedWith as HubError);
+    // Every time, not only the first: what was taken while an attach looked good fails too.
+    if (refusal) this.refused(refusal);
     const delay =
       error.code === 'Unauthorized' || !error.retryable && error.code !== 'ReceiverDisconnected'
         ? Math.max(backoffDelay(this.retries, { minMs: this.hub.options.reconnectMinMs, maxMs: this.hub.options.reconnectMaxMs }), this.hub.options.reconnectMinMs)
@@ -222,6 +228,7 @@ abstract class DurableLink extends EventEmitter implements LinkOwner {
       const ready = error.code === 'Unauthorized' ? this.hub.reauthorize(this.scope, generation) : Promise.resolve();
       ready.then(
         () => {
+          if (!this.hub.isCurrent(generation) || this.closed) return;
           this.freshUntil = error.code === 'Unauthorized' ? this.hub.tokenExpiresAt(this.scope) : undefined;
           if (this.signal) this.attach(session, generation, this.signal);
         },
@@ -322,7 +329,6 @@ export class HubSender extends DurableLink {
   private nextSeq = 0;
   private readonly maxPending: number;
   private readonly errorContext: ErrorContext;
-  /** Why the hub refuses this link for now; sends fail at once instead of waiting for a link that will not come. */
 
   constructor(hub: HubConnection, address: string, scope: Scope, options: HubSenderOptions = {}) {
     super(hub, address, scope);
