@@ -118,3 +118,17 @@ export function benchFrame(): object[] {
     sink('errors'),
   ];
 }
+
+/**
+ * The flow the sending benchmarks deploy: msgs enter at an inject node ('src', driven by FlowDriver),
+ * pass `node` (wired to the sink 'sink') and are counted at the sink; `node` uses the connection 'hub'.
+ */
+export function sendingFlow(certFile: string, node: { id: string } & Record<string, unknown>): object[] {
+  return [
+    ...benchFrame(),
+    connectionNode('hub', certFile),
+    { id: 'src', type: 'inject', z: 'bench', props: [], repeat: '', once: false, wires: [[node.id]] },
+    { z: 'bench', hub: 'hub', ...node, wires: [['sink']] },
+    sink('sink'),
+  ];
+}

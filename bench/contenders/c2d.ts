@@ -1,7 +1,7 @@
 /** Cloud-to-device: the service side sending 1 KB messages to many devices in turn. */
 import rhea = require('rhea');
 import type { Sender } from 'rhea-promise';
-import { benchFrame, connectionNode, sink, startNodeRed, type EmbeddedNodeRed } from '../node-red';
+import { sendingFlow, startNodeRed, type EmbeddedNodeRed } from '../node-red';
 import type { BenchParams, HubInfo } from '../protocol';
 import { openRaw, type RawConnection } from '../raw';
 import { payloadOf, runCredit, runWindowed, type Contender } from '../runners';
@@ -40,13 +40,7 @@ export function c2dSendNode(hub: HubInfo, params: BenchParams): Contender {
     async setup() {
       red = await startNodeRed();
       await red.deploy(
-        [
-          ...benchFrame(),
-          connectionNode('hub', hub.certFile),
-          { id: 'src', type: 'inject', z: 'bench', props: [], repeat: '', once: false, wires: [['c2d']] },
-          { id: 'c2d', type: 'iothub-c2d-send', z: 'bench', hub: 'hub', deviceId: '', deviceIdType: 'str', ack: 'none', maxPending: params.window, wires: [['sink']] },
-          sink('sink'),
-        ],
+        sendingFlow(hub.certFile, { id: 'c2d', type: 'iothub-c2d-send', deviceId: '', deviceIdType: 'str', ack: 'none', maxPending: params.window }),
         { hub: { connectionString: hub.serviceConnectionString } },
       );
       driver = new FlowDriver(red);

@@ -9,7 +9,7 @@ import { toAmqpMessage } from '../../src/iothub/message';
 import type { BenchParams, HubInfo } from '../protocol';
 import { openRaw, type RawConnection } from '../raw';
 import { payloadOf, runCredit, runWindowed, type Contender } from '../runners';
-import { benchFrame, connectionNode, sink, startNodeRed, type EmbeddedNodeRed } from '../node-red';
+import { sendingFlow, startNodeRed, type EmbeddedNodeRed } from '../node-red';
 import { waitForState } from './common';
 import { D2C_DEVICES } from './devices';
 import { FlowDriver } from './flow-driver';
@@ -70,13 +70,7 @@ export function deviceOutNode(hub: HubInfo, params: BenchParams): Contender {
     async setup() {
       red = await startNodeRed();
       await red.deploy(
-        [
-          ...benchFrame(),
-          connectionNode('hub', hub.certFile),
-          { id: 'src', type: 'inject', z: 'bench', props: [], repeat: '', once: false, wires: [['dout']] },
-          { id: 'dout', type: 'iothub-device-out', z: 'bench', hub: 'hub', deviceId: '', deviceIdType: 'str', maxPending: params.window, wires: [['sink']] },
-          sink('sink'),
-        ],
+        sendingFlow(hub.certFile, { id: 'dout', type: 'iothub-device-out', deviceId: '', deviceIdType: 'str', maxPending: params.window }),
         { hub: { connectionString: hub.devices[deviceId] } },
       );
       driver = new FlowDriver(red);

@@ -11,9 +11,22 @@ import { HubSender } from '../../src/iothub/links';
 import { toAmqpMessage } from '../../src/iothub/message';
 import type { BenchParams, HubInfo } from '../protocol';
 import { payloadOf, runWindowed, within, type Contender } from '../runners';
-import { benchFrame, connectionNode, sink, startNodeRed, type EmbeddedNodeRed } from '../node-red';
+import { sendingFlow, startNodeRed, type EmbeddedNodeRed } from '../node-red';
 import { peakRssKb, settledMemory, waitForState } from './common';
 import { FlowDriver } from './flow-driver';
+
+/** What setup reports: the time to attach every device and the memory they took (after GC both times). */
+function attachNotes(devices: number, authMs: number, before: { rss: number; heap: number }, after: { rss: number; heap: number }): Record<string, number> {
+  const extra = after.rss - before.rss;
+  return {
+    devices,
+    authMs,
+    idleExtraRssMb: extra / 2 ** 20,
+    idleRssPerDeviceKb: extra / 1024 / devices,
+    heapPerDeviceKb: (after.heap - before.heap) / 1024 / devices,
+    baselineRssMb: before.rss / 2 ** 20,
+  };
+}
 
 export function coreGateway(hub: HubInfo, params: BenchParams): Contender {
   let connection: HubConnection | undefined;
@@ -44,17 +57,7 @@ export function coreGateway(hub: HubInfo, params: BenchParams): Contender {
         });
       });
       await within(all, 300_000, `attaching ${devices.length} devices`);
-      const authMs = performance.now() - start;
-      const after = await settledMemory();
-      const extra = after.rss - baseline;
-      return {
-        devices: devices.length,
-        authMs,
-        idleExtraRssMb: extra / 2 ** 20,
-        idleRssPerDeviceKb: extra / 1024 / devices.length,
-        heapPerDeviceKb: (after.heap - before.heap) / 1024 / devices.length,
-        baselineRssMb: baseline / 2 ** 20,
-      };
+      return attachNotes(devices.length, performance.now() - start, before, await settledMemory());
     },
     // One message in flight per device on average: every device sends, in turn.
     round: () =>
@@ -88,13 +91,7 @@ export function deviceOutGateway(hub: HubInfo, params: BenchParams): Contender {
     async setup() {
       red = await startNodeRed();
       await red.deploy(
-        [
-          ...benchFrame(),
-          connectionNode('hub', hub.certFile),
-          { id: 'src', type: 'inject', z: 'bench', props: [], repeat: '', once: false, wires: [['dout']] },
-          { id: 'dout', type: 'iothub-device-out', z: 'bench', hub: 'hub', deviceId: '', deviceIdType: 'str', maxPending: Math.max(1000, devices.length * 2), wires: [['sink']] },
-          sink('sink'),
-        ],
+        sendingFlow(hub.certFile, { id: 'dout', type: 'iothub-device-out', deviceId: '', deviceIdType: 'str', maxPending: Math.max(1000, devices.length * 2) }),
         { hub: { connectionString: hub.gatewayConnectionString } },
       );
       const flow = new FlowDriver(red);
@@ -105,17 +102,7 @@ export function deviceOutGateway(hub: HubInfo, params: BenchParams): Contender {
       baseline = before.rss;
       const start = performance.now();
       await within(Promise.all(devices.map((deviceId, i) => flow.send(-2 - i, { payload, deviceId }))), 300_000, `a first message from each of ${devices.length} devices`);
-      const authMs = performance.now() - start;
-      const after = await settledMemory();
-      const extra = after.rss - baseline;
-      return {
-        devices: devices.length,
-        authMs,
-        idleExtraRssMb: extra / 2 ** 20,
-        idleRssPerDeviceKb: extra / 1024 / devices.length,
-        heapPerDeviceKb: (after.heap - before.heap) / 1024 / devices.length,
-        baselineRssMb: baseline / 2 ** 20,
-      };
+      return attachNotes(devices.length, performance.now() - start, before, await settledMemory());
     },
     round: () => runWindowed(params.durationMs, devices.length, (i) => (driver as FlowDriver).send(i, { payload, deviceId: devices[i % devices.length] })),
     notes() {

@@ -37,14 +37,8 @@ export interface FeedbackRecord {
   statusCode: FeedbackStatus;
 }
 
-interface Entry {
-  sequenceNumber: number;
-  message: rhea.Message;
-  messageId: string;
-  ack: string;
-  enqueuedTime: number;
-  expiresAt: number;
-  deliveryCount: number;
+/** A queued message as it is kept and restored (C2dEntryRecord), with its lock while it is out. */
+interface Entry extends C2dEntryRecord {
   lock?: { key: string; sender: rhea.Sender; timer: NodeJS.Timeout };
 }
 

@@ -17,7 +17,7 @@ import { bodyBytes, echoAttach, forgetDelivery, forgetLinkDeliveries, messageSiz
 import { parseAddress, type Address } from './addresses';
 import { AuthError, ConnectionAuth, grantFromToken, requirementFor, type Requirement } from './auth';
 import { FrameGuard, limitTransfers } from './guard';
-import { C2dQueues } from './c2d';
+import { C2dQueues, type C2dEntryRecord } from './c2d';
 import { loadOrMakeCertificate, type Certificate } from './certificate';
 import { encodeMessage } from './encode';
 import { EventHubSurface } from './event-hub';
@@ -25,7 +25,7 @@ import { FeedbackQueue } from './feedback';
 import { resolveOptions, type SimulatorOptions, type SimulatorOptionsInput } from './options';
 import { Partition, partitionForDevice, type StoredEvent } from './partitions';
 import { Registry } from './registry';
-import { Store, type StoredState } from './store';
+import { Store, type StoredC2d, type StoredState } from './store';
 
 type Transport = 'amqp' | 'amqps' | 'ws';
 type Link = rhea.Sender | rhea.Receiver;
@@ -85,6 +85,22 @@ export interface D2cEvent {
 
 /** The auth-method annotation of a message from a device that authenticated with a SAS token. */
 const SAS_AUTH_METHOD = JSON.stringify({ scope: 'device', type: 'sas', issuer: 'iothub', acceptingIpFilterRule: null });
+
+/** A queued C2D message as the store keeps it: the queue's identity, the entry, the message as bytes. */
+function storedC2d(queue: { deviceId: string; moduleId?: string; generationId: string }, e: C2dEntryRecord): StoredC2d {
+  return {
+    deviceId: queue.deviceId,
+    moduleId: queue.moduleId,
+    generationId: queue.generationId,
+    sequenceNumber: e.sequenceNumber,
+    messageId: e.messageId,
+    ack: e.ack,
+    enqueuedTime: e.enqueuedTime,
+    expiresAt: e.expiresAt,
+    deliveryCount: e.deliveryCount,
+    encoded: rhea.message.encode(e.message),
+  };
+}
 
 const UNAUTHORIZED = (description: string): AmqpError => ({ condition: 'amqp:unauthorized-access', description });
 const FRAMING = (description: string): AmqpError => ({ condition: 'amqp:connection:framing-error', description: `The client sent ${description}.` });
@@ -227,19 +243,7 @@ export class SimulatedHub extends EventEmitter {
       deviceRemoved: (deviceId) => store.deviceRemoved(deviceId),
     };
     this.c2d.observer = {
-      added: (target, queue, e) =>
-        store.c2dAdded(target, {
-          deviceId: queue.deviceId,
-          moduleId: queue.moduleId,
-          generationId: queue.generationId,
-          sequenceNumber: e.sequenceNumber,
-          messageId: e.messageId,
-          ack: e.ack,
-          enqueuedTime: e.enqueuedTime,
-          expiresAt: e.expiresAt,
-          deliveryCount: e.deliveryCount,
-          encoded: rhea.message.encode(e.message),
-        }),
+      added: (target, queue, e) => store.c2dAdded(target, storedC2d(queue, e)),
       counted: (target, seq, count) => store.c2dCounted(target, seq, count),
       done: (target, seq) => store.c2dDone(target, seq),
     };
@@ -262,23 +266,7 @@ export class SimulatedHub extends EventEmitter {
       state.partitions.set(p.id, { events: [...p.all()].map((e) => ({ partitionId: p.id, ...e })), next: p.next });
     }
     for (const q of this.c2d.snapshot()) {
-      const messages = new Map(
-        q.entries.map((e) => [
-          e.sequenceNumber,
-          {
-            deviceId: q.deviceId,
-            moduleId: q.moduleId,
-            generationId: q.generationId,
-            sequenceNumber: e.sequenceNumber,
-            messageId: e.messageId,
-            ack: e.ack,
-            enqueuedTime: e.enqueuedTime,
-            expiresAt: e.expiresAt,
-            deliveryCount: e.deliveryCount,
-            encoded: rhea.message.encode(e.message),
-          },
-        ]),
-      );
+      const messages = new Map(q.entries.map((e) => [e.sequenceNumber, storedC2d(q, e)]));
       state.c2d.set(q.target, { messages, nextSequence: q.nextSequence });
     }
     return state;

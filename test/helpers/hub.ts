@@ -1,4 +1,5 @@
 /** Starts simulators for tests on free loopback ports, sharing the suite's trusted certificate. */
+import * as net from 'node:net';
 import * as path from 'node:path';
 import { startSimulator, type SimulatedHub, type SimulatorOptionsInput } from '../../src/simulator';
 
@@ -20,3 +21,16 @@ export async function waitFor(check: () => boolean, what: string, ms = 10_000): 
 }
 
 export const delay = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
+
+/** A free loopback TCP port (asked of the OS, then released). */
+export function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const server = net.createServer();
+    server.unref();
+    server.on('error', reject);
+    server.listen(0, '127.0.0.1', () => {
+      const port = (server.address() as net.AddressInfo).port;
+      server.close(() => resolve(port));
+    });
+  });
+}

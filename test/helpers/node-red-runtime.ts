@@ -6,10 +6,10 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
 import * as http from 'node:http';
-import * as net from 'node:net';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import WebSocket from 'ws';
+import { freePort } from './hub';
 import { linkPackage, writeSettings, type ProbeClass, type SettingsOptions } from '../../scripts/node-red-setup';
 
 export interface RuntimeOptions {
@@ -68,18 +68,6 @@ process.on('exit', () => {
   for (const child of running) child.kill('SIGKILL');
 });
 
-/** A free loopback TCP port (asked of the OS, then released). */
-export function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const server = net.createServer();
-    server.unref();
-    server.on('error', reject);
-    server.listen(0, '127.0.0.1', () => {
-      const port = (server.address() as net.AddressInfo).port;
-      server.close(() => resolve(port));
-    });
-  });
-}
 
 /** Polls an async condition until it holds; rejects after `ms` naming `what` and the last reason. */
 export async function waitUntil(check: () => Promise<boolean> | boolean, what: string, ms = 30_000): Promise<void> {
@@ -348,3 +336,4 @@ export class CommsClient {
     }, `${nodeId} status: ${what} (last: ${JSON.stringify(this.statuses.get(nodeId) ?? null)})`, ms);
   }
 }
+export { freePort };

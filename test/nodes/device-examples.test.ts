@@ -5,7 +5,6 @@
  */
 import { strict as assert } from 'node:assert';
 import { readFileSync } from 'node:fs';
-import * as net from 'node:net';
 import * as path from 'node:path';
 import helper from 'node-red-node-test-helper';
 import injectNode = require('@node-red/nodes/core/common/20-inject.js');
@@ -20,7 +19,7 @@ import telemetryInNode from '../../src/nodes/iothub-telemetry-in';
 import { acquireLocalHub, stopLocalHubs } from '../../src/nodes/local-simulator';
 import type { SimulatedHub } from '../../src/simulator';
 import { collect, inject, statuses } from '../helpers/flow';
-import { waitFor } from '../helpers/hub';
+import { freePort, waitFor } from '../helpers/hub';
 
 helper.init(require.resolve('node-red'));
 
@@ -47,13 +46,6 @@ function byName(flow: FlowNode[], type: string, name?: string): string {
   return found[0].id;
 }
 
-async function freePort(): Promise<number> {
-  const server = net.createServer();
-  await new Promise<void>((r) => server.listen(0, '127.0.0.1', () => r()));
-  const port = (server.address() as net.AddressInfo).port;
-  await new Promise<void>((r) => server.close(() => r()));
-  return port;
-}
 
 /** The example as a user imports it, on a free port; returns its simulator. */
 async function loadExample(flow: FlowNode[]): Promise<SimulatedHub> {

@@ -4,7 +4,6 @@
  * the shared connection or in the process, and the flow still works afterwards.
  */
 import { strict as assert } from 'node:assert';
-import * as net from 'node:net';
 import helper from 'node-red-node-test-helper';
 import rhea = require('rhea');
 import type { HubConnection } from '../../src/iothub/hub-connection';
@@ -14,17 +13,10 @@ import deviceOutNode from '../../src/nodes/iothub-device-out';
 import { acquireLocalHub, stopLocalHubs } from '../../src/nodes/local-simulator';
 import type { SimulatedHub } from '../../src/simulator';
 import { collect, inject } from '../helpers/flow';
-import { waitFor } from '../helpers/hub';
+import { freePort, waitFor } from '../helpers/hub';
 
 helper.init(require.resolve('node-red'));
 
-async function freePort(): Promise<number> {
-  const server = net.createServer();
-  await new Promise<void>((r) => server.listen(0, '127.0.0.1', () => r()));
-  const port = (server.address() as net.AddressInfo).port;
-  await new Promise<void>((r) => server.close(() => r()));
-  return port;
-}
 
 function flow(port: number, round: number): object[] {
   return [

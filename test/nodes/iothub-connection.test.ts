@@ -1,11 +1,10 @@
 /** The iothub-connection config node in a real Node-RED runtime (node-red-node-test-helper). */
 import { strict as assert } from 'node:assert';
-import * as net from 'node:net';
 import helper from 'node-red-node-test-helper';
 import connectionNode from '../../src/nodes/iothub-connection';
 import { stopLocalHubs, acquireLocalHub } from '../../src/nodes/local-simulator';
 import type { SimulatedHub } from '../../src/simulator';
-import { startTestHub, waitFor } from '../helpers/hub';
+import { freePort, startTestHub, waitFor } from '../helpers/hub';
 import { testUserNode } from '../helpers/test-user-node';
 
 helper.init(require.resolve('node-red'));
@@ -19,13 +18,6 @@ interface SpiedNode {
   receive(msg: object): void;
 }
 
-async function freePort(): Promise<number> {
-  const server = net.createServer();
-  await new Promise<void>((r) => server.listen(0, '127.0.0.1', () => r()));
-  const port = (server.address() as net.AddressInfo).port;
-  await new Promise<void>((r) => server.close(() => r()));
-  return port;
-}
 
 function tabFlow(config: Record<string, unknown>, deviceId = 'flow-device'): object[] {
   return [

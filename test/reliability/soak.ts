@@ -9,11 +9,11 @@
  * --faults a,b,... (the kinds to draw from; all by default).
  */
 import { readFileSync } from 'node:fs';
-import * as net from 'node:net';
 import * as path from 'node:path';
 import { parseArgs } from 'node:util';
 import helper from 'node-red-node-test-helper';
 import { startSimulator, type SimulatedHub } from '../../src/simulator';
+import { freePort } from '../helpers/hub';
 import { FAULTS, until, type Fault } from './faults';
 import { Pipeline, type Roles } from './pipeline';
 
@@ -37,13 +37,6 @@ function random(seed: number): () => number {
   };
 }
 
-async function freePort(): Promise<number> {
-  const server = net.createServer();
-  await new Promise<void>((r) => server.listen(0, '127.0.0.1', () => r()));
-  const port = (server.address() as net.AddressInfo).port;
-  await new Promise<void>((r) => server.close(() => r()));
-  return port;
-}
 
 /**
  * The example flow, driven by the soak instead of its inject nodes. Its debug nodes become the test
