@@ -13,10 +13,17 @@ export interface AmqpError {
   info?: Record<string, unknown>;
 }
 
-/** rhea keeps the frames it will send in `local`; a server must echo the peer's termini there. */
+/** rhea keeps the frames it will send in `local`; a server must answer the peer's attach there. */
 interface LinkInternals {
-  local: { attach: { source?: unknown; target?: unknown; snd_settle_mode?: number; rcv_settle_mode?: number } };
-  remote: { attach?: { source?: { address?: string; filter?: unknown }; target?: { address?: string }; snd_settle_mode?: number; rcv_settle_mode?: number; properties?: Record<string, unknown> } };
+  local: { attach: { source?: unknown; target?: unknown; snd_settle_mode?: number; rcv_settle_mode?: number; max_message_size?: number; properties?: Record<string, unknown> } };
+  remote: { attach?: { source?: RemoteTerminus; target?: RemoteTerminus; snd_settle_mode?: number; rcv_settle_mode?: number; properties?: Record<string, unknown> } };
+}
+
+/** A terminus as rhea decoded it: a composite that writes itself back as the described list it came as. */
+interface RemoteTerminus {
+  address?: string;
+  filter?: unknown;
+  described(): unknown;
 }
 
 type AnyLink = rhea.Sender | rhea.Receiver;
@@ -29,17 +36,51 @@ export function remoteAttach(link: AnyLink): NonNullable<LinkInternals['remote']
   return internals(link).remote.attach ?? {};
 }
 
+const RCV_SETTLE_FIRST = 0;
+
 /**
- * Echo the peer's source and target and settle modes in our attach. Clients (the C# and Java stacks
- * among them) treat an attach with a missing terminus as a refusal.
+ * Answers the peer's attach as the hub does:
+ * - source and target echoed as the described composites the peer sent (0x28, 0x29), filters included:
+ *   the C# and Java stacks treat a missing terminus as a refusal, and azure-uamqp-c fails an attach whose
+ *   terminus is a plain map ("Type is not described or composite", amqpvalue.c);
+ * - max-message-size always present: azure-uamqp-c's link.c fails an attach without it ("Could not
+ *   retrieve peer_max_message_size from attach frame");
+ * - where the hub receives, it settles what it receives (rcv-settle-mode first whatever the peer asked):
+ *   the service chooses its own settle type (Microsoft.Azure.Amqp `AmqpLink`: "the service side can
+ *   override the settle type"), and azure-uamqp-c completes a send only on a settled disposition
+ *   (link.c), which is why uAMQP's SendClient, asking for `second` by default, works against the hub.
+ *   Where the hub sends (C2D to a device, feedback, events), the receiver's modes are honoured;
+ * - the peer's link properties echoed, when it sent any: pyamqp (azure-eventhub 5.x, link.py
+ *   `_incoming_attach`) merges the answer's properties into its own and fails the attach when they are
+ *   null, so the service must answer a receiver that sent `com.microsoft:timeout` or an epoch with a map.
+ *   What else the service puts there is UNVERIFIED; no SDK reads anything from it.
  */
-export function echoAttach(link: AnyLink): void {
+export function answerAttach(link: AnyLink, maxMessageSize: number): void {
   const remote = remoteAttach(link);
   const local = internals(link).local.attach;
-  if (remote.source) local.source = { address: remote.source.address };
-  if (remote.target) local.target = { address: remote.target.address };
+  if (remote.source) local.source = remote.source.described();
+  if (remote.target) local.target = remote.target.described();
   if (remote.snd_settle_mode !== undefined) local.snd_settle_mode = remote.snd_settle_mode;
-  if (remote.rcv_settle_mode !== undefined) local.rcv_settle_mode = remote.rcv_settle_mode;
+  if (link.is_receiver()) local.rcv_settle_mode = RCV_SETTLE_FIRST;
+  else if (remote.rcv_settle_mode !== undefined) local.rcv_settle_mode = remote.rcv_settle_mode;
+  local.max_message_size = maxMessageSize;
+  if (remote.properties) local.properties = remote.properties;
+}
+
+/**
+ * Azure's AMQP stack states the handle limit in every begin (Microsoft.Azure.Amqp `AmqpSessionSettings`:
+ * HandleMax = DefaultMaxLinkHandles - 1, with DefaultMaxLinkHandles = 256 * 1024). rhea leaves it null,
+ * which AMQP reads as 2^32 - 1 but pyamqp (azure-eventhub 5.x, `session.py`) compares as None and fails
+ * to open any link.
+ */
+export const HANDLE_MAX = 256 * 1024 - 1;
+
+/** Channels per connection the same stack states in open (DefaultMaxConcurrentChannels 8 * 1024, less one). */
+export const CHANNEL_MAX = 8 * 1024 - 1;
+
+/** Fills in what the hub states in its begin; call it on session_open, before rhea answers the begin. */
+export function answerBegin(session: rhea.Session): void {
+  (session as unknown as { local: { begin: { handle_max?: number } } }).local.begin.handle_max = HANDLE_MAX;
 }
 
 // rhea defines the outcome constructors at run time; its typings leave them out.

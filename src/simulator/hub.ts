@@ -13,10 +13,11 @@ import {
   formatEventHubConnectionString,
   formatServiceConnectionString,
 } from '../iothub/connection-string';
-import { bodyBytes, echoAttach, forgetDelivery, forgetLinkDeliveries, messageSize, remoteAttach, settleIncoming, wrapInt, wrapLong, copyMessage, type AmqpError, type Outcome } from './amqp';
+import { answerAttach, answerBegin, bodyBytes, CHANNEL_MAX, forgetDelivery, forgetLinkDeliveries, messageSize, remoteAttach, settleIncoming, wrapInt, wrapLong, copyMessage, type AmqpError, type Outcome } from './amqp';
 import { parseAddress, type Address } from './addresses';
 import { AuthError, ConnectionAuth, grantFromToken, requirementFor, type Requirement } from './auth';
 import { FrameGuard, limitTransfers } from './guard';
+import { writeEveryField } from './frame-fields';
 import { C2dQueues, type C2dEntryRecord } from './c2d';
 import { loadOrMakeCertificate, type Certificate } from './certificate';
 import { encodeMessage } from './encode';
@@ -396,6 +397,7 @@ export class SimulatedHub extends EventEmitter {
     ws.on('close', () => this.onConnectionGone(connection));
     this.armOpenDeadline(state);
     (connection as unknown as AcceptingConnection).accept(stream);
+    writeEveryField(connection);
   }
 
   /** Most bytes of one message gathered from many frames: well above the limits, which say the rest. */
@@ -417,6 +419,7 @@ export class SimulatedHub extends EventEmitter {
       // writes: with Nagle they wait for the peer's delayed ACK, and every pipelining client stalls.
       tcp_no_delay: true,
       max_frame_size: this.options.maxFrameBytes,
+      channel_max: CHANNEL_MAX,
     };
     // rhea's typings describe client options only; a server connection takes these.
     return options as unknown as rhea.ConnectionOptions;
@@ -445,6 +448,7 @@ export class SimulatedHub extends EventEmitter {
     socket.on('close', () => this.onConnectionGone(connection));
     this.armOpenDeadline(state);
     (connection as unknown as AcceptingConnection).accept(socket);
+    writeEveryField(connection);
   }
 
   /** A client must complete SASL and AMQP open in time; one that never does holds a socket for nothing. */
@@ -531,6 +535,7 @@ export class SimulatedHub extends EventEmitter {
     c.on('session_open', (ctx: rhea.EventContext) => {
       const state = this.conns.get(ctx.connection);
       if (!state || !ctx.session) return;
+      answerBegin(ctx.session);
       limitTransfers(ctx.session, this.maxGatheredBytes(), (bytes) =>
         this.dropAbusive(state, { condition: 'amqp:link:message-size-exceeded', description: `A message grew past ${bytes} bytes before its last frame.` }),
       );
@@ -628,10 +633,10 @@ export class SimulatedHub extends EventEmitter {
   private onLinkOpen(ctx: rhea.EventContext, role: 'sender' | 'receiver'): void {
     const link = (role === 'sender' ? ctx.sender : ctx.receiver) as Link;
     const conn = this.stateOf(ctx.connection);
-    echoAttach(link);
     const remote = remoteAttach(link);
     const addressText = (role === 'sender' ? remote.source?.address : remote.target?.address) ?? '';
     const address = parseAddress(addressText, this.options.hubName);
+    answerAttach(link, this.maxMessageBytes(address));
     const state: LinkState = { link, role, address, addressText, session: ctx.session as rhea.Session };
     conn.links.set(link, state);
 
@@ -659,6 +664,27 @@ export class SimulatedHub extends EventEmitter {
       return;
     }
     this.stats.linksAttached++;
+  }
+
+  /**
+   * The max-message-size the hub answers an attach with. IoT Hub's documented limits: 256 KB device to
+   * cloud, 64 KB cloud to device (MicrosoftDocs iot-hub-devguide-quotas-throttling.md). The Event Hubs
+   * surface and the request/response nodes ($cbs, $management) answer with Event Hubs Standard's 1 MB
+   * event limit (event-hubs-quotas.md); the value the hub itself sends there is UNVERIFIED, and the
+   * official clients only need one to be present.
+   */
+  private maxMessageBytes(address: Address): number {
+    switch (address.kind) {
+      case 'd2c':
+        return this.options.d2c.maxMessageBytes;
+      case 'c2d':
+      case 'devicebound':
+      case 'feedback':
+      case 'filenotifications':
+        return this.options.c2d.maxMessageBytes;
+      default:
+        return 1024 * 1024;
+    }
   }
 
   /** Wires an authorised link to what serves it, or returns why it cannot be served. */
@@ -715,8 +741,6 @@ export class SimulatedHub extends EventEmitter {
       }
       case 'eh-management':
         if (role === 'receiver') state.onMessage = (c) => this.onManagementRequest(conn, state, c);
-    // What it had sent and nobody will settle now must not hold its session's buffer (see amqp.ts).
-    forgetLinkDeliveries(state.link, state.session);
         return undefined;
       default:
         return { condition: 'amqp:not-found', description: 'Unknown address.' };
@@ -803,7 +827,13 @@ export class SimulatedHub extends EventEmitter {
     this.reply(conn, state, message, 'eh-management', answer.status, answer.description, answer.body);
   }
 
-  /** Sends a response on the sender whose target is the request's reply-to, same session first. */
+  /**
+   * Sends a response on the sender whose target is the request's reply-to, same session first.
+   * The request's accept goes on the wire first: azure-uamqp-c drops a response that arrives before
+   * its request's disposition ("Did not receive send confirmation for pending operation",
+   * amqp_management.c), and rhea writes a tick's transfers before its dispositions, so the response
+   * waits for the next turn of the event loop, after rhea has flushed the accept.
+   */
   private reply(conn: ConnState, request: LinkState, message: rhea.Message, kind: Address['kind'], status: number, description: string, body?: unknown): void {
     const replyTo = typeof message.reply_to === 'string' ? message.reply_to : undefined;
     const candidates = [...conn.links.values()].filter((l) => l.role === 'sender' && l.address.kind === kind && !l.closed);
@@ -820,7 +850,9 @@ export class SimulatedHub extends EventEmitter {
       body: body ?? null,
     } as rhea.Message;
     if (replyTo !== undefined) response.to = replyTo;
-    (pick.link as rhea.Sender).send(response);
+    setImmediate(() => {
+      if (!pick.closed && pick.link.is_open()) (pick.link as rhea.Sender).send(response);
+    });
   }
 
   private onD2c(deviceId: string, moduleId: string | undefined, ctx: rhea.EventContext): void {
