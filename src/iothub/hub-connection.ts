@@ -188,6 +188,11 @@ export class HubConnection extends EventEmitter {
       idle_time_out: o.idleTimeoutMs,
       tcp_no_delay: true,
       operationTimeoutInSeconds: Math.ceil(o.operationTimeoutMs / 1000),
+      // Event Hubs (the built-in endpoint after the redirect) takes CBS only over SASL ANONYMOUS or
+      // MSSBCBS; a bare AMQP header is refused. A user name without a password makes rhea negotiate
+      // ANONYMOUS, as @azure/core-amqp does with the key name (ConnectionContextBase). IoT Hub itself
+      // stays without SASL, as the official Node SDKs connect (azure-iot-common amqp.ts).
+      ...(this.identity.kind === 'eventhub' ? { username: this.identity.policy } : {}),
     };
     if (o.transport === 'amqp') return { ...base, transport: 'tcp', host, port } as RheaConnectionOptions;
     if (o.transport === 'amqpws') {

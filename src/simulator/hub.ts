@@ -58,6 +58,8 @@ interface ConnState {
   dropped?: boolean;
   /** Drops a client that has not opened its AMQP connection in time. */
   openTimer?: NodeJS.Timeout;
+  /** The client negotiated SASL (any mechanism) before AMQP. */
+  sasl?: boolean;
 }
 
 export interface HubStats {
@@ -105,6 +107,18 @@ function storedC2d(queue: { deviceId: string; moduleId?: string; generationId: s
 
 const UNAUTHORIZED = (description: string): AmqpError => ({ condition: 'amqp:unauthorized-access', description });
 const FRAMING = (description: string): AmqpError => ({ condition: 'amqp:connection:framing-error', description: `The client sent ${description}.` });
+/**
+ * The Event Hubs-compatible endpoint takes CBS only over SASL (ANONYMOUS, or MSSBCBS): the Service Bus
+ * and Event Hubs AMQP guide ("Claims-based authorization": "the client ... must use SASL ANONYMOUS"),
+ * and every Event Hubs SDK negotiates it (@azure/core-amqp ConnectionContextBase sets a user name so
+ * rhea sends ANONYMOUS; .NET and uAMQP use MSSBCBS). The real service refuses the bare AMQP header at
+ * once; the simulator shares its listener with the IoT Hub surface, which accepts no SASL, so it refuses
+ * the first Event Hubs link instead.
+ */
+const SASL_REQUIRED: AmqpError = {
+  condition: 'amqp:unauthorized-access',
+  description: 'The Event Hubs-compatible endpoint requires SASL (ANONYMOUS, MSSBCBS or PLAIN) before AMQP; this connection skipped it.',
+};
 const THROTTLED: AmqpError = {
   condition: 'com.microsoft:device-container-throttled',
   description: 'The request was throttled (simulated fault).',
@@ -116,7 +130,7 @@ interface AcceptingConnection {
 
 /** rhea keeps the SASL exchange inside the connection; the token a PLAIN client sent lives there. */
 interface SaslInternals {
-  sasl_transport?: { mechanism?: { token?: string }; transports?: Record<number, { mechanism?: { token?: string } }> };
+  sasl_transport?: { mechanism?: { token?: string }; transports?: Record<number, { mechanism?: { token?: string } } | undefined>; selected?: unknown };
 }
 
 class TokenPlain {
@@ -584,6 +598,7 @@ export class SimulatedHub extends EventEmitter {
     const state = this.stateOf(ctx.connection);
     if (state.openTimer) clearTimeout(state.openTimer);
     state.openTimer = undefined;
+    state.sasl = negotiatedSasl(ctx.connection);
     const token = plainToken(ctx.connection);
     if (token) {
       try {
@@ -731,6 +746,7 @@ export class SimulatedHub extends EventEmitter {
       case 'builtin-management':
         return this.redirectFor(address, conn.transport);
       case 'eh-partition': {
+        if (!conn.sasl) return SASL_REQUIRED;
         if (role !== 'sender') return wrongRole();
         const sender = state.link as rhea.Sender;
         const error = this.eventHub.attachReader(sender, address.consumerGroup, address.partition);
@@ -740,6 +756,7 @@ export class SimulatedHub extends EventEmitter {
         return undefined;
       }
       case 'eh-management':
+        if (!conn.sasl) return SASL_REQUIRED;
         if (role === 'receiver') state.onMessage = (c) => this.onManagementRequest(conn, state, c);
         return undefined;
       default:
@@ -1105,6 +1122,13 @@ export class SimulatedHub extends EventEmitter {
     this.feedback.close();
     this.eventHub.close();
   }
+}
+
+/** Whether the client spoke SASL first: rhea's selective server picks the SASL layer for protocol id 3. */
+function negotiatedSasl(connection: rhea.Connection): boolean {
+  const sasl = (connection as unknown as SaslInternals).sasl_transport;
+  if (!sasl) return false;
+  return sasl.transports === undefined || (sasl.selected !== undefined && sasl.selected === sasl.transports[3]);
 }
 
 function plainToken(connection: rhea.Connection): string | undefined {

@@ -14,6 +14,7 @@ import {
 import { Connection } from 'rhea-promise';
 import type { Client as DeviceClient } from 'azure-iot-device';
 import type { SimulatedHub } from '../../src/simulator';
+import { CbsChannel } from '../../src/iothub/cbs';
 import { makeSasToken, expiryIn } from '../../src/iothub/sas';
 import { partitionForDevice } from '../../src/simulator/partitions';
 import { startTestHub, waitFor, delay } from '../helpers/hub';
@@ -187,6 +188,44 @@ describe('Event Hubs-compatible endpoint', function () {
     } finally {
       await connection.close();
     }
+  });
+
+  it('the Event Hubs surface refuses a client that skipped SASL, and serves the same client with SASL ANONYMOUS', async () => {
+    hub = await startTestHub();
+    const owner = hub.registry.policies.get('iothubowner');
+    assert.ok(owner);
+    const audience = `sb://localhost:${hub.ports.amqp}/${hub.options.hubName}`;
+    const token = makeSasToken({ resource: audience, key: owner.primaryKey, keyName: 'iothubowner', expiry: expiryIn(300), encoding: 'text' });
+    const attach = async (sasl: boolean): Promise<string | undefined> => {
+      // A user name without a password is how rhea (and @azure/core-amqp) ask for SASL ANONYMOUS.
+      const connection = new Connection({ host: '127.0.0.1', hostname: 'localhost', port: Number(hub.ports.amqp), transport: 'tcp', reconnect: false, ...(sasl ? { username: 'iothubowner' } : {}) });
+      await connection.open();
+      try {
+        const cbs = new CbsChannel(connection);
+        await cbs.open();
+        await cbs.putToken(audience, token);
+        return await new Promise<string | undefined>((resolve) => {
+          connection
+            .createReceiver({
+              source: { address: `${hub.options.hubName}/ConsumerGroups/$Default/Partitions/0` },
+              onMessage: () => undefined,
+              onError: (ctx) => {
+                const error = (ctx.receiver?.error ?? ctx.error) as { condition?: string; description?: string } | undefined;
+                resolve(`${String(error?.condition)}: ${String(error?.description)}`);
+              },
+            })
+            .then(
+              (receiver) => setTimeout(() => resolve(receiver.isOpen() ? undefined : 'closed'), 300),
+              (err: { condition?: string; description?: string }) => resolve(`${String(err.condition)}: ${String(err.description)}`),
+            );
+        });
+      } finally {
+        await connection.close().catch(() => undefined);
+      }
+    };
+    const refused = await attach(false);
+    assert.match(String(refused), /^amqp:unauthorized-access: .*requires SASL/);
+    assert.equal(await attach(true), undefined, 'with SASL ANONYMOUS the partition attaches');
   });
 
   it('a plain-AMQP client is redirected to the plain port (local development), a TLS client to AMQPS', async () => {
