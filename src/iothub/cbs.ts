@@ -94,7 +94,9 @@ export class CbsChannel {
       return;
     }
     const description = typeof props['status-description'] === 'string' ? props['status-description'] : `status ${status}`;
-    const code = status === 401 || status === 403 ? 'Unauthorized' : status === 404 ? 'DeviceNotFound' : 'AuthenticationFailed';
+    // 404: the device is not registered; 403 with the token limit's words: IotHubMaxCbsTokenExceeded (403005).
+    const tooMany = status === 403 && /maximum number of tokens/i.test(description);
+    const code = tooMany ? 'IotHubMaxCbsTokenExceeded' : status === 401 || status === 403 ? 'Unauthorized' : status === 404 ? 'DeviceNotFound' : 'AuthenticationFailed';
     waiting.reject(new HubError(code, `put-token refused: ${description}`, { retryable: false }));
   }
 

@@ -77,6 +77,8 @@ interface ScopeState {
   /** Put-token in progress on this generation. */
   pending?: Promise<void>;
   generation: number;
+  /** Renewals in a row that went unanswered, for their backoff. */
+  renewFailures?: number;
 }
 
 export class HubConnection extends EventEmitter {
@@ -140,17 +142,18 @@ export class HubConnection extends EventEmitter {
     if (this.currentState === 'closed') throw new HubError('Closed', 'the connection is closed');
     checkScope(this.identity, link.scope);
     this.links.add(link);
-    const key = scopeKey(link.scope);
+    const scope = this.tokenScope(link.scope);
+    const key = scopeKey(scope);
     const existing = this.scopes.get(key);
     if (existing) existing.users += 1;
-    else this.scopes.set(key, { scope: link.scope, users: 1, generation: -1 });
+    else this.scopes.set(key, { scope, users: 1, generation: -1 });
     if (this.currentState === 'idle') this.connect();
     else if (this.currentState === 'open' && this.session && this.abort) this.attachWhenAuthorized(link, this.session, this.generation, this.abort.signal);
   }
 
   unregister(link: LinkOwner): void {
     if (!this.links.delete(link)) return;
-    const key = scopeKey(link.scope);
+    const key = scopeKey(this.tokenScope(link.scope));
     const state = this.scopes.get(key);
     if (state) {
       state.users -= 1;
@@ -159,6 +162,19 @@ export class HubConnection extends EventEmitter {
         this.scopes.delete(key);
       }
     }
+  }
+
+  /**
+   * The scope whose token authorises a link. A gateway (a hub policy with DeviceConnect) puts one
+   * hub-level token for the whole connection and opens device links under it without a token per
+   * device, as the C# device SDK's grouped SAS does (azure-iot-sdk-csharp DeviceIdentity.CreateAudience
+   * returns the host for `SasGrouped`; AmqpConnectionHolder puts one connection-wide token; AmqpUnit
+   * puts per-device tokens only for `SasIndividual`). IoT Hub takes at most about 1,000 tokens per
+   * connection (AmqpConnectionPoolSettings: "IotHub allows up to 999 tokens per connection"), so a
+   * token per device would cap a gateway there; with one token a gateway of any size fits.
+   */
+  private tokenScope(scope: Scope): Scope {
+    return this.identity.kind === 'gateway' ? {} : scope;
   }
 
   /** Starts connecting now (links also start it). */
@@ -244,7 +260,7 @@ export class HubConnection extends EventEmitter {
       await cbs.open(signal);
       if (generation !== this.generation) return;
       // Every scope in use is authorised before any link attaches, so no attach is refused for want of a token.
-      await Promise.all([...this.scopes.values()].map((s) => this.authorize(s, generation)));
+      await Promise.all([...this.scopes.values()].map((s) => this.authorizeOrRefuse(s, generation)));
       if (generation !== this.generation) return;
       const session = await connection.createSession({ abortSignal: signal });
       session.on(SessionEvents.sessionError, (ctx: EventContext) => this.lost(generation, toHubError(ctx.session?.error, 'the AMQP session failed')));
@@ -278,6 +294,21 @@ export class HubConnection extends EventEmitter {
     return state.pending;
   }
 
+  /**
+   * Authorises a scope on connect. A refusal that waiting cannot cure (the device was deleted or never
+   * registered) is also told to the scope's users, so what they hold fails with the hub's code instead
+   * of waiting through every reconnect; the connection then starts over with backoff.
+   */
+  private async authorizeOrRefuse(state: ScopeState, generation: number): Promise<void> {
+    try {
+      await this.authorize(state, generation);
+    } catch (err) {
+      const error = toHubError(err, 'authorising failed');
+      if (failsTraffic(error)) this.emit('scopeError', state.scope, error);
+      throw error;
+    }
+  }
+
   private planRenewal(state: ScopeState, generation: number): void {
     if (state.renewTimer) clearTimeout(state.renewTimer);
     state.renewTimer = undefined;
@@ -291,35 +322,45 @@ export class HubConnection extends EventEmitter {
       state.renewTimer = undefined;
       if (generation !== this.generation || !this.scopes.has(scopeKey(state.scope))) return;
       state.token = undefined;
-      this.authorize(state, generation).then(
-        () => this.emit('renewed', state.scope),
-        (err: unknown) => {
-          // A renewal refused means the key was revoked or rotated: say so and back off hard.
-          const error = toHubError(err, 'token renewal failed');
-          if (error.code === 'Unauthorized') this.lost(generation, error);
-          else this.planRetryRenewal(state, generation);
-        },
-      );
+      this.renew(state, generation);
     }, wait);
     state.renewTimer.unref();
   }
 
-  private planRetryRenewal(state: ScopeState, generation: number): void {
-    // Not refused, just not answered: try again soon while the old token still holds.
-    state.renewTimer = setTimeout(() => {
-      state.renewTimer = undefined;
-      if (generation !== this.generation) return;
-      this.authorize(state, generation).then(
-        () => this.planRenewal(state, generation),
-        () => this.planRetryRenewal(state, generation),
-      );
-    }, this.options.reconnectMinMs);
-    state.renewTimer.unref();
+  /**
+   * Puts a fresh token for a scope whose token is about to run out. A refusal means the key was
+   * revoked or rotated, or the device was deleted: its users hear why, and the connection starts
+   * over with backoff (Unauthorized straight to the cap). No answer is retried with backoff while the
+   * old token still holds.
+   */
+  private renew(state: ScopeState, generation: number): void {
+    this.authorize(state, generation).then(
+      () => {
+        state.renewFailures = 0;
+        this.emit('renewed', state.scope);
+      },
+      (err: unknown) => {
+        const error = toHubError(err, 'token renewal failed');
+        if (generation !== this.generation) return;
+        if (isRefusal(error)) {
+          if (failsTraffic(error)) this.emit('scopeError', state.scope, error);
+          this.lost(generation, error);
+          return;
+        }
+        const delay = backoffDelay(state.renewFailures ?? 0, { minMs: this.options.reconnectMinMs, maxMs: this.options.reconnectMaxMs, random: this.options.random });
+        state.renewFailures = (state.renewFailures ?? 0) + 1;
+        state.renewTimer = setTimeout(() => {
+          state.renewTimer = undefined;
+          if (generation === this.generation && this.scopes.has(scopeKey(state.scope))) this.renew(state, generation);
+        }, delay);
+        state.renewTimer.unref();
+      },
+    );
   }
 
   /** For a link registered while open: authorise its scope, then attach. */
   private attachWhenAuthorized(link: LinkOwner, session: Session, generation: number, signal: AbortSignal): void {
-    const state = this.scopes.get(scopeKey(link.scope));
+    const state = this.scopes.get(scopeKey(this.tokenScope(link.scope)));
     if (!state) return;
     this.authorize(state, generation).then(
       () => {
@@ -327,7 +368,8 @@ export class HubConnection extends EventEmitter {
       },
       (err: unknown) => {
         const error = toHubError(err, 'authorising a device failed');
-        if (error.code === 'Unauthorized') this.emit('scopeError', link.scope, error);
+        // One device's refusal is that device's; only a broken transport is the connection's.
+        if (isRefusal(error)) this.emit('scopeError', link.scope, error);
         else this.lost(generation, error);
       },
     );
@@ -335,12 +377,12 @@ export class HubConnection extends EventEmitter {
 
   /** When the token now put for `scope` expires (ms since the epoch), if one is. */
   tokenExpiresAt(scope: Scope): number | undefined {
-    return this.scopes.get(scopeKey(scope))?.token?.expiresAt;
+    return this.scopes.get(scopeKey(this.tokenScope(scope)))?.token?.expiresAt;
   }
 
   /** A link whose token lapsed or was refused asks for a fresh one before re-attaching. */
   async reauthorize(scope: Scope, generation: number): Promise<void> {
-    const state = this.scopes.get(scopeKey(scope));
+    const state = this.scopes.get(scopeKey(this.tokenScope(scope)));
     if (!state || generation !== this.generation) return;
     state.token = undefined;
     state.generation = -1;
@@ -456,6 +498,20 @@ function destroySocket(connection: Connection): void {
   if (socket?.destroy) {
     if (!socket.destroyed) socket.destroy(new Error('connection closed by this client'));
   } else socket?.end?.();
+}
+
+/** The hub answered and said no (as opposed to not answering, or the link or connection going). */
+function isRefusal(error: HubError): boolean {
+  return !error.retryable;
+}
+
+/**
+ * A refusal that waiting cannot cure (the device is not registered, too many tokens): what waits for
+ * that scope fails with the hub's code. Unauthorized is not among them: a token service that refuses
+ * for a while (key rotation, clock skew) is waited out with backoff, and nothing is dropped meanwhile.
+ */
+function failsTraffic(error: HubError): boolean {
+  return isRefusal(error) && error.code !== 'Unauthorized';
 }
 
 export function toHubError(err: unknown, fallback: string): HubError {

@@ -20,10 +20,23 @@ export interface Grant {
 }
 
 export class AuthError extends Error {
-  constructor(message: string) {
+  /** The CBS status the hub answers with: 401 unless the refusal says otherwise. */
+  constructor(
+    message: string,
+    readonly status = 401,
+  ) {
     super(message);
     this.name = 'AuthError';
   }
+}
+
+/**
+ * The real hub's answer to a put-token for a device it does not know: 404 with "Device <id> at
+ * IotHub <hub> not registered." (azure-iot-sdk-c#1413, Azure/iotedge#5639).
+ */
+function notRegistered(deviceId: string, moduleId: string | undefined, hub: string): AuthError {
+  const who = moduleId === undefined ? `Device ${deviceId}` : `Module ${moduleId} on device ${deviceId}`;
+  return new AuthError(`${who} at IotHub ${hub} not registered`, 404);
 }
 
 export interface TokenContext {
@@ -63,22 +76,32 @@ export function grantFromToken(token: string, ctx: TokenContext): Grant {
     if (!keys.some((k) => encodings.some((e) => verifySasSignature(parsed, k, e)))) {
       throw new AuthError('signature does not match');
     }
+    const target = deviceOf(segments);
+    if (target && !ctx.registry.autoRegister && ctx.registry.keysFor(target.deviceId, target.moduleId).length === 0) {
+      throw notRegistered(target.deviceId, target.moduleId, ctx.entityName);
+    }
     return { scope: normaliseScope(segments), rights: policy.rights, expiresAt, signer: { type: 'policy', name: policy.name }, eventHub };
   }
 
   if (eventHub) throw new AuthError('Event Hubs tokens need a policy name (skn)');
   // A device or module key: sr must be devices/<id> or devices/<id>/modules/<mid>.
-  const isDevice = segments.length === 2 && segments[0].toLowerCase() === 'devices';
-  const isModule = segments.length === 4 && segments[0].toLowerCase() === 'devices' && segments[2].toLowerCase() === 'modules';
-  if (!isDevice && !isModule) throw new AuthError('a token without a policy must be for devices/<id>');
-  const deviceId = segments[1];
-  const moduleId = isModule ? segments[3] : undefined;
+  const target = deviceOf(segments);
+  if (!target) throw new AuthError('a token without a policy must be for devices/<id>');
+  const { deviceId, moduleId } = target;
   const keys = ctx.registry.keysFor(deviceId, moduleId);
-  if (keys.length === 0) throw new AuthError('unknown device');
+  if (keys.length === 0) throw notRegistered(deviceId, moduleId, ctx.entityName);
   if (!keys.some((k) => verifySasSignature(parsed, k, 'base64'))) throw new AuthError('signature does not match');
   ctx.registry.ensure(deviceId, moduleId);
   const signer = moduleId === undefined ? { type: 'device' as const, deviceId } : { type: 'device' as const, deviceId, moduleId };
   return { scope: normaliseScope(segments), rights: new Set<Right>(['DeviceConnect']), expiresAt, signer, eventHub };
+}
+
+/** The device or module a token's path names exactly (devices/<id> or devices/<id>/modules/<mid>). */
+function deviceOf(segments: string[]): { deviceId: string; moduleId?: string } | undefined {
+  if (segments[0]?.toLowerCase() !== 'devices') return undefined;
+  if (segments.length === 2) return { deviceId: segments[1] };
+  if (segments.length === 4 && segments[2].toLowerCase() === 'modules') return { deviceId: segments[1], moduleId: segments[3] };
+  return undefined;
 }
 
 /**
@@ -164,7 +187,9 @@ export class ConnectionAuth {
     const index = this.grants.findIndex((g) => grantKey(g) === key);
     if (index >= 0) this.grants[index] = grant;
     else {
-      if (this.grants.length >= this.maxGrants) throw new AuthError('too many tokens on one connection');
+      // The hub's own words and limit (Azure/iotedge-lorawan-starterkit#1337; the C# SDK's pool notes
+      // "IotHub allows up to 999 tokens per connection"); 403 as for IotHubMaxCbsTokenExceeded (403005).
+      if (this.grants.length >= this.maxGrants) throw new AuthError(`The maximum number of tokens per connection (${this.maxGrants}) has been reached`, 403);
       this.grants.push(grant);
     }
   }

@@ -830,8 +830,8 @@ export class SimulatedHub extends EventEmitter {
         this.stats.putTokens++;
       } catch (err) {
         this.stats.putTokensRefused++;
-        status = 401;
-        description = err instanceof AuthError ? `Unauthorized: ${err.message}.` : 'Unauthorized.';
+        status = err instanceof AuthError ? err.status : 401;
+        description = !(err instanceof AuthError) ? 'Unauthorized.' : status === 401 ? `Unauthorized: ${err.message}.` : `${err.message}.`;
       }
     }
     this.reply(conn, state, message, 'cbs', status, description);

@@ -86,7 +86,8 @@ export const DEFAULT_OPTIONS: SimulatorOptions = {
   c2d: { maxQueueDepth: 50, lockMs: 60_000, maxDeliveryCount: 10, defaultTtlMs: 3_600_000, maxMessageBytes: 64 * 1024 },
   d2c: { maxMessageBytes: 256 * 1024, maxEventsPerPartition: 100_000, retentionMs: 24 * 3_600_000 },
   feedback: { batchSize: 64, flushIntervalMs: 15_000, maxDeliveryCount: 10, maxPendingMessages: 10_000, ttlMs: 3_600_000 },
-  maxTokensPerConnection: 10_000,
+  // IoT Hub's limit: "The maximum number of tokens per connection (1000) has been reached".
+  maxTokensPerConnection: 1000,
   // The Azure AMQP stack's default frame size; senders split larger messages into frames.
   maxFrameBytes: 64 * 1024,
   openTimeoutMs: 30_000,

@@ -7,6 +7,7 @@ import * as net from 'node:net';
 import rhea = require('rhea');
 import { parseConnectionString, type Identity } from '../../src/iothub/connection-string';
 import { HubConnection, type HubConnectionOptions, type HubState } from '../../src/iothub/hub-connection';
+import { DeviceSenders } from '../../src/iothub/device';
 import { HubSender } from '../../src/iothub/links';
 import { expiryIn, makeSasToken } from '../../src/iothub/sas';
 import type { SimulatedHub } from '../../src/simulator';
@@ -109,7 +110,8 @@ describe('HubConnection', function () {
         assert.equal(hub.snapshot().connections, 1);
         const byDevice = [...hub.events()].map((e) => e.message.message_annotations?.['iothub-connection-device-id']).sort();
         assert.deepEqual(byDevice, ['gw-a', 'gw-b', 'gw-c']);
-        assert.equal(connection.scopeCount, 4, 'the hub scope and one per device');
+        assert.equal(connection.scopeCount, 1, 'one hub-level token covers every device (grouped SAS)');
+        assert.equal(hub.snapshot().tokens, 1);
       });
 
       it('a wrong key is refused with Unauthorized and backs off to the cap', async () => {
@@ -279,11 +281,54 @@ describe('HubConnection', function () {
     await Promise.all(senders.map((s, i) => s.send(body(ids[i]))));
     assert.equal(hub.snapshot().connections, 1);
     assert.equal(hub.stats.connectionsAccepted, 1);
-    assert.equal(hub.snapshot().tokens, 101, 'one token per device and the hub-level one');
+    assert.equal(hub.snapshot().tokens, 1, 'one hub-level token for the whole gateway');
     for (const { message } of hub.events()) {
       assert.equal(message.message_annotations?.['iothub-connection-device-id'], message.message_id);
     }
     assert.equal([...hub.events()].length, 100);
+  });
+
+  it('a device deleted while connected: its renewal is refused with 404, what it sends fails with DeviceNotFound, and retries back off', async () => {
+    hub = await startTestHub({ autoRegister: false, devices: [{ deviceId: 'doomed' }] });
+    const identity = parseConnectionString(hub.deviceConnectionString('doomed'));
+    // 4 s tokens renewed 2 s before expiry (the smallest margin is 10 %, the largest 50 % of the lifetime).
+    const connection = await open(identity, { ...transportOptions(hub, 'amqp'), tokenLifetimeSec: 4, tokenRenewMarginSec: 2, reconnectMinMs: 400, reconnectMaxMs: 5000 });
+    const senders = new DeviceSenders(Promise.resolve(connection), { maxPending: 10 });
+    await senders.send({}, body('before'));
+    const refusedBefore = hub.stats.putTokensRefused;
+    hub.registry.removeDevice('doomed');
+    const states: Array<string | undefined> = [];
+    connection.on('state', (state: HubState, error?: { code?: string }) => states.push(error?.code ?? state));
+    await waitFor(() => states.includes('DeviceNotFound'), 'the refused renewal to show as DeviceNotFound', 10_000);
+    const failed = await senders.send({}, body('after')).then(
+      () => 'accepted',
+      (err: { code?: string }) => String(err.code),
+    );
+    assert.equal(failed, 'DeviceNotFound', 'a message for the deleted device fails with the hub\'s code instead of waiting for ever');
+    // Retries back off as reconnects do: over 6 s, a 400 ms floor doubling each time allows about 4 attempts (not 15).
+    const start = hub.stats.putTokensRefused;
+    await delay(6000);
+    const attempts = hub.stats.putTokensRefused - start;
+    assert.ok(attempts >= 1 && attempts <= 6, `${attempts} put-token attempts in 6 s`);
+    assert.ok(hub.stats.putTokensRefused > refusedBefore);
+    await senders.close();
+  });
+
+  it('a gateway keeps going when one of its device ids is not registered: that device fails with DeviceNotFound, the others deliver on the same connection', async () => {
+    hub = await startTestHub({ autoRegister: false, devices: [{ deviceId: 'known-1' }, { deviceId: 'known-2' }] });
+    const identity = parseConnectionString(hub.serviceConnectionString('device'), { gatewayPolicy: true });
+    const connection = await open(identity, transportOptions(hub, 'amqp'));
+    const senders = new DeviceSenders(Promise.resolve(connection), { maxPending: 10 });
+    const outcome = (deviceId: string): Promise<string> =>
+      senders.send({ deviceId }, body(`from ${deviceId}`)).then(
+        () => 'accepted',
+        (err: { code?: string }) => String(err.code),
+      );
+    assert.deepEqual(await Promise.all(['known-1', 'typo-1', 'known-2'].map(outcome)), ['accepted', 'DeviceNotFound', 'accepted']);
+    assert.deepEqual(await Promise.all(['known-2', 'typo-1', 'known-1'].map(outcome)), ['accepted', 'DeviceNotFound', 'accepted']);
+    assert.equal(hub.stats.connectionsAccepted, 1, 'the connection never dropped');
+    assert.equal(connection.state, 'open');
+    await senders.close();
   });
 
   it('a device identity cannot open links for another device', async () => {

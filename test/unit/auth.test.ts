@@ -81,7 +81,7 @@ describe('auth: grantFromToken', () => {
   });
 
   it('a policy token scoped to a device keeps that scope, case-folding fixed words only', () => {
-    const grant = grantFromToken(token('LOCALHOST/Devices/MyDev', DEFAULT_KEYS.device, 'device'), context());
+    const grant = grantFromToken(token('LOCALHOST/Devices/MyDev', DEFAULT_KEYS.device, 'device'), context(true));
     assert.deepEqual(grant.scope, ['devices', 'MyDev']);
     assert.deepEqual(grant.signer, { type: 'policy', name: 'device' });
   });
@@ -111,10 +111,26 @@ describe('auth: grantFromToken', () => {
     assert.equal(authError(token('localhost', DEFAULT_KEYS.service, 'service', SE, 'text'), ctx), 'signature does not match');
   });
 
-  it('unknown device: refused without autoRegister; registered with it, default key only', () => {
+  it('unknown device: refused without autoRegister (404, in the hub\'s words, for device keys and policies alike); registered with it, default key only', () => {
     const off = context(false);
-    assert.equal(authError(token('localhost/devices/newdev', DEFAULT_KEYS.deviceDefault), off), 'unknown device');
+    const refused = (text: string): AuthError => {
+      try {
+        grantFromToken(text, off);
+      } catch (err) {
+        assert.ok(err instanceof AuthError);
+        return err;
+      }
+      assert.fail('token was accepted');
+    };
+    const byKey = refused(token('localhost/devices/newdev', DEFAULT_KEYS.deviceDefault));
+    assert.equal(byKey.status, 404);
+    assert.match(byKey.message, /^Device newdev at IotHub \S+ not registered$/);
+    const byPolicy = refused(token('localhost/devices/newdev', DEFAULT_KEYS.iothubowner, 'iothubowner'));
+    assert.equal(byPolicy.status, 404);
+    assert.equal(refused(token('localhost/devices/d1/modules/nomod', DEFAULT_KEYS.iothubowner, 'iothubowner')).status, 404);
     assert.equal(off.registry.getDevice('newdev'), undefined);
+    // A hub-level policy token names no device: it is not refused for one.
+    assert.equal(grantFromToken(token('localhost', DEFAULT_KEYS.iothubowner, 'iothubowner'), off).signer.type, 'policy');
 
     const on = context(true);
     assert.equal(authError(token('localhost/devices/other', KEY_D2), on), 'signature does not match');
@@ -228,7 +244,10 @@ describe('auth: requirementFor and ConnectionAuth.allows', () => {
     assert.equal(auth.allows(req(D1_EVENTS), SE * 1000 + 10), true);
     auth.add(grantFromToken(token('localhost/devices/d2', KEY_D2), c));
     assert.equal(auth.size, 2);
-    assert.throws(() => auth.add(grantFromToken(token('localhost', DEFAULT_KEYS.service, 'service'), c)), /too many tokens on one connection/);
+    assert.throws(
+      () => auth.add(grantFromToken(token('localhost', DEFAULT_KEYS.service, 'service'), c)),
+      (err: unknown) => err instanceof AuthError && err.status === 403 && /^The maximum number of tokens per connection \(2\) has been reached$/.test(err.message),
+    );
     auth.add(grantFromToken(token('localhost/devices/d2', KEY_D2, undefined, SE + 60), c));
     assert.equal(auth.size, 2);
   });
