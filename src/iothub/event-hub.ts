@@ -157,7 +157,17 @@ export interface TelemetryEvent {
 }
 
 /**
- * Reads partitions; emits 'event' (TelemetryEvent) and 'partition' (id, 'attached' | 'detached', error?).
+ * Event Hubs refuses a start position past the end of a partition with `com.microsoft:argument-error`
+ * ("The supplied sequence number 'X' is invalid. The last sequence number in the system is 'Y'",
+ * Azure/azure-event-hubs-spark#315); argument-out-of-range is the same verdict in other words.
+ */
+function isInvalidPosition(error: HubError): boolean {
+  return error.condition === 'com.microsoft:argument-error' || error.condition === 'com.microsoft:argument-out-of-range';
+}
+
+/**
+ * Reads partitions; emits 'event' (TelemetryEvent), 'partition' (id, 'attached' | 'detached', error?),
+ * and 'reset' (id, the sequence number given up, error) when a resume position was refused.
  * A partition that fails re-attaches by itself and does not stop the others.
  */
 export class PartitionReaders extends EventEmitter {
@@ -207,7 +217,18 @@ export class PartitionReaders extends EventEmitter {
       this.emit('event', { partitionId, message: r.message, sequenceNumber } satisfies TelemetryEvent);
     });
     receiver.on('attached', () => this.emit('partition', partitionId, 'attached'));
-    receiver.on('detached', (err: HubError) => this.emit('partition', partitionId, 'detached', err));
+    receiver.on('detached', (err: HubError) => {
+      // A position the service calls invalid (a checkpoint past the end of the partition: the hub was
+      // recreated, or the checkpoints came from another hub) is dropped before the link re-attaches,
+      // so the partition starts over from the start position instead of failing the same way for ever.
+      const after = this.last.get(partitionId);
+      if (after !== undefined && isInvalidPosition(err)) {
+        this.last.delete(partitionId);
+        this.emit('reset', partitionId, after, err);
+        return;
+      }
+      this.emit('partition', partitionId, 'detached', err);
+    });
     this.receivers.set(partitionId, receiver);
   }
 

@@ -7,6 +7,7 @@
 import type { Node, NodeAPI, NodeDef } from 'node-red';
 import type { EventHubIdentity } from '../iothub/connection-string';
 import { backoffDelay } from '../iothub/backoff';
+import { checkpointKey, readCheckpoints, writeCheckpoints } from '../iothub/checkpoints';
 import { HubError } from '../iothub/errors';
 import {
   discoverEventHub,
@@ -34,7 +35,7 @@ interface TelemetryInDef extends NodeDef {
   ownerLevel?: number | string;
 }
 
-const CHECKPOINT_KEY = 'iothub-telemetry-in-checkpoints';
+export const CHECKPOINT_KEY = 'iothub-telemetry-in-checkpoints';
 const CHECKPOINT_EVERY_MS = 1000;
 
 export function startPositionFrom(def: Pick<TelemetryInDef, 'startPosition' | 'startValue'>): StartPosition {
@@ -78,14 +79,20 @@ export default function register(RED: NodeAPI): void {
       if (!closed) node.status(statusFor(state, error));
     };
 
+    // The endpoint and consumer group being read: checkpoints are kept under it (see checkpoints.ts).
+    let endpointKey: string | undefined;
+    // What the store held when read: positions of other endpoints are written back untouched.
+    let storedValue: unknown;
+
     const saveCheckpoints = (): void => {
-      if (!store || !readers) return;
-      node.context().set(CHECKPOINT_KEY, readers.positions(), store, (err?: Error) => {
+      if (!store || !readers || endpointKey === undefined) return;
+      storedValue = writeCheckpoints(storedValue, endpointKey, readers.positions());
+      node.context().set(CHECKPOINT_KEY, storedValue, store, (err?: Error) => {
         if (err) node.warn(`checkpoint not saved: ${err.message}`);
       });
     };
 
-    const loadCheckpoints = (): Promise<Record<string, number>> =>
+    const loadCheckpoints = (key: string): Promise<Record<string, number>> =>
       new Promise((resolve) => {
         if (!store) {
           resolve({});
@@ -93,8 +100,8 @@ export default function register(RED: NodeAPI): void {
         }
         node.context().get(CHECKPOINT_KEY, store, (err: Error | undefined, value: unknown) => {
           if (err) node.warn(`checkpoints not read: ${err.message}`);
-          const saved = value && typeof value === 'object' ? (value as Record<string, unknown>) : {};
-          resolve(Object.fromEntries(Object.entries(saved).filter(([, v]) => typeof v === 'number')) as Record<string, number>);
+          storedValue = value;
+          resolve(readCheckpoints(value, key));
         });
       });
 
@@ -140,12 +147,24 @@ export default function register(RED: NodeAPI): void {
       node.status(statusFor(connection.state === 'idle' ? 'connecting' : connection.state));
       const partitions = wanted.length > 0 ? wanted : await readPartitionIds(connection, entityPath, base.operationTimeoutMs);
       if (closed) return;
-      const resumeAfter = await loadCheckpoints();
+      endpointKey = checkpointKey(connection.identity.host, entityPath, consumerGroup);
+      const resumeAfter = await loadCheckpoints(endpointKey);
       if (closed) return;
       readers = new PartitionReaders(connection, entityPath, { consumerGroup, partitions, start: position, prefetch, ownerLevel, resumeAfter });
       readers.on('event', emit);
+      // One warning per partition for each new reason, not one for every retry of the same failure.
+      const lastWarning = new Map<string, string>();
       readers.on('partition', (partitionId: string, state: string, err?: HubError) => {
-        if (state === 'detached' && err && err.code !== 'NotConnected') node.warn(`partition ${partitionId}: ${err.code}: ${err.message}`);
+        if (state === 'attached') lastWarning.delete(partitionId);
+        if (state !== 'detached' || !err || err.code === 'NotConnected') return;
+        const text = `partition ${partitionId}: ${err.code}: ${err.message}`;
+        if (lastWarning.get(partitionId) === text) return;
+        lastWarning.set(partitionId, text);
+        node.warn(text);
+      });
+      readers.on('reset', (partitionId: string, after: number, err: HubError) => {
+        node.warn(`partition ${partitionId}: the checkpoint (after sequence number ${after}) is past the end of the partition (${err.message}); the hub was recreated or the checkpoints are another hub's: reading starts over from the node's start position`);
+        saveCheckpoints();
       });
       if (connection.state === 'open') node.status(statusFor('open'));
     };

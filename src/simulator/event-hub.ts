@@ -66,6 +66,23 @@ export function startSequence(partition: Partition, filter: StartFilter | undefi
   }
 }
 
+/**
+ * A sequence-number filter past the end of the partition (a checkpoint from a recreated hub, or from
+ * another hub) is refused as Event Hubs refuses it: "The supplied sequence number 'X' is invalid. The
+ * last sequence number in the system is 'Y'" (Azure/azure-event-hubs-spark#315), with
+ * `com.microsoft:argument-error` on the receiver's detach (the Java client of that report maps it from
+ * ARGUMENT_ERROR in ExceptionUtil). Starting at the very next event (`>= last + 1`) is allowed.
+ */
+function pastTheEnd(partition: Partition, filter: StartFilter | undefined): AmqpError | undefined {
+  if (filter?.kind !== 'sequence') return undefined;
+  const first = filter.inclusive ? filter.value : filter.value + 1;
+  if (first <= partition.endSequence) return undefined;
+  return {
+    condition: 'com.microsoft:argument-error',
+    description: `The supplied sequence number '${filter.value}' is invalid. The last sequence number in the system is '${partition.endSequence - 1}'`,
+  };
+}
+
 interface Reader {
   sender: rhea.Sender;
   partition: Partition;
@@ -111,6 +128,8 @@ export class EventHubSurface {
     if (expression !== undefined && !filter) {
       return { condition: 'com.microsoft:argument-error', description: `Unsupported filter expression: ${expression.slice(0, 100)}` };
     }
+    const beyond = pastTheEnd(partition, filter);
+    if (beyond) return beyond;
     const epochValue: unknown = remoteAttach(sender).properties?.['com.microsoft:epoch'];
     const epoch = typeof epochValue === 'number' ? epochValue : undefined;
     const key = `${consumerGroup.toLowerCase()}/${partitionId}`;

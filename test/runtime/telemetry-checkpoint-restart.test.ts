@@ -75,7 +75,12 @@ function storedCheckpoints(userDir: string): Record<string, number> | undefined 
   if (existsSync(root)) walk(root);
   for (const file of files) {
     const content = JSON.parse(readFileSync(file, 'utf8')) as Record<string, unknown>;
-    if (content[CHECKPOINT_KEY]) return content[CHECKPOINT_KEY] as Record<string, number>;
+    // Kept per endpoint and consumer group: one entry here, for the simulator's built-in endpoint.
+    const stored = content[CHECKPOINT_KEY] as Record<string, Record<string, number>> | undefined;
+    if (stored) {
+      assert.deepEqual(Object.keys(stored), ['localhost/devhub/$default']);
+      return stored['localhost/devhub/$default'];
+    }
   }
   return undefined;
 }
