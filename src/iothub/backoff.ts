@@ -8,6 +8,18 @@ export interface BackoffOptions {
   random?: () => number;
 }
 
+/**
+ * The wait after the hub throttled a send (`com.microsoft:device-container-throttled`), on the official
+ * Node device SDK's schedule (azure-iot-sdk-node common/core/src/retry_policy.ts, throttled parameters
+ * cMin 10 s, c 5 s, cMax 60 s): the floor first, then growing by a random part that doubles each time,
+ * never above the cap. The hub throttles for a minute or two; retrying sooner only prolongs it.
+ */
+export function throttleDelay(attempt: number, options: BackoffOptions): number {
+  const random = options.random ?? Math.random;
+  const spread = (2 ** Math.min(attempt, 30) - 1) * (options.minMs / 8);
+  return Math.round(Math.min(options.minMs + random() * spread, options.maxMs));
+}
+
 /** Delay before attempt `attempt` (0 = the first retry). Never below minMs/2, never above maxMs. */
 export function backoffDelay(attempt: number, options: BackoffOptions): number {
   const random = options.random ?? Math.random;

@@ -31,6 +31,9 @@ export interface HubConnectionOptions {
   tokenRenewMarginSec?: number;
   reconnectMinMs?: number;
   reconnectMaxMs?: number;
+  /** Pause after the hub throttles a send, first and most, ms (the official SDK's 10 s and 60 s by default). */
+  throttleMinMs?: number;
+  throttleMaxMs?: number;
   /** AMQP idle timeout we ask of the peer, ms (rhea sends heartbeats at half the peer's). */
   idleTimeoutMs?: number;
   /** Bound on connect, put-token and attach, ms. */
@@ -52,6 +55,8 @@ const DEFAULTS = {
   tokenRenewMarginSec: 900,
   reconnectMinMs: 1000,
   reconnectMaxMs: 60_000,
+  throttleMinMs: 10_000,
+  throttleMaxMs: 60_000,
   idleTimeoutMs: 120_000,
   operationTimeoutMs: 30_000,
   closeTimeoutMs: 10_000,

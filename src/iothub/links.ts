@@ -17,7 +17,7 @@ import {
   type Session,
 } from 'rhea-promise';
 import rhea = require('rhea');
-import { backoffDelay } from './backoff';
+import { backoffDelay, throttleDelay } from './backoff';
 import type { Scope } from './credentials';
 import { errorFromCondition, HubError, type AmqpErrorLike, type ErrorContext } from './errors';
 import { toHubError, type HubConnection, type LinkOwner } from './hub-connection';
@@ -500,7 +500,12 @@ export class HubSender extends DurableLink {
         this.probing = true;
         if (!this.refusedRound) {
           this.refusedRound = true;
-          this.pause(backoffDelay(this.throttles++, { minMs: this.hub.options.reconnectMinMs, maxMs: this.hub.options.reconnectMaxMs, random: this.hub.options.random }));
+          const o = this.hub.options;
+          this.pause(
+            error.code === 'Throttled'
+              ? throttleDelay(this.throttles++, { minMs: o.throttleMinMs, maxMs: o.throttleMaxMs, random: o.random })
+              : backoffDelay(this.throttles++, { minMs: o.reconnectMinMs, maxMs: o.reconnectMaxMs, random: o.random }),
+          );
         }
       } else {
         if (entry.expiryTimer) clearTimeout(entry.expiryTimer);

@@ -20,6 +20,8 @@ export interface ConnectionNodeDef extends NodeDef {
   tokenRenewMargin?: number | string;
   reconnectMin?: number | string;
   reconnectMax?: number | string;
+  throttleMin?: number | string;
+  throttleMax?: number | string;
   idleTimeout?: number | string;
 }
 
@@ -74,9 +76,12 @@ export default function register(RED: NodeAPI): void {
       tokenRenewMarginSec: num(def.tokenRenewMargin, 900, 1),
       reconnectMinMs: num(def.reconnectMin, 1000, 10),
       reconnectMaxMs: num(def.reconnectMax, 60_000, 100),
+      throttleMinMs: num(def.throttleMin, 10_000, 10),
+      throttleMaxMs: num(def.throttleMax, 60_000, 10),
       idleTimeoutMs: num(def.idleTimeout, 120_000, 0),
     };
     if ((options.reconnectMaxMs as number) < (options.reconnectMinMs as number)) options.reconnectMaxMs = options.reconnectMinMs;
+    if ((options.throttleMaxMs as number) < (options.throttleMinMs as number)) options.throttleMaxMs = options.throttleMinMs;
 
     if (mode === 'azure') {
       let text = node.credentials?.connectionString ?? '';

@@ -10,7 +10,7 @@ import rhea = require('rhea');
 import type { Client as ServiceClient } from 'azure-iothub';
 import { parseConnectionString } from '../../src/iothub/connection-string';
 import { HubError } from '../../src/iothub/errors';
-import { HubConnection } from '../../src/iothub/hub-connection';
+import { HubConnection, type HubConnectionOptions } from '../../src/iothub/hub-connection';
 import { HubReceiver, HubSender, type Received, type Settlement } from '../../src/iothub/links';
 import type { SimulatedHub } from '../../src/simulator';
 import { startTestHub, waitFor, delay } from '../helpers/hub';
@@ -41,13 +41,16 @@ describe('outcomes decided in the same tick', function () {
     hub = undefined;
   });
 
-  function deviceConnection(sim: SimulatedHub, deviceId: string): HubConnection {
+  function deviceConnection(sim: SimulatedHub, deviceId: string, extra: HubConnectionOptions = {}): HubConnection {
     const connection = new HubConnection(parseConnectionString(sim.deviceConnectionString(deviceId)), {
       transport: 'amqp',
       port: sim.ports.amqp,
       connectHost: '127.0.0.1',
       reconnectMinMs: 50,
       reconnectMaxMs: 200,
+      throttleMinMs: 50,
+      throttleMaxMs: 200,
+      ...extra,
     });
     connections.push(connection);
     return connection;
@@ -75,6 +78,22 @@ describe('outcomes decided in the same tick', function () {
     await Promise.all([sender.send(message('throttled')), sender.send(message('next'))]);
     const stored = [...sim.events()].map((e) => String(e.message.message_id)).sort();
     assert.deepEqual(stored, ['next', 'throttled', 'warm-up']);
+  });
+
+  it('after throttling, a sender pauses on the throttling schedule, not the reconnect one', async () => {
+    const sim = await startTestHub();
+    hub = sim;
+    // Reconnects would retry after 50-200 ms; the throttling pause is at least 600 ms here (10 s by default).
+    const sender = new HubSender(deviceConnection(sim, 'slow-down', { throttleMinMs: 600, throttleMaxMs: 1200 }), '/devices/slow-down/messages/events', { deviceId: 'slow-down' });
+    await sender.send(message('warm-up'));
+    const sends: number[] = [];
+    sim.on('d2c', () => sends.push(Date.now()));
+    sim.faults.throttleNext(1);
+    const refusedAt = Date.now();
+    await sender.send(message('throttled'));
+    assert.equal(sim.stats.throttled, 1);
+    assert.equal(sends.length, 1);
+    assert.ok(sends[0] - refusedAt >= 600, `sent again ${sends[0] - refusedAt} ms after the refusal`);
   });
 
   it('HubReceiver settles complete, abandon, reject and complete from one tick each as asked', async () => {

@@ -13,7 +13,7 @@ helper.init(require.resolve('node-red'));
 function flow(out: Record<string, unknown> = {}): object[] {
   return [
     { id: 'tab', type: 'tab', label: 'device-out' },
-    { id: 'conn1', type: 'iothub-connection', z: 'tab', mode: 'azure', transport: 'amqps', reconnectMin: 50, reconnectMax: 200 },
+    { id: 'conn1', type: 'iothub-connection', z: 'tab', mode: 'azure', transport: 'amqps', reconnectMin: 50, reconnectMax: 200, throttleMin: 50, throttleMax: 200 },
     { id: 'out1', type: 'iothub-device-out', z: 'tab', hub: 'conn1', deviceId: '', deviceIdType: 'str', maxPending: 1000, wires: [['sent']], ...out },
     { id: 'sent', type: 'helper', z: 'tab', wires: [] },
     { id: 'catcher', type: 'catch', z: 'tab', scope: null, uncaught: false, wires: [['caught']] },

@@ -234,6 +234,9 @@ function testFlow(hub: SimulatedHub, options: PipelineOptions): { flow: FlowNode
     transport: 'amqps',
     reconnectMin: options.reconnectMinMs ?? 50,
     reconnectMax: options.reconnectMaxMs ?? 500,
+    // Throttling pauses as short as the reconnects here; the hub-like 10-60 s schedule is tested on its own.
+    throttleMin: options.reconnectMinMs ?? 50,
+    throttleMax: options.reconnectMaxMs ?? 500,
   };
   if (options.tokenLifetimeSec !== undefined) connection.tokenLifetime = options.tokenLifetimeSec;
   if (options.tokenRenewMarginSec !== undefined) connection.tokenRenewMargin = options.tokenRenewMarginSec;
@@ -292,6 +295,8 @@ export class Pipeline {
             new CoreDevices(hub, options.devices, {
               reconnectMinMs: options.reconnectMinMs ?? 50,
               reconnectMaxMs: options.reconnectMaxMs ?? 500,
+              throttleMinMs: options.reconnectMinMs ?? 50,
+              throttleMaxMs: options.reconnectMaxMs ?? 500,
               ...(options.tokenLifetimeSec === undefined ? {} : { tokenLifetimeSec: options.tokenLifetimeSec }),
               ...(options.tokenRenewMarginSec === undefined ? {} : { tokenRenewMarginSec: options.tokenRenewMarginSec }),
             })

@@ -51,7 +51,8 @@ function exampleFlow(port: number): FlowNode[] {
     .map((n) => {
       if (n.type === 'debug') return { id: n.id, type: 'helper', z: n.z, wires: [] };
       // Reconnect within seconds: a soak that waits a minute per fault injects few of them.
-      if (n.type === 'iothub-connection') return { ...n, localPort: port, reconnectMin: 200, reconnectMax: 3000 };
+      // Throttling windows here last 0.5-3 s, every few seconds: pauses of a second or more (not the hub's 10 s) keep the run about the faults.
+      if (n.type === 'iothub-connection') return { ...n, localPort: port, reconnectMin: 200, reconnectMax: 3000, throttleMin: 1000, throttleMax: 3000 };
       return n;
     });
 }

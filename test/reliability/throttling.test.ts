@@ -74,6 +74,8 @@ describe('reliability: throttling', function () {
       ca: started.certificate?.cert,
       reconnectMinMs: 20,
       reconnectMaxMs: 200,
+      throttleMinMs: 20,
+      throttleMaxMs: 200,
       random: () => (r = Math.max(0, r - 0.05)),
     });
     const sender = new HubSender(connection, '/devices/thr-burst/messages/events', { deviceId: 'thr-burst' });

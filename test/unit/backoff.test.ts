@@ -1,5 +1,5 @@
 import { strict as assert } from 'node:assert';
-import { backoffDelay, type BackoffOptions } from '../../src/iothub/backoff';
+import { backoffDelay, throttleDelay, type BackoffOptions } from '../../src/iothub/backoff';
 
 /** A fixed jitter source. */
 const fixed =
@@ -130,5 +130,23 @@ describe('backoff: backoffDelay', () => {
     for (const r of [0, 0.1, 0.333, 0.5, 0.9]) {
       assert.equal(backoffDelay(2, { ...options, random: fixed(r) }), Math.round(2000 + r * 2000));
     }
+  });
+});
+
+describe('throttleDelay: the official Node SDK\'s throttling schedule', () => {
+  const sdk = { minMs: 10_000, maxMs: 60_000 };
+
+  it('waits the floor (10 s) first, whatever the jitter', () => {
+    assert.equal(throttleDelay(0, { ...sdk, random: () => 0 }), 10_000);
+    assert.equal(throttleDelay(0, { ...sdk, random: () => 0.999 }), 10_000);
+  });
+
+  it('then grows by a random part that doubles each time (1.25 s, 3.75 s, 8.75 s at most), never past the cap', () => {
+    assert.equal(throttleDelay(1, { ...sdk, random: () => 1 }), 11_250);
+    assert.equal(throttleDelay(2, { ...sdk, random: () => 1 }), 13_750);
+    assert.equal(throttleDelay(3, { ...sdk, random: () => 1 }), 18_750);
+    assert.equal(throttleDelay(3, { ...sdk, random: () => 0 }), 10_000);
+    assert.equal(throttleDelay(6, { ...sdk, random: () => 1 }), 60_000);
+    assert.equal(throttleDelay(60, { ...sdk, random: () => 1 }), 60_000);
   });
 });
