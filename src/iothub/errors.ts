@@ -78,6 +78,12 @@ export function errorFromCondition(error: AmqpErrorLike | undefined, context: Er
   if (condition === 'amqp:resource-limit-exceeded' && context === 'service') {
     mapping = { code: 'DeviceMaximumQueueDepthExceeded', retryable: false };
   }
+  // Event Hubs uses it for a sixth reader on a partition of a consumer group ("Exceeded the maximum
+  // number of allowed receivers per partition in a consumer group which is 5", azure-sdk-for-java#38117;
+  // @azure/core-amqp names it QuotaExceededError): named for what it is, so the fix is plain.
+  if (condition === 'amqp:resource-limit-exceeded' && (context === 'eventhub' || /receivers per partition/i.test(description))) {
+    mapping = { code: 'ReceiverLimitExceeded', retryable: false };
+  }
   const info = error?.info && typeof error.info === 'object' ? (error.info as Record<string, unknown>) : undefined;
   return new HubError(mapping.code, description, info ? { retryable: mapping.retryable, condition, info } : { retryable: mapping.retryable, condition });
 }

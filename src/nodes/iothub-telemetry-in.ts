@@ -154,10 +154,21 @@ export default function register(RED: NodeAPI): void {
       readers.on('event', emit);
       // One warning per partition for each new reason, not one for every retry of the same failure.
       const lastWarning = new Map<string, string>();
+      const crowded = new Set<string>();
       readers.on('partition', (partitionId: string, state: string, err?: HubError) => {
-        if (state === 'attached') lastWarning.delete(partitionId);
+        if (state === 'attached') {
+          lastWarning.delete(partitionId);
+          if (crowded.delete(partitionId) && crowded.size === 0) node.status(statusFor(connection.state));
+        }
         if (state !== 'detached' || !err || err.code === 'NotConnected') return;
-        const text = `partition ${partitionId}: ${err.code}: ${err.message}`;
+        let text = `partition ${partitionId}: ${err.code}: ${err.message}`;
+        if (err.code === 'ReceiverLimitExceeded') {
+          // Five readers share the consumer group here already (other flows, other programs): this one
+          // keeps trying, and says what would let it in.
+          crowded.add(partitionId);
+          node.status({ fill: 'red', shape: 'ring', text: 'iothub-telemetry-in.status.receiverLimit' });
+          text += ' Give this node a consumer group of its own (Azure portal: IoT Hub > Built-in endpoints), or stop a reader that shares this one.';
+        }
         if (lastWarning.get(partitionId) === text) return;
         lastWarning.set(partitionId, text);
         node.warn(text);

@@ -141,9 +141,11 @@ export class EventHubSurface {
         return { condition: 'amqp:link:stolen', description: `A receiver with owner level ${highest} is reading this partition.` };
       }
       if (peers.size >= MAX_NON_EPOCH_READERS) {
+        // Event Hubs' own words (azure-sdk-for-java#38117; event-hubs-quotas: 5 readers per partition and group).
+        const names = [...peers].map((r) => r.sender.name).join(', ');
         return {
           condition: 'amqp:resource-limit-exceeded',
-          description: `At most ${MAX_NON_EPOCH_READERS} receivers per partition per consumer group are allowed.`,
+          description: `Exceeded the maximum number of allowed receivers per partition in a consumer group which is ${MAX_NON_EPOCH_READERS}. List of connected receivers - ${names}.`,
         };
       }
     } else {

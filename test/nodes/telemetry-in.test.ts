@@ -1,5 +1,6 @@
 /** telemetry-in in a Node-RED runtime, fed by the official device SDK through the simulator. */
 import { strict as assert } from 'node:assert';
+import { EventHubConsumerClient, latestEventPosition } from '@azure/event-hubs';
 import helper from 'node-red-node-test-helper';
 import type { Client as DeviceClient } from 'azure-iot-device';
 import connectionNode from '../../src/nodes/iothub-connection';
@@ -8,6 +9,7 @@ import { stopLocalHubs } from '../../src/nodes/local-simulator';
 import { partitionForDevice } from '../../src/simulator/partitions';
 import type { SimulatedHub } from '../../src/simulator';
 import { delay, startTestHub, waitFor } from '../helpers/hub';
+import { statuses } from '../helpers/flow';
 import { closeQuietly, Message, openDevice } from '../helpers/sdk';
 
 helper.init(require.resolve('node-red'));
@@ -23,6 +25,10 @@ interface Out {
   enqueuedTime?: string;
   properties?: Record<string, unknown>;
   systemProperties?: Record<string, unknown>;
+}
+
+interface SpiedWarn {
+  getCalls(): Array<{ args: unknown[] }>;
 }
 
 interface TestNode {
@@ -176,6 +182,30 @@ describe('telemetry-in', function () {
     const p0 = ids.find((d) => partitionForDevice(d, 4) === 0) as string;
     await send(p0, 1, 'p0');
     await waitFor(() => out.some((m) => m.messageId === `p0-${p0}-0`), 'partition 0 reads again');
+  });
+
+  it('a sixth reader of a partition in one consumer group: the status says what to do, and it reads once a place is free', async () => {
+    hub = await startTestHub({ partitionCount: 1 });
+    const others = Array.from({ length: 5 }, () => new EventHubConsumerClient('$Default', hub.eventHubConnectionString()));
+    const subscriptions = others.map((c) => c.subscribe({ processEvents: async () => undefined, processError: async () => undefined }, { startPosition: latestEventPosition }));
+    try {
+      await waitFor(() => hub.eventHub.readerCount === 5, 'five readers of partition 0');
+      await helper.load([connectionNode, telemetryInNode], flow({ startPosition: 'earliest' }), { conn1: { connectionString: hub.serviceConnectionString() } });
+      const out = collect();
+      await waitFor(() => statuses('tin').includes('iothub-telemetry-in.status.receiverLimit'), 'the receiver-limit status');
+      const warnings = (helper.getNode('tin') as unknown as { warn: SpiedWarn }).warn.getCalls().map((c) => String(c.args[0]));
+      const limit = warnings.filter((w) => /ReceiverLimitExceeded/.test(w));
+      assert.equal(limit.length, 1, `one warning while the same refusal repeats: ${JSON.stringify(warnings)}`);
+      assert.match(limit[0], /consumer group of its own/);
+      await subscriptions[0].close();
+      await others[0].close();
+      await waitFor(() => statuses('tin').at(-1) === 'node-red:common.status.connected', 'connected once a place is free');
+      await send('crowd-dev', 1, 'crowd');
+      await waitFor(() => out.some((m) => m.messageId === 'crowd-crowd-dev-0'), 'the event');
+    } finally {
+      for (const s of subscriptions) await s.close().catch(() => undefined);
+      for (const c of others) await c.close().catch(() => undefined);
+    }
   });
 
   it('deployed while the hub is unreachable for longer than an operation may take, it keeps trying and reads once the hub is back', async function () {

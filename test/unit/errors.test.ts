@@ -36,13 +36,20 @@ describe('errors: errorFromCondition', () => {
     });
   }
 
-  it('resource-limit-exceeded is a full device queue only in the service context', () => {
+  it('resource-limit-exceeded is a full device queue in the service context, a sixth reader on Event Hubs, a quota elsewhere', () => {
     const c = { condition: 'amqp:resource-limit-exceeded', description: 'queue full' };
     assert.equal(errorFromCondition(c, 'service').code, 'DeviceMaximumQueueDepthExceeded');
     assert.equal(errorFromCondition(c, 'service').retryable, false);
     assert.equal(errorFromCondition(c, 'device').code, 'IotHubQuotaExceeded');
-    assert.equal(errorFromCondition(c, 'eventhub').code, 'IotHubQuotaExceeded');
+    assert.equal(errorFromCondition(c, 'eventhub').code, 'ReceiverLimitExceeded');
     assert.equal(errorFromCondition(c).code, 'IotHubQuotaExceeded');
+    // A reader's detach carries no context; Event Hubs' own words say what it is.
+    const sixth = {
+      condition: 'amqp:resource-limit-exceeded',
+      description: 'Exceeded the maximum number of allowed receivers per partition in a consumer group which is 5. List of connected receivers - a, b, c, d, e.',
+    };
+    assert.equal(errorFromCondition(sixth).code, 'ReceiverLimitExceeded');
+    assert.equal(errorFromCondition(sixth).retryable, false);
   });
 
   it('an unknown condition is a non-retryable AmqpError that keeps the condition', () => {
