@@ -402,6 +402,14 @@ export class HubConnection extends EventEmitter {
     if (generation !== this.generation || this.currentState === 'closed') return;
     this.generation += 1;
     this.teardown();
+    if (this.links.size === 0 && error.condition === 'amqp:connection:forced') {
+      // Closed for having no link (Event Hubs and Service Bus do that after five idle minutes, and a
+      // config node whose senders all went idle holds none): nothing needs it now, so it rests until a
+      // link registers instead of reconnecting only to be closed again.
+      this.attempt = 0;
+      this.setState('idle', error);
+      return;
+    }
     for (const link of this.links) link.down();
     const delay = error.code === 'Unauthorized' ? this.options.reconnectMaxMs : backoffDelay(this.attempt, {
       minMs: this.options.reconnectMinMs,

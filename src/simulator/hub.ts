@@ -60,6 +60,8 @@ interface ConnState {
   openTimer?: NodeJS.Timeout;
   /** The client negotiated SASL (any mechanism) before AMQP. */
   sasl?: boolean;
+  /** Since when the connection has had no link but `$cbs` (ms since the epoch); undefined while it has one. */
+  linklessSince?: number;
 }
 
 export interface HubStats {
@@ -496,6 +498,7 @@ export class SimulatedHub extends EventEmitter {
       auth: new ConnectionAuth(this.options.maxTokensPerConnection),
       links: new Map(),
       closed: false,
+      linklessSince: Date.now(),
     };
     this.conns.set(connection, state);
     this.stats.openConnections = this.conns.size;
@@ -631,7 +634,9 @@ export class SimulatedHub extends EventEmitter {
   private linkGone(state: LinkState): void {
     if (state.closed) return;
     state.closed = true;
-    this.conns.get(state.link.connection)?.links.delete(state.link);
+    const conn = this.conns.get(state.link.connection);
+    conn?.links.delete(state.link);
+    if (conn && conn.linklessSince === undefined && [...conn.links.values()].every((l) => l.address.kind === 'cbs')) conn.linklessSince = Date.now();
     state.onClose?.();
     // What it had sent and nobody will settle now must not hold its session's buffer (see amqp.ts).
     forgetLinkDeliveries(state.link, state.session);
@@ -654,6 +659,7 @@ export class SimulatedHub extends EventEmitter {
     answerAttach(link, this.maxMessageBytes(address));
     const state: LinkState = { link, role, address, addressText, session: ctx.session as rhea.Session };
     conn.links.set(link, state);
+    if (address.kind !== 'cbs') conn.linklessSince = undefined;
 
     if (address.kind === 'cbs') {
       if (role === 'receiver') state.onMessage = (c) => this.onCbsRequest(conn, state, c);
@@ -985,6 +991,26 @@ export class SimulatedHub extends EventEmitter {
     this.feedback.sweep();
     for (const p of this.partitions) p.trimByAge(now);
     this.enforceTokens(now);
+    this.closeLinkless(now);
+  }
+
+  /**
+   * Closes connections that have had no link but `$cbs` for `linklessTimeoutMs`, in the words Event
+   * Hubs and Service Bus use ("AMQP errors in Azure Service Bus": amqp:connection:forced, "... did not
+   * have any active links in the past 300000 milliseconds"); a `$cbs` link alone does not keep a
+   * connection (azure-sdk-for-java#41535 shows it closed that way).
+   */
+  private closeLinkless(now: number): void {
+    const limit = this.options.linklessTimeoutMs;
+    if (limit <= 0) return;
+    for (const conn of [...this.conns.values()]) {
+      if (conn.linklessSince === undefined || now - conn.linklessSince < limit || !conn.connection.is_open()) continue;
+      conn.linklessSince = undefined;
+      conn.connection.close({
+        condition: 'amqp:connection:forced',
+        description: `The connection was closed by container '${this.options.hubName}' because it did not have any active links in the past ${limit} milliseconds.`,
+      } as rhea.AmqpError);
+    }
   }
 
   /** Detaches every link whose token lapsed, as the hub does ("Token Invalid."). */

@@ -60,6 +60,11 @@ export interface SimulatorOptions {
   maxFrameBytes: number;
   /** A client that has not opened its AMQP connection this long after connecting is dropped. */
   openTimeoutMs: number;
+  /**
+   * Close a connection that has had no link but `$cbs` for this long (0 = never), as Event Hubs and
+   * Service Bus do after 300,000 ms. Off by default: whether IoT Hub does the same is unverified.
+   */
+  linklessTimeoutMs: number;
   /** Folder that keeps the registry, C2D queues and partitions across restarts (in memory when absent). */
   location?: string;
 }
@@ -91,6 +96,7 @@ export const DEFAULT_OPTIONS: SimulatorOptions = {
   // The Azure AMQP stack's default frame size; senders split larger messages into frames.
   maxFrameBytes: 64 * 1024,
   openTimeoutMs: 30_000,
+  linklessTimeoutMs: 0,
 };
 
 export type SimulatorOptionsInput = Partial<Omit<SimulatorOptions, 'c2d' | 'd2c' | 'feedback'>> & {
@@ -157,6 +163,7 @@ function validate(o: SimulatorOptions): void {
   // AMQP lets no peer ask for frames under 512 bytes.
   if (!Number.isInteger(o.maxFrameBytes) || o.maxFrameBytes < 512 || o.maxFrameBytes > 0xffffffff) throw new OptionsError('maxFrameBytes must be a whole number from 512 to 4294967295');
   checkPositive('openTimeoutMs', o.openTimeoutMs, 10);
+  checkPositive('linklessTimeoutMs', o.linklessTimeoutMs, 0);
   if (o.location !== undefined && (typeof o.location !== 'string' || o.location.trim() === '')) throw new OptionsError('location must be a folder path');
   for (const [k, v] of Object.entries(o.c2d)) checkPositive(`c2d.${k}`, v);
   for (const [k, v] of Object.entries(o.d2c)) checkPositive(`d2c.${k}`, v);

@@ -331,6 +331,41 @@ describe('HubConnection', function () {
     await senders.close();
   });
 
+  it('closed by the hub for holding no link (its senders all went idle): it rests until a link is needed, then connects again', async () => {
+    hub = await startTestHub({ linklessTimeoutMs: 300, sweepIntervalMs: 50 });
+    const sim = hub;
+    const identity = parseConnectionString(sim.serviceConnectionString('device'), { gatewayPolicy: true });
+    const connection = await open(identity, transportOptions(sim, 'amqp'));
+    const senders = new DeviceSenders(Promise.resolve(connection), { maxPending: 10, idleCloseMs: 200 });
+    await senders.send({ deviceId: 'now-and-then' }, body('first'));
+    const states: string[] = [];
+    connection.on('state', (state: HubState) => states.push(state));
+    await waitFor(() => connection.state === 'idle', 'the connection to rest once the hub closed it', 5000);
+    assert.deepEqual(states, ['idle'], 'no reconnect, no alarm: the hub only closed what nothing used');
+    await delay(1000);
+    assert.equal(sim.stats.connectionsAccepted, 1, 'not reconnected only to be closed again');
+    await senders.send({ deviceId: 'now-and-then' }, body('second'));
+    assert.equal(sim.stats.connectionsAccepted, 2);
+    assert.deepEqual(arrivedIds(sim), ['first', 'second']);
+    await senders.close();
+  });
+
+  it('the simulator closes a connection that holds only $cbs after linklessTimeoutMs, in Event Hubs\' words, and keeps one with a link', async () => {
+    hub = await startTestHub({ linklessTimeoutMs: 300, sweepIntervalMs: 50 });
+    const sim = hub;
+    const idle = await open(parseConnectionString(sim.serviceConnectionString('device'), { gatewayPolicy: true }), transportOptions(sim, 'amqp'));
+    const busy = await open(parseConnectionString(sim.deviceConnectionString('busy-1')), transportOptions(sim, 'amqp'));
+    const errors: Array<string | undefined> = [];
+    idle.on('state', (_state: HubState, error?: { condition?: string; message: string }) => errors.push(error && `${String(error.condition)}: ${error.message}`));
+    idle.open();
+    const sender = new HubSender(busy, '/devices/busy-1/messages/events', { deviceId: 'busy-1' });
+    await sender.send(body('keeps it open'));
+    await waitFor(() => idle.state === 'idle' && errors.length > 1, 'the linkless connection closed', 5000);
+    assert.match(String(errors.at(-1)), /^amqp:connection:forced: The connection was closed by container '\S+' because it did not have any active links in the past 300 milliseconds\.$/);
+    await delay(500);
+    assert.equal(busy.state, 'open', 'a connection with a link stays');
+  });
+
   it('a device identity cannot open links for another device', async () => {
     hub = await startTestHub();
     const identity = parseConnectionString(hub.deviceConnectionString('me'));
