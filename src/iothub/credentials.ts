@@ -13,7 +13,7 @@ export interface Scope {
 }
 
 export interface Token {
-  /** CBS `name`: the resource URI the token is for. */
+  /** CBS `name`: the resource the token is for, with the device and module ids URL-encoded (see audienceFor). */
   audience: string;
   token: string;
   /** ms since the epoch. */
@@ -40,6 +40,19 @@ export function resourceFor(identity: Identity, scope: Scope): string {
   return resource;
 }
 
+/**
+ * The CBS `name` for a scope: the token's resource with each device and module id URL-encoded, as the
+ * C# device SDK writes it (azure-iot-sdk-csharp DeviceIdentity: `{host}/devices/{WebUtility.UrlEncode(id)}`)
+ * and as our link addresses carry the ids (deviceAddress). Raw, an id holding '#', '?', '%' or a space
+ * would read as another resource to anything that parses the name as a URI.
+ */
+export function audienceFor(identity: Identity, scope: Scope): string {
+  if (identity.kind === 'eventhub' || scope.deviceId === undefined) return resourceFor(identity, scope);
+  let audience = `${identity.host}/devices/${encodeURIComponent(scope.deviceId)}`;
+  if (scope.moduleId !== undefined) audience += `/modules/${encodeURIComponent(scope.moduleId)}`;
+  return audience;
+}
+
 /** Checks that an identity may speak for a scope at all, before anything goes on the wire. */
 export function checkScope(identity: Identity, scope: Scope): void {
   if (identity.kind === 'device') {
@@ -54,7 +67,8 @@ export function checkScope(identity: Identity, scope: Scope): void {
 }
 
 export function makeToken(identity: Identity, scope: Scope, lifetimeSeconds: number, now = Date.now()): Token {
-  const audience = resourceFor(identity, scope);
+  const audience = audienceFor(identity, scope);
+  const resource = resourceFor(identity, scope);
   if (identity.kind === 'device' && identity.sas !== undefined) {
     let expiry: number;
     try {
@@ -67,14 +81,14 @@ export function makeToken(identity: Identity, scope: Scope, lifetimeSeconds: num
   const expiry = Math.floor(now / 1000) + Math.max(1, Math.floor(lifetimeSeconds));
   let token: string;
   if (identity.kind === 'eventhub') {
-    token = makeSasToken({ resource: audience, key: identity.key, keyName: identity.policy, expiry, encoding: 'text' });
+    token = makeSasToken({ resource, key: identity.key, keyName: identity.policy, expiry, encoding: 'text' });
   } else if (identity.kind === 'device') {
     if (identity.key === undefined) {
       throw new HubError('InvalidConnectionString', 'the device identity has neither a SharedAccessKey nor a SharedAccessSignature');
     }
-    token = makeSasToken({ resource: audience, key: identity.key, expiry });
+    token = makeSasToken({ resource, key: identity.key, expiry });
   } else {
-    token = makeSasToken({ resource: audience, key: identity.key, keyName: identity.policy, expiry });
+    token = makeSasToken({ resource, key: identity.key, keyName: identity.policy, expiry });
   }
   return { audience, token, expiresAt: expiry * 1000, renewable: true };
 }

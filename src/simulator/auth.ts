@@ -96,6 +96,48 @@ export function grantFromToken(token: string, ctx: TokenContext): Grant {
   return { scope: normaliseScope(segments), rights: new Set<Right>(['DeviceConnect']), expiresAt, signer, eventHub };
 }
 
+/**
+ * Whether a put-token's `name` names the resource its token is for. Each official SDK writes the name
+ * its own way, and each is accepted:
+ * - Node (azure-iot-device amqp.ts): the token's `sr` as it stands, URL-encoded whole
+ *   (`host%2Fdevices%2Fa%23b`): decoded once, it is the resource;
+ * - C# (DeviceIdentity): `host/devices/<url-encoded id>`, the service `amqps://host:5671/`, Python
+ *   `https://host`: a URI, whose path segments are each decoded;
+ * - C (iothubtransport_amqp_cbs_auth.c): `host/devices/<id>` raw, which reads the same way unless the
+ *   id holds a `%` escape.
+ * A name that reads as another resource (a raw id such as `line%41`, read `lineA`) is refused: a hub
+ * that keys tokens by their audience would hold it for the wrong device. What the real hub does with
+ * such a name is UNVERIFIED; every SDK's own form passes.
+ */
+export function audienceMatches(name: unknown, token: string): boolean {
+  if (typeof name !== 'string' || name === '') return false;
+  let resource: string;
+  try {
+    resource = parseSasToken(token).resource;
+  } catch {
+    return false;
+  }
+  const wholeEncoded = !name.includes('/');
+  const path = wholeEncoded ? safeDecode(name) : name;
+  const readSegments = (text: string, decode: boolean): string[] => {
+    const withoutScheme = text.replace(/^[a-z][a-z0-9+.-]*:\/\//i, '');
+    const [host, ...rest] = withoutScheme.split('/');
+    const segments = rest.filter((s) => s !== '').map((s) => (decode ? safeDecode(s) : s));
+    return [host.split(':')[0].toLowerCase(), ...normaliseScope(segments)];
+  };
+  const wanted = readSegments(resource, false);
+  const given = readSegments(path, !wholeEncoded);
+  return wanted.length === given.length && wanted.every((s, i) => s === given[i]);
+}
+
+function safeDecode(text: string): string {
+  try {
+    return decodeURIComponent(text);
+  } catch {
+    return text;
+  }
+}
+
 /** The device or module a token's path names exactly (devices/<id> or devices/<id>/modules/<mid>). */
 function deviceOf(segments: string[]): { deviceId: string; moduleId?: string } | undefined {
   if (segments[0]?.toLowerCase() !== 'devices') return undefined;

@@ -15,7 +15,7 @@ import {
 } from '../iothub/connection-string';
 import { answerAttach, answerBegin, bodyBytes, CHANNEL_MAX, forgetDelivery, forgetLinkDeliveries, messageSize, remoteAttach, settleIncoming, wrapInt, wrapLong, copyMessage, type AmqpError, type Outcome } from './amqp';
 import { parseAddress, type Address } from './addresses';
-import { AuthError, ConnectionAuth, grantFromToken, requirementFor, type Requirement } from './auth';
+import { audienceMatches, AuthError, ConnectionAuth, grantFromToken, requirementFor, type Requirement } from './auth';
 import { FrameGuard, limitTransfers } from './guard';
 import { writeEveryField } from './frame-fields';
 import { C2dQueues, type C2dEntryRecord } from './c2d';
@@ -831,6 +831,7 @@ export class SimulatedHub extends EventEmitter {
     } else {
       const token = typeof message.body === 'string' ? message.body : bodyBytes(message.body).toString('utf8');
       try {
+        if (!audienceMatches(props.name, token)) throw new AuthError(`the put-token name '${String(props.name).slice(0, 200)}' does not name the resource the token is for`);
         const grant = grantFromToken(token, this.tokenContext());
         conn.auth.add(grant);
         this.stats.putTokens++;

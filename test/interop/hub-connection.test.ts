@@ -7,11 +7,12 @@ import * as net from 'node:net';
 import rhea = require('rhea');
 import { parseConnectionString, type Identity } from '../../src/iothub/connection-string';
 import { HubConnection, type HubConnectionOptions, type HubState } from '../../src/iothub/hub-connection';
-import { DeviceSenders } from '../../src/iothub/device';
+import { C2dInbox, deviceAddress, DeviceSenders, scopeOf } from '../../src/iothub/device';
 import { HubSender } from '../../src/iothub/links';
 import { expiryIn, makeSasToken } from '../../src/iothub/sas';
 import type { SimulatedHub } from '../../src/simulator';
 import { delay, startTestHub, waitFor } from '../helpers/hub';
+import { deviceToken, openRaw } from '../helpers/raw';
 
 type TransportName = 'amqp' | 'amqps' | 'amqpws';
 
@@ -364,6 +365,40 @@ describe('HubConnection', function () {
     assert.match(String(errors.at(-1)), /^amqp:connection:forced: The connection was closed by container '\S+' because it did not have any active links in the past 300 milliseconds\.$/);
     await delay(500);
     assert.equal(busy.state, 'open', 'a connection with a link stays');
+  });
+
+  it('a device whose id holds \'#\', \'?\' and a \'%\' escape authenticates, sends and receives: the CBS name carries the id URL-encoded, as the C# SDK writes it', async () => {
+    hub = await startTestHub();
+    const sim = hub;
+    const id = 'line%41#3?x';
+    const identity = parseConnectionString(sim.deviceConnectionString(id));
+    const connection = await open(identity, transportOptions(sim, 'amqp'));
+    const target = { deviceId: id };
+    const sender = new HubSender(connection, deviceAddress(target, 'events'), scopeOf(target));
+    await sender.send(body('from a strange id'));
+    const stored = [...sim.events()];
+    assert.equal(stored.length, 1);
+    assert.equal(stored[0].message.message_annotations?.['iothub-connection-device-id'], id);
+    const inbox = new C2dInbox(connection, target, { settle: 'auto', prefetch: 5 });
+    const got: string[] = [];
+    inbox.on('message', (r: { message: rhea.Message }) => got.push(String(r.message.message_id)));
+    const device = sim.registry.getDevice(id);
+    assert.ok(device);
+    assert.equal(sim.c2d.enqueue(id, undefined, device.generationId, { message_id: 'to-strange', body: 'hi' } as rhea.Message), undefined);
+    await waitFor(() => got.includes('to-strange'), 'the C2D message');
+    await inbox.close();
+
+    // The name as it was written before (the id raw) reads as device 'lineA#3?x' and is refused.
+    const raw = await openRaw(sim);
+    try {
+      const token = deviceToken(sim, id);
+      await assert.rejects(raw.cbs.putToken(`${sim.hostWithPort}/devices/${id}`, token), (err: { code?: string }) => err.code === 'Unauthorized');
+      await raw.cbs.putToken(`${sim.hostWithPort}/devices/${encodeURIComponent(id)}`, token);
+      // The Node SDK's form: the token's sr, encoded whole.
+      await raw.cbs.putToken(encodeURIComponent(`${sim.hostWithPort}/devices/${id}`), token);
+    } finally {
+      await raw.close();
+    }
   });
 
   it('a device identity cannot open links for another device', async () => {
