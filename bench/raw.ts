@@ -27,6 +27,8 @@ export async function openRaw(hub: HubInfo, connectionString: string, scope: Sco
     reconnect: false,
     // rhea turns Nagle off by itself only on connections with a receiver.
     tcp_no_delay: true,
+    // The Event Hubs endpoint takes SASL clients only: a user name alone is ANONYMOUS, as the SDKs do.
+    ...(who.kind === 'eventhub' ? { username: who.policy } : {}),
   } as ConnectionOptions);
   await connection.open();
   const cbs = new CbsChannel(connection);

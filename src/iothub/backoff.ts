@@ -10,9 +10,9 @@ export interface BackoffOptions {
 
 /**
  * The wait after the hub throttled a send (`com.microsoft:device-container-throttled`), on the official
- * Node device SDK's schedule (azure-iot-sdk-node common/core/src/retry_policy.ts, throttled parameters
- * cMin 10 s, c 5 s, cMax 60 s): the floor first, then growing by a random part that doubles each time,
- * never above the cap. The hub throttles for a minute or two; retrying sooner only prolongs it.
+ * Node device SDK's schedule as its code computes it (azure-iot-sdk-node common/core/src/retry_policy.ts,
+ * throttled parameters cMin 10 s, c 5 s, cMax 60 s, jitter spread c·(jd − ju) = 1.25 s): the floor
+ * first, then the floor plus a random part whose range doubles each time, never above the cap. The hub throttles for a minute or two; retrying sooner only prolongs it.
  */
 export function throttleDelay(attempt: number, options: BackoffOptions): number {
   const random = options.random ?? Math.random;

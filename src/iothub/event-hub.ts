@@ -159,10 +159,12 @@ export interface TelemetryEvent {
 /**
  * Event Hubs refuses a start position past the end of a partition with `com.microsoft:argument-error`
  * ("The supplied sequence number 'X' is invalid. The last sequence number in the system is 'Y'",
- * Azure/azure-event-hubs-spark#315); argument-out-of-range is the same verdict in other words.
+ * Azure/azure-event-hubs-spark#315), and an offset past the end likewise (Azure/azure-event-hubs-python#13).
  */
 function isInvalidPosition(error: HubError): boolean {
-  return error.condition === 'com.microsoft:argument-error' || error.condition === 'com.microsoft:argument-out-of-range';
+  const argument = error.condition === 'com.microsoft:argument-error' || error.condition === 'com.microsoft:argument-out-of-range';
+  // Both conditions also refuse other arguments (an unknown partition id, say): only a position counts.
+  return argument && /sequence number|offset/i.test(error.message);
 }
 
 /**

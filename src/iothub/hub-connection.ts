@@ -84,6 +84,8 @@ interface ScopeState {
   generation: number;
   /** Renewals in a row that went unanswered, for their backoff. */
   renewFailures?: number;
+  /** When the current token was accepted (ms since the epoch). */
+  putAt?: number;
 }
 
 export class HubConnection extends EventEmitter {
@@ -281,8 +283,12 @@ export class HubConnection extends EventEmitter {
   }
 
   /** Puts (or re-puts) the token for a scope on this generation's CBS channel, and plans its renewal. */
-  private authorize(state: ScopeState, generation: number): Promise<void> {
-    if (state.generation === generation && state.token && state.token.expiresAt > Date.now() && !state.pending) return Promise.resolve();
+  /**
+   * Puts a token for a scope unless a valid one is in place. `renew` puts a fresh one anyway; until it
+   * is accepted the old one still holds, so links attach under it instead of waiting on the renewal.
+   */
+  private authorize(state: ScopeState, generation: number, renew = false): Promise<void> {
+    if (!renew && state.generation === generation && state.token && state.token.expiresAt > Date.now()) return Promise.resolve();
     if (state.generation === generation && state.pending) return state.pending;
     state.generation = generation;
     const run = async (): Promise<void> => {
@@ -291,6 +297,7 @@ export class HubConnection extends EventEmitter {
       if (!cbs || generation !== this.generation) throw new HubError('NotConnected', 'the connection closed while authenticating', { retryable: true });
       await cbs.putToken(token.audience, token.token);
       state.token = token;
+      state.putAt = Date.now();
       this.planRenewal(state, generation);
     };
     state.pending = run().finally(() => {
@@ -326,7 +333,6 @@ export class HubConnection extends EventEmitter {
     state.renewTimer = setTimeout(() => {
       state.renewTimer = undefined;
       if (generation !== this.generation || !this.scopes.has(scopeKey(state.scope))) return;
-      state.token = undefined;
       this.renew(state, generation);
     }, wait);
     state.renewTimer.unref();
@@ -339,7 +345,7 @@ export class HubConnection extends EventEmitter {
    * old token still holds.
    */
   private renew(state: ScopeState, generation: number): void {
-    this.authorize(state, generation).then(
+    this.authorize(state, generation, true).then(
       () => {
         state.renewFailures = 0;
         this.emit('renewed', state.scope);
@@ -373,8 +379,9 @@ export class HubConnection extends EventEmitter {
       },
       (err: unknown) => {
         const error = toHubError(err, 'authorising a device failed');
-        // One device's refusal is that device's; only a broken transport is the connection's.
-        if (isRefusal(error)) this.emit('scopeError', link.scope, error);
+        // A refusal no wait can cure fails that link's traffic; anything else (no answer, Unauthorized)
+        // starts the connection over with backoff, nothing dropped, as on connect and renewal.
+        if (failsTraffic(error)) this.emit('scopeError', link.scope, error);
         else this.lost(generation, error);
       },
     );
@@ -389,6 +396,10 @@ export class HubConnection extends EventEmitter {
   async reauthorize(scope: Scope, generation: number): Promise<void> {
     const state = this.scopes.get(scopeKey(this.tokenScope(scope)));
     if (!state || generation !== this.generation) return;
+    // A gateway's links share one token: when it lapses they all ask at once. One put serves them all,
+    // and a token accepted moments ago is the fresh one they need.
+    if (state.generation === generation && state.pending) return state.pending;
+    if (state.generation === generation && state.putAt !== undefined && Date.now() - state.putAt < this.options.reconnectMinMs) return;
     state.token = undefined;
     state.generation = -1;
     await this.authorize(state, generation);
@@ -432,6 +443,8 @@ export class HubConnection extends EventEmitter {
       if (state.renewTimer) clearTimeout(state.renewTimer);
       state.renewTimer = undefined;
       state.token = undefined;
+      state.putAt = undefined;
+      state.renewFailures = 0;
       state.generation = -1;
     }
     const connection = this.connection;

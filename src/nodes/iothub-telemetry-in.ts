@@ -75,8 +75,11 @@ export default function register(RED: NodeAPI): void {
     let checkpointTimer: NodeJS.Timeout | undefined;
     // Listens on a connection this node may not own (an Event Hubs config's shared one): removed on close.
     let watched: HubConnection | undefined;
+    // Partitions refused because five readers share them already: the status says so while any is.
+    const crowded = new Set<string>();
+    const RECEIVER_LIMIT = { fill: 'red', shape: 'ring', text: 'iothub-telemetry-in.status.receiverLimit' } as const;
     const onState = (state: HubState, error?: HubError): void => {
-      if (!closed) node.status(statusFor(state, error));
+      if (!closed) node.status(state === 'open' && crowded.size > 0 ? RECEIVER_LIMIT : statusFor(state, error));
     };
 
     // The endpoint and consumer group being read: checkpoints are kept under it (see checkpoints.ts).
@@ -154,7 +157,6 @@ export default function register(RED: NodeAPI): void {
       readers.on('event', emit);
       // One warning per partition for each new reason, not one for every retry of the same failure.
       const lastWarning = new Map<string, string>();
-      const crowded = new Set<string>();
       readers.on('partition', (partitionId: string, state: string, err?: HubError) => {
         if (state === 'attached') {
           lastWarning.delete(partitionId);
@@ -166,11 +168,14 @@ export default function register(RED: NodeAPI): void {
           // Five readers share the consumer group here already (other flows, other programs): this one
           // keeps trying, and says what would let it in.
           crowded.add(partitionId);
-          node.status({ fill: 'red', shape: 'ring', text: 'iothub-telemetry-in.status.receiverLimit' });
+          node.status(RECEIVER_LIMIT);
           text += ' Give this node a consumer group of its own (Azure portal: IoT Hub > Built-in endpoints), or stop a reader that shares this one.';
         }
-        if (lastWarning.get(partitionId) === text) return;
-        lastWarning.set(partitionId, text);
+        // The service's descriptions end with a tracking id and a time stamp that differ each time:
+        // the same refusal is known by its code and condition.
+        const reason = `${err.code}|${err.condition ?? ''}`;
+        if (lastWarning.get(partitionId) === reason) return;
+        lastWarning.set(partitionId, reason);
         node.warn(text);
       });
       readers.on('reset', (partitionId: string, after: number, err: HubError) => {

@@ -2,6 +2,7 @@
  * The Event Hubs-compatible surface of the built-in endpoint: partition readers with selector
  * filters and owner levels (epochs), and `$management` READ for the hub and its partitions.
  */
+import { randomUUID } from 'node:crypto';
 import type * as rhea from 'rhea';
 import { hasCredit, remoteAttach, sendCounted, wrapInt, wrapLong, type AmqpError } from './amqp';
 import type { Partition } from './partitions';
@@ -73,13 +74,22 @@ export function startSequence(partition: Partition, filter: StartFilter | undefi
  * `com.microsoft:argument-error` on the receiver's detach (the Java client of that report maps it from
  * ARGUMENT_ERROR in ExceptionUtil). Starting at the very next event (`>= last + 1`) is allowed.
  */
-function pastTheEnd(partition: Partition, filter: StartFilter | undefined): AmqpError | undefined {
+/**
+ * Event Hubs ends its error descriptions with a tracking id and a time stamp, different every time
+ * (the texts quoted in azure-sdk-for-java#38117 and azure-event-hubs-spark#315): a client must not take
+ * two of the same refusal for two different ones.
+ */
+function tracking(entity: string): string {
+  return ` TrackingId:${randomUUID()}, SystemTracker:${entity}, Timestamp:${new Date().toISOString()}`;
+}
+
+function pastTheEnd(partition: Partition, filter: StartFilter | undefined, entity: string): AmqpError | undefined {
   if (filter?.kind !== 'sequence') return undefined;
   const first = filter.inclusive ? filter.value : filter.value + 1;
   if (first <= partition.endSequence) return undefined;
   return {
     condition: 'com.microsoft:argument-error',
-    description: `The supplied sequence number '${filter.value}' is invalid. The last sequence number in the system is '${partition.endSequence - 1}'`,
+    description: `The supplied sequence number '${filter.value}' is invalid. The last sequence number in the system is '${partition.endSequence - 1}'${tracking(entity)}`,
   };
 }
 
@@ -128,7 +138,7 @@ export class EventHubSurface {
     if (expression !== undefined && !filter) {
       return { condition: 'com.microsoft:argument-error', description: `Unsupported filter expression: ${expression.slice(0, 100)}` };
     }
-    const beyond = pastTheEnd(partition, filter);
+    const beyond = pastTheEnd(partition, filter, this.entityName);
     if (beyond) return beyond;
     const epochValue: unknown = remoteAttach(sender).properties?.['com.microsoft:epoch'];
     const epoch = typeof epochValue === 'number' ? epochValue : undefined;
@@ -145,7 +155,7 @@ export class EventHubSurface {
         const names = [...peers].map((r) => r.sender.name).join(', ');
         return {
           condition: 'amqp:resource-limit-exceeded',
-          description: `Exceeded the maximum number of allowed receivers per partition in a consumer group which is ${MAX_NON_EPOCH_READERS}. List of connected receivers - ${names}.`,
+          description: `Exceeded the maximum number of allowed receivers per partition in a consumer group which is ${MAX_NON_EPOCH_READERS}. List of connected receivers - ${names}.${tracking(this.entityName)}`,
         };
       }
     } else {

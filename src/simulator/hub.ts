@@ -214,6 +214,14 @@ export class SimulatedHub extends EventEmitter {
       const state = this.linkState(sender);
       if (state) this.closeLink(state, error);
     });
+    // A deleted device's links go at once, whatever token authorised them (a gateway's hub-level one
+    // included): the device is no longer there to send as or to deliver to.
+    this.registry.removalListeners.push((deviceId) =>
+      this.faults.detachLinks((a) => (a.kind === 'd2c' || a.kind === 'c2d') && a.deviceId === deviceId, {
+        condition: 'amqp:not-found',
+        description: `Device ${deviceId} at IotHub ${options.hubName} not registered`,
+      }),
+    );
     this.container = rhea.create_container({ id: options.hubName });
     this.setupSasl();
     this.setupEvents();

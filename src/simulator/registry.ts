@@ -142,9 +142,15 @@ export class Registry {
     return mod;
   }
 
+  /** Told of every device removed, after the observer (the hub detaches its links). */
+  readonly removalListeners: Array<(deviceId: string) => void> = [];
+
   removeDevice(deviceId: string): boolean {
     const removed = this.devices.delete(deviceId);
-    if (removed) this.observer?.deviceRemoved(deviceId);
+    if (removed) {
+      this.observer?.deviceRemoved(deviceId);
+      for (const listener of this.removalListeners) listener(deviceId);
+    }
     return removed;
   }
 

@@ -71,24 +71,34 @@ export class NamespacedHub {
     const hub = new NamespacedHub(child, dir);
     child.stdout?.on('data', (chunk: Buffer) => (hub.output += chunk.toString('utf8')));
     child.stderr?.on('data', (chunk: Buffer) => (hub.output += chunk.toString('utf8')));
-    await new Promise<void>((resolve, reject) => {
-      const timer = setTimeout(() => reject(new Error(`the simulator did not start in its namespace:\n${hub.output}`)), 20_000);
-      const check = (): void => {
-        if (/Press Ctrl-C to stop/.test(hub.output)) {
+    try {
+      await new Promise<void>((resolve, reject) => {
+        const timer = setTimeout(() => reject(new Error(`the simulator did not start in its namespace:\n${hub.output}`)), 20_000);
+        const check = (): void => {
+          if (/Press Ctrl-C to stop/.test(hub.output)) {
+            clearTimeout(timer);
+            resolve();
+          }
+        };
+        child.stdout?.on('data', check);
+        child.once('error', (err) => {
           clearTimeout(timer);
-          resolve();
-        }
-      };
-      child.stdout?.on('data', check);
-      child.once('exit', (code) => {
-        clearTimeout(timer);
-        reject(new Error(`the simulator exited (${code}) in its namespace:\n${hub.output}`));
+          reject(new Error(`unshare could not be started: ${err.message}`));
+        });
+        child.once('exit', (code) => {
+          clearTimeout(timer);
+          reject(new Error(`the simulator exited (${code}) in its namespace:\n${hub.output}`));
+        });
       });
-    });
-    const match = /Event Hubs-compatible connection string[^\n]*\n\s*(Endpoint=\S+)/.exec(hub.output);
-    if (!match) throw new Error(`no Event Hubs connection string in the simulator's output:\n${hub.output}`);
-    hub.eventHubString = match[1];
-    return hub;
+      const match = /Event Hubs-compatible connection string[^\n]*\n\s*(Endpoint=\S+)/.exec(hub.output);
+      if (!match) throw new Error(`no Event Hubs connection string in the simulator's output:\n${hub.output}`);
+      hub.eventHubString = match[1];
+      return hub;
+    } catch (err) {
+      // Nothing may outlive a failed start: a live child would keep mocha (exit: false) running for ever.
+      await hub.close();
+      throw err;
+    }
   }
 
   /** Runs a script of test/interop/python inside the namespace; resolves with the JSON line it printed. */
@@ -104,7 +114,12 @@ export class NamespacedHub {
     child.stderr.on('data', (c: Buffer) => (stderr += c.toString('utf8')));
     return new Promise((resolve, reject) => {
       const timer = setTimeout(() => child.kill('SIGKILL'), timeoutMs);
-      child.once('exit', (code, signal) => {
+      child.once('error', (err) => {
+        clearTimeout(timer);
+        reject(new Error(`${script} could not be started (nsenter): ${err.message}`));
+      });
+      // 'close', not 'exit': the last line may still be in the pipe when the process has exited.
+      child.once('close', (code, signal) => {
         clearTimeout(timer);
         const line = stdout.trim().split('\n').pop() ?? '';
         const tail = stderr.trim().split('\n').slice(-25).join('\n');
@@ -122,7 +137,7 @@ export class NamespacedHub {
   }
 
   async close(): Promise<void> {
-    if (this.child.exitCode === null && this.child.signalCode === null) {
+    if (this.child.pid !== undefined && this.child.exitCode === null && this.child.signalCode === null) {
       const exited = new Promise((resolve) => this.child.once('exit', resolve));
       this.child.kill('SIGTERM');
       await Promise.race([exited, new Promise((r) => setTimeout(r, 5000))]);

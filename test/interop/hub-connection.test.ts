@@ -401,6 +401,40 @@ describe('HubConnection', function () {
     }
   });
 
+  it('when a gateway\'s one token lapses under 200 device links, they share one fresh put-token instead of one each', async () => {
+    hub = await startTestHub();
+    const sim = hub;
+    const identity = parseConnectionString(sim.serviceConnectionString('device'), { gatewayPolicy: true });
+    const connection = await open(identity, { ...transportOptions(sim, 'amqp'), reconnectMinMs: 200, reconnectMaxMs: 1000 });
+    const ids = Array.from({ length: 200 }, (_, i) => `lapse-${i}`);
+    const senders = ids.map((id) => new HubSender(connection, `/devices/${id}/messages/events`, { deviceId: id }));
+    await Promise.all(senders.map((s, i) => s.send(body(`before-${i}`))));
+    const putsBefore = sim.stats.putTokens;
+    sim.faults.expireTokens();
+    await Promise.all(senders.map((s, i) => s.send(body(`after-${i}`))));
+    const puts = sim.stats.putTokens - putsBefore;
+    assert.ok(puts >= 1 && puts <= 5, `${puts} put-tokens for one lapsed token`);
+    assert.equal(arrivedIds(sim).length, 400);
+  });
+
+  it('a device deleted while a gateway speaks for it: its links go at once, its messages fail with DeviceNotFound, the others carry on', async () => {
+    hub = await startTestHub({ autoRegister: false, devices: [{ deviceId: 'stays' }, { deviceId: 'goes' }] });
+    const sim = hub;
+    const identity = parseConnectionString(sim.serviceConnectionString('device'), { gatewayPolicy: true });
+    const connection = await open(identity, transportOptions(sim, 'amqp'));
+    const senders = new DeviceSenders(Promise.resolve(connection), { maxPending: 10 });
+    const outcome = (deviceId: string, id: string): Promise<string> =>
+      senders.send({ deviceId }, body(id)).then(
+        () => 'accepted',
+        (err: { code?: string }) => String(err.code),
+      );
+    assert.deepEqual(await Promise.all([outcome('stays', 's1'), outcome('goes', 'g1')]), ['accepted', 'accepted']);
+    sim.registry.removeDevice('goes');
+    assert.deepEqual(await Promise.all([outcome('stays', 's2'), outcome('goes', 'g2')]), ['accepted', 'DeviceNotFound']);
+    assert.equal(sim.stats.connectionsAccepted, 1);
+    await senders.close();
+  });
+
   it('a device identity cannot open links for another device', async () => {
     hub = await startTestHub();
     const identity = parseConnectionString(hub.deviceConnectionString('me'));
