@@ -22,6 +22,31 @@ export default tseslint.config(
     files: ['src/nodes/**/*.ts', 'test/helpers/test-user-node.ts'],
     rules: { '@typescript-eslint/no-this-alias': 'off' },
   },
+  // The layering (docs: README "Development"): the client core knows no Node-RED and no simulator; the
+  // simulator uses only the client's pure codecs, never its connection state; nodes reach the simulator
+  // only through its index.
+  {
+    files: ['src/iothub/**/*.ts'],
+    rules: { 'no-restricted-imports': ['error', { patterns: [{ group: ['../nodes', '../nodes/*', '../simulator', '../simulator/*'], message: 'src/iothub knows neither Node-RED nor the simulator' }] }] },
+  },
+  {
+    files: ['src/simulator/**/*.ts'],
+    rules: {
+      'no-restricted-imports': [
+        'error',
+        {
+          patterns: [
+            { group: ['../nodes', '../nodes/*'], message: 'the simulator knows no Node-RED' },
+            { group: ['../iothub/*', '!../iothub/sas', '!../iothub/connection-string', '!../iothub/message'], message: 'the simulator may use only the client\'s pure codecs (sas, connection-string, message)' },
+          ],
+        },
+      ],
+    },
+  },
+  {
+    files: ['src/nodes/**/*.ts'],
+    rules: { 'no-restricted-imports': ['error', { patterns: [{ group: ['../simulator/*'], message: 'nodes reach the simulator only through its index (../simulator)' }] }] },
+  },
   {
     files: ['**/*.js'],
     rules: { '@typescript-eslint/no-require-imports': 'off' },

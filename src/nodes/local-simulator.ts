@@ -4,9 +4,7 @@
  * data), and its listeners do not keep the process alive. If the port is already served by another
  * process (`npm start`, `iothub-sim`), the config node joins that one instead.
  */
-import type { SimulatedHub } from '../simulator';
-import { startSimulator } from '../simulator';
-import { DEFAULT_KEYS } from '../simulator/registry';
+import { DEFAULT_KEYS, startSimulator, type SimulatedHub } from '../simulator';
 import type { Identity } from '../iothub/connection-string';
 
 export interface LocalHub {
