@@ -14,6 +14,7 @@ import { CbsChannel } from './cbs';
 import type { Identity } from './connection-string';
 import { checkScope, makeToken, scopeKey, type Scope, type Token } from './credentials';
 import { errorFromCondition, HubError, type AmqpErrorLike } from './errors';
+import { describeIdentity, log } from './log';
 
 export type HubState = 'idle' | 'connecting' | 'authenticating' | 'open' | 'reconnecting' | 'closed';
 export type Transport = 'amqps' | 'amqpws' | 'amqp';
@@ -237,7 +238,9 @@ export class HubConnection extends EventEmitter {
   }
 
   private async runAttempt(generation: number): Promise<void> {
-    const connection = new Connection(this.transportOptions());
+    const transport = this.transportOptions() as RheaConnectionOptions & { host?: string; port?: number };
+    log.connection('connecting to %s:%s over %s as %s (attempt %d)', transport.host, transport.port, this.options.transport, describeIdentity(this.identity), this.attempt + 1);
+    const connection = new Connection(transport);
     // rhea-promise adds a listener to the rhea connection for every link being attached and caps
     // them at 1,000: a gateway re-attaching its devices after a reconnect passes that at once.
     rheaConnectionOf(connection)?.setMaxListeners(0);
@@ -275,6 +278,7 @@ export class HubConnection extends EventEmitter {
       if (generation !== this.generation) return;
       this.session = session;
       this.attempt = 0;
+      log.connection('open: %s, %d scope(s) authorised, %d link(s) to attach', describeIdentity(this.identity), this.scopes.size, this.links.size);
       this.setState('open');
       for (const link of this.links) link.attach(session, generation, signal);
     } catch (err) {
@@ -295,7 +299,14 @@ export class HubConnection extends EventEmitter {
       const token = makeToken(this.identity, state.scope, this.options.tokenLifetimeSec);
       const cbs = this.cbs;
       if (!cbs || generation !== this.generation) throw new HubError('NotConnected', 'the connection closed while authenticating', { retryable: true });
-      await cbs.putToken(token.audience, token.token);
+      log.cbs('put-token %s%s', token.audience, renew ? ' (renewal)' : '');
+      try {
+        await cbs.putToken(token.audience, token.token);
+      } catch (err) {
+        const error = toHubError(err, 'put-token failed');
+        log.cbs('put-token %s refused or unanswered: %s %s', token.audience, error.code, error.message);
+        throw error;
+      }
       state.token = token;
       state.putAt = Date.now();
       this.planRenewal(state, generation);
@@ -330,6 +341,7 @@ export class HubConnection extends EventEmitter {
     const configured = this.options.tokenRenewMarginSec * 1000;
     const margin = Math.min(Math.max(configured, this.options.tokenLifetimeSec * 100), this.options.tokenLifetimeSec * 500);
     const wait = Math.max(0, Math.min(lifetimeMs - margin, lifetimeMs));
+    log.cbs('renewal of %s in %d ms', token.audience, wait);
     state.renewTimer = setTimeout(() => {
       state.renewTimer = undefined;
       if (generation !== this.generation || !this.scopes.has(scopeKey(state.scope))) return;
@@ -360,6 +372,7 @@ export class HubConnection extends EventEmitter {
         }
         const delay = backoffDelay(state.renewFailures ?? 0, { minMs: this.options.reconnectMinMs, maxMs: this.options.reconnectMaxMs, random: this.options.random });
         state.renewFailures = (state.renewFailures ?? 0) + 1;
+        log.cbs('renewal unanswered (%s); trying again in %d ms while the current token holds', error.code, delay);
         state.renewTimer = setTimeout(() => {
           state.renewTimer = undefined;
           if (generation === this.generation && this.scopes.has(scopeKey(state.scope))) this.renew(state, generation);
@@ -414,6 +427,7 @@ export class HubConnection extends EventEmitter {
     this.generation += 1;
     this.teardown();
     if (this.links.size === 0 && error.condition === 'amqp:connection:forced') {
+      log.connection('closed by the hub with no link in use (%s); resting until a link needs it', error.message);
       // Closed for having no link (Event Hubs and Service Bus do that after five idle minutes, and a
       // config node whose senders all went idle holds none): nothing needs it now, so it rests until a
       // link registers instead of reconnecting only to be closed again.
@@ -428,6 +442,7 @@ export class HubConnection extends EventEmitter {
       random: this.options.random,
     });
     this.attempt += 1;
+    log.connection('lost: %s %s%s; reconnecting in %d ms', error.code, error.message, error.condition ? ` (${error.condition})` : '', delay);
     this.setState('reconnecting', error);
     this.retryTimer = setTimeout(() => {
       this.retryTimer = undefined;
@@ -463,6 +478,7 @@ export class HubConnection extends EventEmitter {
   /** Closes every link and the connection; finishes within closeTimeoutMs even if the hub is gone. */
   close(): Promise<void> {
     if (this.closing) return this.closing;
+    log.connection('closing (%s)', describeIdentity(this.identity));
     this.closing = (async () => {
       this.generation += 1;
       if (this.retryTimer) clearTimeout(this.retryTimer);
@@ -498,8 +514,9 @@ async function closeConnection(connection: Connection, timeoutMs: number): Promi
   const timer = setTimeout(() => controller.abort(), timeoutMs);
   try {
     if (connection.isOpen()) await connection.close({ abortSignal: controller.signal });
-  } catch {
+  } catch (err) {
     // aborted or already broken: fall through to the hard stop
+    log.connection('polite close did not finish (%s); dropping the socket', err instanceof Error ? err.message : String(err));
   } finally {
     clearTimeout(timer);
     destroySocket(connection);

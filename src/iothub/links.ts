@@ -21,6 +21,7 @@ import { backoffDelay, throttleDelay } from './backoff';
 import type { Scope } from './credentials';
 import { errorFromCondition, HubError, type AmqpErrorLike, type ErrorContext } from './errors';
 import { toHubError, type HubConnection, type LinkOwner } from './hub-connection';
+import { log } from './log';
 
 export type AmqpMessage = Message;
 
@@ -221,6 +222,7 @@ abstract class DurableLink extends EventEmitter implements LinkOwner {
         ? Math.max(backoffDelay(this.retries, { minMs: this.hub.options.reconnectMinMs, maxMs: this.hub.options.reconnectMaxMs }), this.hub.options.reconnectMinMs)
         : backoffDelay(this.retries, { minMs: this.hub.options.reconnectMinMs, maxMs: this.hub.options.reconnectMaxMs, random: this.hub.options.random });
     this.retries += 1;
+    log.link('%s detached: %s %s; attaching again in %d ms%s', this.address, error.code, error.message, delay, refusal ? ' (refused for want of a right)' : '');
     this.retryTimer = setTimeout(() => {
       this.retryTimer = undefined;
       if (!this.hub.isCurrent(generation) || this.closed) return;
@@ -531,6 +533,7 @@ export class HubSender extends DurableLink {
   }
 
   private pause(ms: number): void {
+    log.link('%s paused for %d ms (the hub refused a send that may be retried)', this.address, ms);
     this.pausedUntil = Date.now() + ms;
     if (this.pauseTimer) clearTimeout(this.pauseTimer);
     // Timers may fire a millisecond before Date.now() says they should: the timer ends the pause it

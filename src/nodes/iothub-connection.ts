@@ -9,6 +9,7 @@ import { parseConnectionString, type Identity } from '../iothub/connection-strin
 import { HubError } from '../iothub/errors';
 import { HubConnection, type HubConnectionOptions, type HubState, type Transport } from '../iothub/hub-connection';
 import { acquireLocalHub, type LocalHub } from './local-simulator';
+import { describeIdentity } from '../iothub/log';
 import { statusFor } from './status';
 
 export interface ConnectionNodeDef extends NodeDef {
@@ -116,8 +117,15 @@ export default function register(RED: NodeAPI): void {
       for (const user of users.values()) if (!quiet.has(user.id)) user.status(status);
     };
 
+    // The identity and host, said once in the Node-RED log when the connection first opens.
+    let connectedAs: string | undefined;
+    let saidConnected = false;
     const onState = (state: HubState, error?: HubError): void => {
       push(statusFor(state, error));
+      if (state === 'open' && !saidConnected && connectedAs) {
+        saidConnected = true;
+        node.log(`${RED._('iothub-connection.log.connected')}: ${connectedAs}`);
+      }
       if (state === 'reconnecting' && error && warnedFor !== error.code) {
         // One warning per kind of trouble, not one per retry.
         warnedFor = error.code;
@@ -146,6 +154,7 @@ export default function register(RED: NodeAPI): void {
           } else {
             made = new HubConnection(identity as Identity, connectionOptions);
           }
+          connectedAs = describeIdentity(made.identity);
           made.on('state', onState);
           made.on('error', () => undefined);
           hub = made;
