@@ -89,7 +89,20 @@ interface ScopeState {
   putAt?: number;
 }
 
-export class HubConnection extends EventEmitter {
+/** What a HubConnection tells its users, with the arguments each event carries. */
+export interface HubConnectionEvents {
+  /** The state changed; `error` says why when it is a loss or a rest after the hub closed it. */
+  state: [state: HubState, error?: HubError];
+  /** A reconnect is planned in `delayMs`. */
+  retry: [delayMs: number, error: HubError];
+  /** A scope's token was renewed. */
+  renewed: [scope: Scope];
+  /** The hub refused a scope for good: what waits for it should fail with `error`. */
+  scopeError: [scope: Scope, error: HubError];
+  error: [error: Error];
+}
+
+export class HubConnection extends EventEmitter<HubConnectionEvents> {
   readonly identity: Identity;
   readonly options: ResolvedOptions;
   private currentState: HubState = 'idle';
