@@ -236,6 +236,15 @@ interface Held {
   timer: NodeJS.Timeout;
 }
 
+/** What a C2dInbox tells its user. */
+export interface C2dInboxEvents {
+  message: [received: Received];
+  attached: [];
+  detached: [error: HubError];
+  /** Messages emitted and not settled yet (manual mode). */
+  unsettled: [count: number];
+}
+
 /**
  * A device's cloud-to-device messages. In manual mode each message waits, by lock token, for the
  * flow to settle it; a token that is unknown, settled already or whose lock ran out fails with
@@ -244,7 +253,7 @@ interface Held {
  *
  * Events: `message` (Received), `attached`, `detached` (HubError), `unsettled` (count).
  */
-export class C2dInbox extends EventEmitter {
+export class C2dInbox extends EventEmitter<C2dInboxEvents> {
   private readonly receiver: HubReceiver;
   private readonly held = new Map<string, Held>();
   private readonly handBackMs: number;

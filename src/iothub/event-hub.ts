@@ -167,12 +167,20 @@ function isInvalidPosition(error: HubError): boolean {
   return argument && /sequence number|offset/i.test(error.message);
 }
 
+/** What PartitionReaders tell their user. */
+export interface PartitionReadersEvents {
+  event: [event: TelemetryEvent];
+  partition: [partitionId: string, state: 'attached' | 'detached', error?: HubError];
+  /** A resume position the service refused was dropped; the partition starts over from the start position. */
+  reset: [partitionId: string, after: number, error: HubError];
+}
+
 /**
  * Reads partitions; emits 'event' (TelemetryEvent), 'partition' (id, 'attached' | 'detached', error?),
  * and 'reset' (id, the sequence number given up, error) when a resume position was refused.
  * A partition that fails re-attaches by itself and does not stop the others.
  */
-export class PartitionReaders extends EventEmitter {
+export class PartitionReaders extends EventEmitter<PartitionReadersEvents> {
   private readonly receivers = new Map<string, HubReceiver>();
   private readonly last = new Map<string, number>();
 
