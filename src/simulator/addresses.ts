@@ -16,6 +16,15 @@ export type Address =
   | { kind: 'eh-management'; entity: string }
   | { kind: 'unknown'; path: string };
 
+/** One URL-decoded path segment; a segment that is not valid encoding is taken as it stands. */
+export function decodeSegment(segment: string): string {
+  try {
+    return decodeURIComponent(segment);
+  } catch {
+    return segment;
+  }
+}
+
 /** Strips `scheme://host[:port]` and splits into URL-decoded segments. */
 export function addressSegments(address: string): string[] {
   let path = address.trim();
@@ -24,13 +33,7 @@ export function addressSegments(address: string): string[] {
   return path
     .split('/')
     .filter((s) => s !== '')
-    .map((s) => {
-      try {
-        return decodeURIComponent(s);
-      } catch {
-        return s;
-      }
-    });
+    .map(decodeSegment);
 }
 
 const eq = (a: string | undefined, b: string): boolean => a !== undefined && a.toLowerCase() === b.toLowerCase();

@@ -4,7 +4,7 @@
  * whose grant lapses are detached by the hub's sweep.
  */
 import { parseSasToken, verifySasSignature, SasError, type KeyEncoding } from '../iothub/sas';
-import type { Address } from './addresses';
+import { decodeSegment, type Address } from './addresses';
 import type { Registry, Right } from './registry';
 
 export interface Grant {
@@ -58,7 +58,7 @@ export function grantFromToken(token: string, ctx: TokenContext): Grant {
   }
   if (parsed.expiry * 1000 <= ctx.now) throw new AuthError('token expired');
   const isSb = /^sb:\/\//i.test(parsed.resource);
-  const withoutScheme = parsed.resource.replace(/^[a-z][a-z0-9+.-]*:\/\//i, '');
+  const withoutScheme = stripScheme(parsed.resource);
   const hostPart = withoutScheme.split('/')[0].split(':')[0].toLowerCase();
   if (!ctx.hosts.includes(hostPart)) throw new AuthError('token is for another host');
   // `resource` is already URL-decoded: split it, never decode again (ids may contain '%').
@@ -118,11 +118,10 @@ export function audienceMatches(name: unknown, token: string): boolean {
     return false;
   }
   const wholeEncoded = !name.includes('/');
-  const path = wholeEncoded ? safeDecode(name) : name;
+  const path = wholeEncoded ? decodeSegment(name) : name;
   const readSegments = (text: string, decode: boolean): string[] => {
-    const withoutScheme = text.replace(/^[a-z][a-z0-9+.-]*:\/\//i, '');
-    const [host, ...rest] = withoutScheme.split('/');
-    const segments = rest.filter((s) => s !== '').map((s) => (decode ? safeDecode(s) : s));
+    const [host, ...rest] = stripScheme(text).split('/');
+    const segments = rest.filter((s) => s !== '').map((s) => (decode ? decodeSegment(s) : s));
     return [host.split(':')[0].toLowerCase(), ...normaliseScope(segments)];
   };
   const wanted = readSegments(resource, false);
@@ -130,12 +129,9 @@ export function audienceMatches(name: unknown, token: string): boolean {
   return wanted.length === given.length && wanted.every((s, i) => s === given[i]);
 }
 
-function safeDecode(text: string): string {
-  try {
-    return decodeURIComponent(text);
-  } catch {
-    return text;
-  }
+/** `host[:port]/path` of a URI or a bare resource (tokens and CBS names come both ways). */
+function stripScheme(text: string): string {
+  return text.replace(/^[a-z][a-z0-9+.-]*:\/\//i, '');
 }
 
 /** The device or module a token's path names exactly (devices/<id> or devices/<id>/modules/<mid>). */
