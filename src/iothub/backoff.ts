@@ -27,3 +27,97 @@ export function backoffDelay(attempt: number, options: BackoffOptions): number {
   // Half fixed, half random: spreads clients out while keeping the growth visible.
   return Math.round(ceiling / 2 + (random() * ceiling) / 2);
 }
+
+/**
+ * Where waits come from. Retry loops take one so that tests can record and shorten the waits they
+ * ask for instead of counting attempts in wall-clock windows.
+ */
+export interface Clock {
+  now(): number;
+  /** Arms a timer that does not keep the process alive on its own. */
+  setTimeout(fn: () => void, ms: number): ClockTimer;
+  clearTimeout(timer: ClockTimer): void;
+}
+
+export interface ClockTimer {
+  readonly id: unknown;
+}
+
+export const systemClock: Clock = {
+  now: () => Date.now(),
+  setTimeout(fn, ms) {
+    const id = setTimeout(fn, Math.min(Math.max(0, ms), MAX_TIMER_MS));
+    id.unref();
+    return { id };
+  },
+  clearTimeout(timer) {
+    clearTimeout(timer.id as NodeJS.Timeout);
+  },
+};
+
+const MAX_TIMER_MS = 2 ** 31 - 1;
+
+/** The delay before retry number `attempt` (0 = the first). */
+export type Schedule = (attempt: number) => number;
+
+/**
+ * One retry loop's wait: counts the attempts since the last success, holds at most one armed timer,
+ * and computes each wait from its schedule. Every retry loop of the client uses one, so a wait is
+ * always cancellable, never doubled, and observable through the clock.
+ */
+export class Backoff {
+  private attempts = 0;
+  private timer: ClockTimer | undefined;
+
+  constructor(
+    private readonly schedule: Schedule,
+    private readonly clock: Clock = systemClock,
+  ) {}
+
+  /** How many waits were armed since the last reset. */
+  get attempt(): number {
+    return this.attempts;
+  }
+
+  get waiting(): boolean {
+    return this.timer !== undefined;
+  }
+
+  /** The next wait on the schedule; counts an attempt. */
+  next(): number {
+    return this.schedule(this.attempts++);
+  }
+
+  /**
+   * Runs `fn` after the next wait on the schedule (or after `delay`, when the caller knows better,
+   * still counted as an attempt); an earlier wait is cancelled. Returns the wait.
+   */
+  after(fn: () => void, delay?: number): number {
+    const wait = delay === undefined ? this.next() : (this.attempts++, delay);
+    this.cancel();
+    const timer = this.clock.setTimeout(() => {
+      if (this.timer !== timer) return;
+      this.timer = undefined;
+      fn();
+    }, wait);
+    this.timer = timer;
+    return wait;
+  }
+
+  /** Drops the armed wait, if any; the attempt count stays. */
+  cancel(): void {
+    if (this.timer) this.clock.clearTimeout(this.timer);
+    this.timer = undefined;
+  }
+
+  /** A success: the next failure starts the schedule over. */
+  reset(): void {
+    this.cancel();
+    this.attempts = 0;
+  }
+}
+
+/** The usual reconnect schedule: exponential with jitter between a floor and a cap. */
+export function reconnectSchedule(options: BackoffOptions): Schedule {
+  return (attempt) => backoffDelay(attempt, options);
+}
