@@ -9,13 +9,72 @@ export interface AmqpErrorLike {
   info?: unknown;
 }
 
+/**
+ * Every code a HubError can carry. The hub's own (mapped from AMQP conditions below) use the names IoT
+ * Hub and its SDKs use; the rest name what this client found before or instead of an answer.
+ */
+export type HubErrorCode =
+  // from AMQP conditions and CBS answers
+  | 'AmqpError'
+  | 'ArgumentInvalid'
+  | 'ArgumentOutOfRange'
+  | 'AuthenticationFailed'
+  | 'ConnectionForced'
+  | 'ConnectionRedirect'
+  | 'DeviceAlreadyExists'
+  | 'DeviceMaximumQueueDepthExceeded'
+  | 'DeviceNotFound'
+  | 'EntityDisabled'
+  | 'InternalServerError'
+  | 'InvalidOperation'
+  | 'IotHubMaxCbsTokenExceeded'
+  | 'IotHubNotFound'
+  | 'IotHubQuotaExceeded'
+  | 'IotHubSuspended'
+  | 'LinkRedirect'
+  | 'MessageLockLost'
+  | 'MessageTooLarge'
+  | 'NotImplemented'
+  | 'OperationCancelled'
+  | 'PreconditionFailed'
+  | 'ReceiverDisconnected'
+  | 'ReceiverLimitExceeded'
+  | 'ResourceLocked'
+  | 'ServiceUnavailable'
+  | 'SessionError'
+  | 'Throttled'
+  | 'Timeout'
+  | 'TransferLimitExceeded'
+  | 'Unauthorized'
+  // found by this client
+  | 'BufferFull'
+  | 'Closed'
+  | 'Error'
+  | 'Expired'
+  | 'IdentityMismatch'
+  | 'InvalidConfig'
+  | 'InvalidConnectionString'
+  | 'InvalidDeviceId'
+  | 'InvalidFeedback'
+  | 'InvalidMessage'
+  | 'InvalidModuleId'
+  | 'InvalidPayload'
+  | 'InvalidProperty'
+  | 'InvalidToken'
+  | 'ManagementError'
+  | 'MissingDeviceId'
+  | 'NoConnection'
+  | 'NotConnected'
+  | 'TlsError'
+  | 'WrongRole';
+
 export class HubError extends Error {
-  readonly code: string;
+  readonly code: HubErrorCode;
   readonly retryable: boolean;
   readonly condition?: string;
   /** The AMQP error's info map (a redirect's host, port and address). */
   readonly info?: Record<string, unknown>;
-  constructor(code: string, message: string, options: { retryable?: boolean; condition?: string; info?: Record<string, unknown> } = {}) {
+  constructor(code: HubErrorCode, message: string, options: { retryable?: boolean; condition?: string; info?: Record<string, unknown> } = {}) {
     super(message);
     this.name = 'HubError';
     this.code = code;
@@ -26,7 +85,7 @@ export class HubError extends Error {
 }
 
 interface Mapping {
-  code: string;
+  code: HubErrorCode;
   retryable: boolean;
 }
 
@@ -86,4 +145,25 @@ export function errorFromCondition(error: AmqpErrorLike | undefined, context: Er
   }
   const info = error?.info && typeof error.info === 'object' ? (error.info as Record<string, unknown>) : undefined;
   return new HubError(mapping.code, description, info ? { retryable: mapping.retryable, condition, info } : { retryable: mapping.retryable, condition });
+}
+
+/** Socket errors that mean the hub could not be reached (or went away): retried like a drop. */
+const UNREACHABLE = new Set(['ECONNREFUSED', 'ENOTFOUND', 'ETIMEDOUT', 'ECONNRESET', 'EHOSTUNREACH', 'EAI_AGAIN', 'ENETUNREACH', 'EPIPE']);
+
+/**
+ * The one translator from whatever failed to a HubError: a HubError as it is, an AMQP error by its
+ * condition, a socket error as NotConnected, a TLS failure as TlsError, and anything else as
+ * `otherwise` (NotConnected inside the client, where an unknown failure ends a connection attempt;
+ * 'Error' where a caller's own mistake may surface). `what` prefixes the message with what was being done.
+ */
+export function toHubError(err: unknown, what?: string, otherwise: 'NotConnected' | 'Error' = 'NotConnected'): HubError {
+  if (err instanceof HubError) return err;
+  const amqp = err as (AmqpErrorLike & { code?: unknown }) | undefined;
+  if (amqp && typeof amqp.condition === 'string') return errorFromCondition(amqp);
+  const text = err instanceof Error ? err.message : err === undefined || err === null ? '' : String(err);
+  const message = what ? (text ? `${what}: ${text}` : what) : text || 'unknown error';
+  const code = typeof amqp?.code === 'string' ? amqp.code : '';
+  if (UNREACHABLE.has(code)) return new HubError('NotConnected', message, { retryable: true });
+  if (err instanceof Error && /certificate|self.signed|CERT_/i.test(err.message + code)) return new HubError('TlsError', message, { retryable: true });
+  return new HubError(otherwise, message, { retryable: otherwise === 'NotConnected' });
 }

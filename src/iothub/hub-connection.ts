@@ -13,7 +13,7 @@ import { backoffDelay } from './backoff';
 import { CbsChannel } from './cbs';
 import type { Identity } from './connection-string';
 import { checkScope, makeToken, scopeKey, type Scope, type Token } from './credentials';
-import { errorFromCondition, HubError, type AmqpErrorLike } from './errors';
+import { errorFromCondition, HubError, toHubError, type AmqpErrorLike } from './errors';
 import { describeIdentity, log } from './log';
 
 export type HubState = 'idle' | 'connecting' | 'authenticating' | 'open' | 'reconnecting' | 'closed';
@@ -568,21 +568,6 @@ function isRefusal(error: HubError): boolean {
  */
 function failsTraffic(error: HubError): boolean {
   return isRefusal(error) && error.code !== 'Unauthorized';
-}
-
-export function toHubError(err: unknown, fallback: string): HubError {
-  if (err instanceof HubError) return err;
-  const amqp = err as AmqpErrorLike & { message?: string; code?: string };
-  if (amqp && typeof amqp.condition === 'string') return errorFromCondition(amqp);
-  const message = err instanceof Error && err.message ? `${fallback}: ${err.message}` : fallback;
-  const code = (err as NodeJS.ErrnoException | undefined)?.code;
-  if (code === 'ECONNREFUSED' || code === 'ENOTFOUND' || code === 'ETIMEDOUT' || code === 'ECONNRESET' || code === 'EHOSTUNREACH') {
-    return new HubError('NotConnected', message, { retryable: true });
-  }
-  if (err instanceof Error && /certificate|self.signed|CERT_/i.test(err.message + String(code))) {
-    return new HubError('TlsError', message, { retryable: true });
-  }
-  return new HubError('NotConnected', message, { retryable: true });
 }
 
 export function withTimeout<T>(promise: Promise<T>, ms: number, what: string): Promise<T> {

@@ -19,8 +19,8 @@ import {
 import rhea = require('rhea');
 import { backoffDelay, throttleDelay } from './backoff';
 import type { Scope } from './credentials';
-import { errorFromCondition, HubError, type AmqpErrorLike, type ErrorContext } from './errors';
-import { toHubError, type HubConnection, type LinkOwner } from './hub-connection';
+import { errorFromCondition, HubError, toHubError, type AmqpErrorLike, type ErrorContext } from './errors';
+import type { HubConnection, LinkOwner } from './hub-connection';
 import { log } from './log';
 
 export type AmqpMessage = Message;

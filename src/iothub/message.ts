@@ -7,7 +7,7 @@
 import { randomUUID } from 'node:crypto';
 import rhea = require('rhea');
 import type { Message } from 'rhea-promise';
-import { HubError } from './errors';
+import { HubError, type HubErrorCode } from './errors';
 
 export const D2C_MAX_BYTES = 256 * 1024;
 export const C2D_MAX_BYTES = 64 * 1024;
@@ -47,7 +47,7 @@ export function isValidId(id: unknown): id is string {
   return typeof id === 'string' && ID_PATTERN.test(id);
 }
 
-function fail(code: string, message: string): never {
+function fail(code: HubErrorCode, message: string): never {
   throw new HubError(code, message);
 }
 

@@ -1,6 +1,6 @@
 /** Small helpers every palette node adapter shares: finding its config node and reporting errors. */
 import type { Node, NodeAPI, NodeMessage } from 'node-red';
-import { HubError } from '../iothub/errors';
+import { HubError, toHubError } from '../iothub/errors';
 import type { ConnectionNode, Role } from './iothub-connection';
 
 export type Done = (err?: Error) => void;
@@ -23,11 +23,9 @@ export function connectionFor(RED: NodeAPI, node: Node, hubId: string | undefine
   return { config };
 }
 
-/** Errors as Catch nodes see them: always an Error with a code. */
+/** Errors as Catch nodes see them: always a HubError with a code from the one translator. */
 export function asError(err: unknown): HubError {
-  if (err instanceof HubError) return err;
-  const code = (err as { code?: unknown })?.code;
-  return new HubError(typeof code === 'string' ? code : 'Error', err instanceof Error ? err.message : String(err));
+  return toHubError(err, undefined, 'Error');
 }
 
 /** A positive whole number from an editor field, or the fallback. */

@@ -93,8 +93,7 @@ export default function register(RED: NodeAPI): void {
         // A hub policy string speaks for devices too (gateway); service nodes use it at hub level.
         identity = parseConnectionString(text, { gatewayPolicy: true });
       } catch (err) {
-        const code = (err as { code?: string }).code ?? 'InvalidConnectionString';
-        configError = new HubError(code, `connection string: ${(err as Error).message}`);
+        configError = new HubError(err instanceof HubError ? err.code : 'InvalidConnectionString', `connection string: ${(err as Error).message}`);
       }
       // The Event Hubs emulator form of the string means plain AMQP, as the Event Hubs SDKs read it.
       if (identity?.kind === 'eventhub' && identity.emulator) options.transport = 'amqp';

@@ -1,5 +1,5 @@
 import { strict as assert } from 'node:assert';
-import { errorFromCondition, HubError } from '../../src/iothub/errors';
+import { errorFromCondition, HubError, toHubError } from '../../src/iothub/errors';
 
 describe('errors: errorFromCondition', () => {
   const table: Array<[string, string, boolean]> = [
@@ -71,8 +71,50 @@ describe('errors: errorFromCondition', () => {
   });
 
   it('HubError defaults to not retryable and no condition', () => {
-    const err = new HubError('X', 'm');
+    const err = new HubError('Error', 'm');
     assert.equal(err.retryable, false);
     assert.equal(err.condition, undefined);
+  });
+});
+
+describe('errors: toHubError, the one translator', () => {
+  it('returns a HubError as it is', () => {
+    const original = new HubError('Throttled', 'slow down', { retryable: true });
+    assert.equal(toHubError(original, 'sending'), original);
+  });
+
+  it('maps an AMQP error by its condition', () => {
+    const err = toHubError({ condition: 'amqp:unauthorized-access', description: 'no right' }, 'attaching');
+    assert.equal(err.code, 'Unauthorized');
+    assert.equal(err.message, 'no right');
+    assert.equal(err.condition, 'amqp:unauthorized-access');
+  });
+
+  it('names an unreachable hub NotConnected, retryable, with what was being done', () => {
+    for (const code of ['ECONNREFUSED', 'ENOTFOUND', 'ETIMEDOUT', 'ECONNRESET', 'EHOSTUNREACH', 'EAI_AGAIN']) {
+      const socketError = Object.assign(new Error(`getaddrinfo ${code} hub.example`), { code });
+      const err = toHubError(socketError, 'connecting', 'Error');
+      assert.equal(err.code, 'NotConnected', code);
+      assert.equal(err.retryable, true);
+      assert.equal(err.message, `connecting: getaddrinfo ${code} hub.example`);
+    }
+  });
+
+  it('names a certificate failure TlsError', () => {
+    const err = toHubError(Object.assign(new Error('self-signed certificate'), { code: 'DEPTH_ZERO_SELF_SIGNED_CERT' }));
+    assert.equal(err.code, 'TlsError');
+    assert.equal(err.retryable, true);
+  });
+
+  it('falls back to NotConnected inside the client and to Error for a caller, never passing a foreign code', () => {
+    const foreign = Object.assign(new Error('odd'), { code: 'ERR_SOMETHING' });
+    assert.equal(toHubError(foreign).code, 'NotConnected');
+    assert.equal(toHubError(foreign).retryable, true);
+    const forCaller = toHubError(foreign, undefined, 'Error');
+    assert.equal(forCaller.code, 'Error');
+    assert.equal(forCaller.retryable, false);
+    assert.equal(forCaller.message, 'odd');
+    assert.equal(toHubError(undefined, 'the hub closed the link').message, 'the hub closed the link');
+    assert.equal(toHubError('text', undefined, 'Error').message, 'text');
   });
 });
