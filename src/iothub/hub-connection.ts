@@ -13,7 +13,7 @@ import { backoffDelay } from './backoff';
 import { CbsChannel } from './cbs';
 import type { Identity } from './connection-string';
 import { checkScope, makeToken, scopeKey, type Scope, type Token } from './credentials';
-import { errorFromCondition, HubError, toHubError, type AmqpErrorLike } from './errors';
+import { HubError, toHubError } from './errors';
 import { describeIdentity, log } from './log';
 
 export type HubState = 'idle' | 'connecting' | 'authenticating' | 'open' | 'reconnecting' | 'closed';
