@@ -8,36 +8,16 @@ import { EventEmitter } from 'node:events';
 import rhea = require('rhea');
 import type { Message } from 'rhea-promise';
 import type { EventHubIdentity, Identity } from './connection-string';
+import { selectorFilter, selectorFor, type StartPosition } from '../amqp/selector-filter';
+import { PendingRequests } from '../amqp/request-response';
 import { HubError } from './errors';
 import { HubConnection, type HubConnectionOptions } from './hub-connection';
 import { HubReceiver, HubSender, type Received } from './links';
 
-const SELECTOR_KEY = 'apache.org:selector-filter:string';
-const SELECTOR_DESCRIPTOR = 0x468c00000004;
 /** AMQP sender-settle-mode `settled`. */
 const SETTLED = 1;
 
-export type StartPosition =
-  | { kind: 'latest' }
-  | { kind: 'earliest' }
-  | { kind: 'enqueuedTime'; value: number }
-  | { kind: 'sequenceNumber'; value: number };
-
-/** The selector filter for "after this sequence number", or for a start position. */
-export function selectorFor(position: StartPosition | { kind: 'after'; sequenceNumber: number }): string {
-  switch (position.kind) {
-    case 'after':
-      return `amqp.annotation.x-opt-sequence-number > '${position.sequenceNumber}'`;
-    case 'sequenceNumber':
-      return `amqp.annotation.x-opt-sequence-number >= '${position.value}'`;
-    case 'enqueuedTime':
-      return `amqp.annotation.x-opt-enqueued-time >= '${position.value}'`;
-    case 'earliest':
-      return "amqp.annotation.x-opt-offset > '-1'";
-    case 'latest':
-      return "amqp.annotation.x-opt-offset > '@latest'";
-  }
-}
+export { selectorFor, type StartPosition };
 
 export interface Redirect {
   /** Host to connect to, with a port when it is not the standard one. */
@@ -100,37 +80,27 @@ export async function readPartitionIds(connection: HubConnection, entityPath: st
   const receiver = new HubReceiver(connection, '$management', {}, { credit: 10, settle: 'auto', attachOptions: () => ({ target: { address: replyTo }, name: replyTo }) });
   const sender = new HubSender(connection, '$management', {}, { maxPending: 10 });
   const id = randomUUID();
+  const pending = new PendingRequests(timeoutMs, () => new HubError('Timeout', '$management did not answer in time', { retryable: true }));
   try {
-    // One bound for the whole exchange, and every way it can end settles this one promise: nothing
-    // is left to reject later with no one listening.
-    const response = await new Promise<Message>((resolve, reject) => {
-      const fail = (err: HubError): void => {
-        clearTimeout(timer);
-        reject(err);
-      };
-      const timer = setTimeout(() => fail(new HubError('Timeout', '$management did not answer in time', { retryable: true })), timeoutMs);
-      receiver.on('closed', fail);
-      sender.on('closed', fail);
-      receiver.on('message', (r: Received) => {
-        if (String(r.message.correlation_id) !== id) return;
-        clearTimeout(timer);
-        resolve(r.message);
-      });
-      receiver.once('attached', () => {
-        sender
-          .send({
-            message_id: id,
-            reply_to: replyTo,
-            body: rhea.message.data_section(Buffer.alloc(0)),
-            application_properties: { operation: 'READ', name: entityPath, type: 'com.microsoft:eventhub' },
-          } as Message)
-          .catch(fail);
-      });
+    // Every way the exchange can end settles this one request: nothing is left to reject later with
+    // no one listening.
+    const answer = pending.expect(id);
+    const fail = (err: HubError): void => pending.fail(id, err);
+    receiver.on('closed', fail);
+    sender.on('closed', fail);
+    receiver.on('message', (r: Received) => pending.answer(r.message));
+    receiver.once('attached', () => {
+      sender
+        .send({
+          message_id: id,
+          reply_to: replyTo,
+          body: rhea.message.data_section(Buffer.alloc(0)),
+          application_properties: { operation: 'READ', name: entityPath, type: 'com.microsoft:eventhub' },
+        } as Message)
+        .catch(fail);
     });
-    const props = (response.application_properties ?? {}) as Record<string, unknown>;
-    if (Number(props['status-code']) !== 200) {
-      throw new HubError('ManagementError', `$management READ failed: ${String(props['status-description'] ?? props['status-code'])}`);
-    }
+    const { status, description, message: response } = await answer;
+    if (status !== 200) throw new HubError('ManagementError', `$management READ failed: ${description}`);
     const ids = (response.body as { partition_ids?: unknown } | undefined)?.partition_ids;
     if (!Array.isArray(ids)) throw new HubError('ManagementError', '$management READ returned no partition ids');
     return ids.map(String);
@@ -208,7 +178,7 @@ export class PartitionReaders extends EventEmitter<PartitionReadersEvents> {
         const after = this.last.get(partitionId);
         const expression = selectorFor(after === undefined ? this.options.start : { kind: 'after', sequenceNumber: after });
         const extra: Record<string, unknown> = {
-          source: { filter: { [SELECTOR_KEY]: rhea.types.wrap_described(expression, SELECTOR_DESCRIPTOR) } },
+          source: { filter: selectorFilter(expression) },
           // Settled on send, as Azure's .NET Event Hubs clients attach: a reader has nothing to settle
           // (it resumes by sequence number), so no disposition goes back for each event.
           snd_settle_mode: SETTLED,

@@ -13,6 +13,7 @@ import { backoffDelay } from './backoff';
 import { CbsChannel } from './cbs';
 import type { Identity } from './connection-string';
 import { checkScope, makeToken, scopeKey, type Scope, type Token } from './credentials';
+import { rheaConnectionOf } from '../amqp/rhea-internals';
 import { HubError, toHubError } from './errors';
 import { describeIdentity, log } from './log';
 
@@ -538,19 +539,13 @@ async function closeConnection(connection: Connection, timeoutMs: number): Promi
   }
 }
 
-/** The rhea connection inside a rhea-promise one (rhea-promise does not hand it out). */
-function rheaConnectionOf(connection: Connection): EventEmitter | undefined {
-  return (connection as unknown as { _connection?: EventEmitter })._connection;
-}
-
 /**
  * rhea keeps the socket inside its connection; a bounded close has to reach it. Destroying it with an
  * error makes rhea run its disconnect path, which clears its heartbeat timers: a plain destroy leaves
  * them running for minutes and keeps the process alive.
  */
 function destroySocket(connection: Connection): void {
-  const inner = (connection as unknown as { _connection?: { socket?: { destroy?: (err?: Error) => void; end?: () => void; destroyed?: boolean } } })._connection;
-  const socket = inner?.socket;
+  const socket = rheaConnectionOf(connection)?.socket;
   if (socket?.destroy) {
     if (!socket.destroyed) socket.destroy(new Error('connection closed by this client'));
   } else socket?.end?.();

@@ -17,6 +17,8 @@ import {
   type Session,
 } from 'rhea-promise';
 import rhea = require('rhea');
+import { applyDisposition } from '../amqp/dispositions';
+import { creditLeft, forgetDelivery, rheaSenderOf } from '../amqp/rhea-internals';
 import { backoffDelay, throttleDelay } from './backoff';
 import type { Scope } from './credentials';
 import { errorFromCondition, HubError, toHubError, type AmqpErrorLike, type ErrorContext } from './errors';
@@ -28,30 +30,10 @@ export type AmqpMessage = Message;
 /** The longest delay Node's timers take as given. */
 const MAX_TIMER_MS = 2 ** 31 - 1;
 
-/**
- * rhea frees a session's delivery slots (2048) only in order, and only once a delivery is settled at
- * both ends; and it transmits queued deliveries in order across all the session's links, stopping at
- * the first whose link has no credit. Every link of a HubConnection shares one session, so one
- * delivery on a detached link that nobody will settle, or one queued beyond its link's credit, would
- * in time stop every link of the connection for good. These helpers keep both from happening.
- */
-interface DeliveryFlags {
-  settled: boolean;
-  remote_settled: boolean;
-}
-
-/** Lets rhea reclaim a delivery whose link is gone (nobody will settle it now), without a frame. */
-function forgetDelivery(delivery: Delivery): void {
-  const flags = delivery as unknown as DeliveryFlags;
-  flags.settled = true;
-  flags.remote_settled = true;
-}
-
 /** How many more deliveries the link's credit takes, counting those handed to rhea but not yet sent. */
-function creditLeft(link: Sender, handed: number): number {
-  const counts = (link as unknown as { _link?: { credit: number; delivery_count: number } })._link;
-  if (!counts) return link.sendable() ? 1 : 0;
-  return link.sendable() ? counts.credit - (handed - counts.delivery_count) : 0;
+function creditOf(link: Sender, handed: number): number {
+  const inner = rheaSenderOf(link);
+  return inner ? creditLeft(inner, handed) : link.sendable() ? 1 : 0;
 }
 
 /** A refusal with less than this left of a fresh token may be the token lapsing, not a missing right. */
@@ -455,7 +437,7 @@ export class HubSender extends DurableLink {
       this.refusedRound = false;
     }
     // After a refusal one message goes alone until the hub takes one again, for the same reason.
-    while (this.waiting.length > 0 && creditLeft(link, this.handed) > 0 && !(this.probing && this.inflight.size > 0)) {
+    while (this.waiting.length > 0 && creditOf(link, this.handed) > 0 && !(this.probing && this.inflight.size > 0)) {
       const entry = this.waiting.shift() as Outgoing;
       if (entry.expiresAt !== undefined && entry.expiresAt <= Date.now()) {
         // Came back from the wire after its time (a fault while in flight): not worth sending again.
@@ -690,7 +672,7 @@ export class HubReceiver extends DurableLink {
         done(new HubError('Timeout', 'the hub did not confirm the settlement in time', { retryable: true }));
       }, this.settleTimeoutMs);
       link.on(ReceiverEvents.settled, onSettled);
-      dispositions.push(outcome, () => {
+      applyDisposition(outcome === 'complete', () => {
         if (delivery.settled) return;
         if (outcome === 'complete') delivery.accept();
         else if (outcome === 'reject') delivery.reject();
@@ -699,45 +681,3 @@ export class HubReceiver extends DurableLink {
     });
   }
 }
-
-/**
- * rhea (3.0.5) writes the dispositions gathered in one flush as ranges, and a range that starts with a
- * single delivery takes in the next one whatever its outcome: completing A and abandoning B in the
- * same tick would complete both, and B would be lost. Runs of accepts are written correctly, so
- * settlements are applied from one queue: a run of completes together, any other outcome alone, each
- * batch in a macrotask of its own, which rhea flushes on the next tick before anything can join it.
- */
-class DispositionQueue {
-  private readonly queue: Array<{ outcome: Settlement; apply: () => void }> = [];
-  private scheduled = false;
-
-  push(outcome: Settlement, apply: () => void): void {
-    this.queue.push({ outcome, apply });
-    if (!this.scheduled) {
-      this.scheduled = true;
-      setImmediate(this.drain);
-    }
-  }
-
-  private readonly drain = (): void => {
-    const first = this.queue.shift();
-    if (first) {
-      this.run(first.apply);
-      if (first.outcome === 'complete') {
-        while (this.queue[0]?.outcome === 'complete') this.run((this.queue.shift() as { apply: () => void }).apply);
-      }
-    }
-    if (this.queue.length > 0) setImmediate(this.drain);
-    else this.scheduled = false;
-  };
-
-  private run(apply: () => void): void {
-    try {
-      apply();
-    } catch {
-      // The link went away meanwhile; the settle promise times out or was answered already.
-    }
-  }
-}
-
-const dispositions = new DispositionQueue();

@@ -7,14 +7,15 @@
 import { randomUUID } from 'node:crypto';
 import rhea = require('rhea');
 import type { Message } from 'rhea-promise';
+import { idToString, isValidId, messageSize } from '../amqp/message-rules';
 import { HubError, type HubErrorCode } from './errors';
+
+export { isValidId };
 
 export const D2C_MAX_BYTES = 256 * 1024;
 export const C2D_MAX_BYTES = 64 * 1024;
 const ACKS = ['none', 'positive', 'negative', 'full'] as const;
 export type Ack = (typeof ACKS)[number];
-/** Characters IoT Hub allows in device and module ids. */
-const ID_PATTERN = /^[A-Za-z0-9\-.+%_#*?!(),:=@$']{1,128}$/;
 
 export interface OutgoingInput {
   payload?: unknown;
@@ -41,10 +42,6 @@ export interface Outgoing {
   /** ms since the epoch, when the message carries an expiry. */
   expiresAt?: number;
   size: number;
-}
-
-export function isValidId(id: unknown): id is string {
-  return typeof id === 'string' && ID_PATTERN.test(id);
 }
 
 function fail(code: HubErrorCode, message: string): never {
@@ -107,14 +104,6 @@ export function encodeProperties(properties: unknown): Record<string, string> {
   return out;
 }
 
-/** IoT Hub's size rule: body, system property values, application property names and values. */
-export function messageBytes(body: Buffer, system: Array<string | Buffer | undefined>, properties: Record<string, string>): number {
-  let size = body.length;
-  for (const v of system) if (v !== undefined) size += typeof v === 'string' ? Buffer.byteLength(v) : v.length;
-  for (const [k, v] of Object.entries(properties)) size += Buffer.byteLength(k) + Buffer.byteLength(v);
-  return size;
-}
-
 /**
  * Builds the AMQP message for a msg. `kind` decides the size limit and whether `ack` applies; `to`
  * is set by the caller's address (C2D needs it per message).
@@ -161,10 +150,6 @@ export function toAmqpMessage(input: OutgoingInput, kind: 'c2d' | 'd2c', now = D
   if (expiresAt !== undefined && expiresAt <= now) fail('Expired', 'the message expired before it was sent (msg.expiryTime or msg.ttl)');
   const creationTime = toTime(input.creationTime, 'creationTime');
 
-  const size = messageBytes(body, [messageId, correlationId, contentType, contentEncoding, userId, subject, replyTo, groupId, replyToGroupId], properties);
-  const max = kind === 'c2d' ? C2D_MAX_BYTES : D2C_MAX_BYTES;
-  if (size > max) fail('MessageTooLarge', `the message is ${size} bytes; IoT Hub takes at most ${max} (${kind === 'c2d' ? 'cloud-to-device' : 'device-to-cloud'})`);
-
   const message: Message = { message_id: messageId, body: rhea.message.data_section(body) } as Message;
   if (correlationId !== undefined) message.correlation_id = correlationId;
   if (contentType !== undefined) message.content_type = contentType;
@@ -178,6 +163,10 @@ export function toAmqpMessage(input: OutgoingInput, kind: 'c2d' | 'd2c', now = D
   if (groupSequence !== undefined) message.group_sequence = groupSequence;
   if (replyToGroupId !== undefined) message.reply_to_group_id = replyToGroupId;
   if (Object.keys(properties).length > 0) message.application_properties = properties;
+  // Counted on the message as built, by the rule the simulator applies to what it receives.
+  const size = messageSize(message);
+  const max = kind === 'c2d' ? C2D_MAX_BYTES : D2C_MAX_BYTES;
+  if (size > max) fail('MessageTooLarge', `the message is ${size} bytes; IoT Hub takes at most ${max} (${kind === 'c2d' ? 'cloud-to-device' : 'device-to-cloud'})`);
   const out: Outgoing = { message, messageId, size };
   if (expiresAt !== undefined) out.expiresAt = expiresAt;
   return out;
@@ -274,12 +263,6 @@ export function jsonSafe(value: unknown): unknown {
   return out;
 }
 
-function idText(id: unknown): string | undefined {
-  if (id === undefined || id === null) return undefined;
-  if (Buffer.isBuffer(id)) return id.length === 16 ? rhea.uuid_to_string(id) : id.toString('hex');
-  return String(id);
-}
-
 function iso(value: unknown): string | undefined {
   if (value instanceof Date) return value.toISOString();
   if (typeof value === 'number') return new Date(value).toISOString();
@@ -328,8 +311,8 @@ export function fromAmqpMessage(message: Message, mode: OutputMode): IncomingFie
   const set = <K extends keyof IncomingFields>(key: K, value: IncomingFields[K] | undefined): void => {
     if (value !== undefined) fields[key] = value;
   };
-  set('messageId', idText(message.message_id));
-  set('correlationId', idText(message.correlation_id));
+  set('messageId', idToString(message.message_id));
+  set('correlationId', idToString(message.correlation_id));
   set('contentType', contentType);
   set('contentEncoding', typeof message.content_encoding === 'string' ? message.content_encoding : undefined);
   const userId: unknown = message.user_id;

@@ -1,9 +1,13 @@
 /**
- * Small typed helpers over rhea for the simulator: outcomes, tags, ids, and the internal link fields
- * a server needs to answer an attach faithfully.
+ * How the simulator answers and settles as Azure's AMQP stack does: attach and begin answers, outcomes,
+ * settlement of what it sends and receives, credit-bounded sends, tags. The rhea internals these touch
+ * and the rules shared with the client live in src/amqp.
  */
 import { randomBytes } from 'node:crypto';
 import rhea = require('rhea');
+import { applyDisposition } from '../amqp/dispositions';
+import { bodyBytes } from '../amqp/message-rules';
+import { creditLeft, forgetDelivery, localAttach, remoteAttach, setHandleMax } from '../amqp/rhea-internals';
 
 export type Outcome = 'accepted' | 'rejected' | 'released' | 'modified';
 
@@ -11,29 +15,6 @@ export interface AmqpError {
   condition: string;
   description?: string;
   info?: Record<string, unknown>;
-}
-
-/** rhea keeps the frames it will send in `local`; a server must answer the peer's attach there. */
-interface LinkInternals {
-  local: { attach: { source?: unknown; target?: unknown; snd_settle_mode?: number; rcv_settle_mode?: number; max_message_size?: number; properties?: Record<string, unknown> } };
-  remote: { attach?: { source?: RemoteTerminus; target?: RemoteTerminus; snd_settle_mode?: number; rcv_settle_mode?: number; properties?: Record<string, unknown> } };
-}
-
-/** A terminus as rhea decoded it: a composite that writes itself back as the described list it came as. */
-interface RemoteTerminus {
-  address?: string;
-  filter?: unknown;
-  described(): unknown;
-}
-
-type AnyLink = rhea.Sender | rhea.Receiver;
-
-function internals(link: AnyLink): LinkInternals {
-  return link as unknown as LinkInternals;
-}
-
-export function remoteAttach(link: AnyLink): NonNullable<LinkInternals['remote']['attach']> {
-  return internals(link).remote.attach ?? {};
 }
 
 const RCV_SETTLE_FIRST = 0;
@@ -55,9 +36,9 @@ const RCV_SETTLE_FIRST = 0;
  *   null, so the service must answer a receiver that sent `com.microsoft:timeout` or an epoch with a map.
  *   What else the service puts there is UNVERIFIED; no SDK reads anything from it.
  */
-export function answerAttach(link: AnyLink, maxMessageSize: number): void {
+export function answerAttach(link: rhea.Sender | rhea.Receiver, maxMessageSize: number): void {
   const remote = remoteAttach(link);
-  const local = internals(link).local.attach;
+  const local = localAttach(link);
   if (remote.source) local.source = remote.source.described();
   if (remote.target) local.target = remote.target.described();
   if (remote.snd_settle_mode !== undefined) local.snd_settle_mode = remote.snd_settle_mode;
@@ -80,7 +61,7 @@ export const CHANNEL_MAX = 8 * 1024 - 1;
 
 /** Fills in what the hub states in its begin; call it on session_open, before rhea answers the begin. */
 export function answerBegin(session: rhea.Session): void {
-  (session as unknown as { local: { begin: { handle_max?: number } } }).local.begin.handle_max = HANDLE_MAX;
+  setHandleMax(session, HANDLE_MAX);
 }
 
 // rhea defines the outcome constructors at run time; its typings leave them out.
@@ -90,44 +71,12 @@ export function outcomeState(outcome: Outcome, error?: AmqpError): unknown {
   return outcomes[outcome](outcome === 'rejected' ? { error } : {}).described();
 }
 
-/**
- * rhea (3.0.5) writes the dispositions gathered in one flush as ranges, and a range that starts with
- * a single delivery takes in the next one whatever its outcome: [accepted, rejected] goes out as two
- * accepted, so a client would believe a refused message was stored. Runs of accepted deliveries are
- * written correctly, so accepts go at once; any other outcome is applied alone, in a macrotask of its
- * own, and rhea flushes it by itself on the next tick before anything else can join it.
- */
-const alone: Array<() => void> = [];
-let draining = false;
-
-function applyAlone(apply: () => void): void {
-  alone.push(apply);
-  if (!draining) {
-    draining = true;
-    setImmediate(drainOne);
-  }
-}
-
-function drainOne(): void {
-  const next = alone.shift();
-  try {
-    next?.();
-  } catch {
-    // The link or connection went away meanwhile: nobody is left to tell.
-  }
-  if (alone.length > 0) setImmediate(drainOne);
-  else draining = false;
-}
-
-/** Settles a delivery a client sent us (see applyAlone for why refusals wait a moment). */
+/** Settles a delivery a client sent us (see src/amqp/dispositions.ts for why refusals wait a moment). */
 export function settleIncoming(delivery: rhea.Delivery, outcome: 'accepted' | 'rejected' | 'released', error?: AmqpError): void {
-  if (outcome === 'accepted') {
-    delivery.accept();
-    return;
-  }
-  applyAlone(() => {
+  applyDisposition(outcome === 'accepted', () => {
     if (delivery.settled) return;
-    if (outcome === 'rejected') delivery.reject(error as rhea.AmqpError);
+    if (outcome === 'accepted') delivery.accept();
+    else if (outcome === 'rejected') delivery.reject(error as rhea.AmqpError);
     else delivery.release();
   });
 }
@@ -144,50 +93,7 @@ export function settleOutgoing(delivery: rhea.Delivery, outcome: Outcome, error?
     // rhea would keep the delivery in the session's buffer waiting for it (see forgetDelivery).
     forgetDelivery(delivery);
   };
-  if (outcome === 'accepted') apply();
-  else applyAlone(apply);
-}
-
-/**
- * rhea's bookkeeping that decides whether a session can send. It frees a session's delivery slots (2048)
- * only in order, and only once a delivery is settled at both ends; and it transmits queued deliveries
- * in order across all the session's links, stopping at the first whose link has no credit. So a
- * delivery on a link that has gone, never to be settled, or queued beyond its link's credit, stops the
- * whole session for good: every other link on it, C2D, feedback and telemetry alike.
- */
-interface DeliveryFlags {
-  settled: boolean;
-  remote_settled: boolean;
-  link: unknown;
-}
-
-interface SessionBuffers {
-  outgoing?: { deliveries?: { size: number; head: number; capacity: number; entries: Array<DeliveryFlags | undefined> } };
-}
-
-interface SenderCounts {
-  credit: number;
-  delivery_count: number;
-}
-
-/** Lets rhea reclaim a delivery nobody will settle any more (its link is gone), without a frame. */
-export function forgetDelivery(delivery: rhea.Delivery): void {
-  const flags = delivery as unknown as DeliveryFlags;
-  flags.settled = true;
-  flags.remote_settled = true;
-}
-
-/** Frees every delivery a gone link left in its session's buffer. */
-export function forgetLinkDeliveries(link: rhea.Sender | rhea.Receiver, session: rhea.Session): void {
-  const buffer = (session as unknown as SessionBuffers).outgoing?.deliveries;
-  if (!buffer) return;
-  for (let i = 0; i < buffer.size; i++) {
-    const d = buffer.entries[(buffer.head + i) % buffer.capacity];
-    if (d && d.link === link) {
-      d.settled = true;
-      d.remote_settled = true;
-    }
-  }
+  applyDisposition(outcome === 'accepted', apply);
 }
 
 const handed = new WeakMap<rhea.Sender, number>();
@@ -198,9 +104,7 @@ const handed = new WeakMap<rhea.Sender, number>();
  * handed to rhea against what it has transmitted.
  */
 export function hasCredit(sender: rhea.Sender): boolean {
-  if (!sender.sendable()) return false;
-  const counts = sender as unknown as SenderCounts;
-  return counts.credit - ((handed.get(sender) ?? 0) - counts.delivery_count) > 0;
+  return creditLeft(sender, handed.get(sender) ?? 0) > 0;
 }
 
 /** Sends within the credit hasCredit() saw; returns the delivery. */
@@ -217,46 +121,8 @@ export function tagKey(tag: Buffer | string): string {
   return typeof tag === 'string' ? tag : tag.toString('hex');
 }
 
-/** Message and correlation ids as text: uuids in their usual form, numbers in decimal. */
-export function idToString(id: unknown): string | undefined {
-  if (id === undefined || id === null) return undefined;
-  if (Buffer.isBuffer(id)) return id.length === 16 ? rhea.uuid_to_string(id) : id.toString('hex');
-  return String(id);
-}
-
 export function uuidFromTag(tag: Buffer): string {
   return rhea.uuid_to_string(tag);
-}
-
-/** Body bytes of a received message: data sections concatenated, strings as UTF-8, values as JSON. */
-export function bodyBytes(body: unknown): Buffer {
-  if (body === undefined || body === null) return Buffer.alloc(0);
-  if (Buffer.isBuffer(body)) return body;
-  if (typeof body === 'string') return Buffer.from(body, 'utf8');
-  const section = body as { typecode?: number; content?: unknown; multiple?: boolean };
-  if (section.typecode === 0x75) {
-    if (section.multiple && Array.isArray(section.content)) return Buffer.concat(section.content.map((c) => bodyBytes(c)));
-    return bodyBytes(section.content);
-  }
-  return Buffer.from(JSON.stringify(body), 'utf8');
-}
-
-/**
- * IoT Hub's size rule: body, system property values, application property names and values.
- */
-export function messageSize(message: rhea.Message): number {
-  let size = bodyBytes(message.body).length;
-  const system = ['message_id', 'correlation_id', 'user_id', 'to', 'subject', 'reply_to', 'content_type', 'content_encoding', 'group_id', 'reply_to_group_id'];
-  const fields = message as unknown as Record<string, unknown>;
-  for (const key of system) {
-    const value = fields[key];
-    if (value !== undefined && value !== null) size += Buffer.isBuffer(value) ? value.length : Buffer.byteLength(String(value));
-  }
-  const props = message.application_properties as Record<string, unknown> | undefined;
-  if (props) {
-    for (const [k, v] of Object.entries(props)) size += Buffer.byteLength(k) + Buffer.byteLength(String(v));
-  }
-  return size;
 }
 
 /** The fields of a message that travel on (header, properties, application properties, body). */

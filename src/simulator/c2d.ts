@@ -7,7 +7,6 @@ import {
   copyMessage,
   dataBody,
   hasCredit,
-  idToString,
   newTag,
   sendCounted,
   settleOutgoing,
@@ -18,6 +17,7 @@ import {
   type AmqpError,
   type Outcome,
 } from './amqp';
+import { idToString } from '../amqp/message-rules';
 
 export interface C2dOptions {
   maxQueueDepth: number;

@@ -4,48 +4,16 @@
  */
 import { randomUUID } from 'node:crypto';
 import type * as rhea from 'rhea';
-import { hasCredit, remoteAttach, sendCounted, wrapInt, wrapLong, type AmqpError } from './amqp';
+import { remoteAttach } from '../amqp/rhea-internals';
+import { parseSelector, selectorIn, type StartFilter } from '../amqp/selector-filter';
+import { hasCredit, sendCounted, wrapInt, wrapLong, type AmqpError } from './amqp';
 import type { Partition } from './partitions';
 
-const SELECTOR_KEY = 'apache.org:selector-filter:string';
 const MAX_NON_EPOCH_READERS = 5;
-
-export type StartFilter =
-  | { kind: 'offset'; value: string; inclusive: boolean }
-  | { kind: 'sequence'; value: number; inclusive: boolean }
-  | { kind: 'time'; value: number; inclusive: boolean };
-
-/** Parses `amqp.annotation.x-opt-offset > '-1'` and its sequence-number and enqueued-time kin. */
-export function parseSelector(expression: string): StartFilter | undefined {
-  // Values come quoted ('5') from the SDKs and unquoted (5) in the docs' examples.
-  const match = /^\s*amqp\.annotation\.(x-opt-offset|x-opt-sequence-number|x-opt-enqueued-time)\s*(>=|>)\s*(?:'([^']*)'|([^'\s]+))\s*$/i.exec(expression);
-  if (!match) return undefined;
-  const [, field, op, quoted, bare] = match;
-  const raw = quoted ?? bare;
-  const inclusive = op === '>=';
-  switch (field.toLowerCase()) {
-    case 'x-opt-offset':
-      return { kind: 'offset', value: raw, inclusive };
-    case 'x-opt-sequence-number':
-      return /^-?\d+$/.test(raw) ? { kind: 'sequence', value: Number(raw), inclusive } : undefined;
-    default:
-      return /^-?\d+$/.test(raw) ? { kind: 'time', value: Number(raw), inclusive } : undefined;
-  }
-}
-
-function findString(value: unknown, depth = 0): string | undefined {
-  if (typeof value === 'string') return value;
-  if (depth < 4 && value !== null && typeof value === 'object' && 'value' in value) {
-    return findString((value as { value: unknown }).value, depth + 1);
-  }
-  return undefined;
-}
 
 /** The selector expression from a receiver's source filter, if any. */
 export function selectorOf(link: rhea.Sender): string | undefined {
-  const filter = remoteAttach(link).source?.filter;
-  if (!filter || typeof filter !== 'object') return undefined;
-  return findString((filter as Record<string, unknown>)[SELECTOR_KEY]);
+  return selectorIn(remoteAttach(link).source?.filter);
 }
 
 /** First sequence number a reader with this filter gets. */

@@ -4,6 +4,7 @@
  * exhaust the process. These guards watch the byte stream and the transfers and say when to stop.
  */
 import type * as rhea from 'rhea';
+import { watchTransfers } from '../amqp/rhea-internals';
 
 const HEADER = Buffer.from('AMQP', 'ascii').readUInt32BE(0);
 
@@ -56,35 +57,20 @@ export class FrameGuard {
   }
 }
 
-/** rhea's session and link fields the transfer guard reads. */
-interface SessionInternals {
-  on_transfer(frame: TransferFrame): void;
-  _get_link(frame: TransferFrame): { _incomplete?: object } | undefined;
-}
-
-interface TransferFrame {
-  payload?: Buffer;
-}
-
 /**
  * Calls `onExceeded` when a message sent in many frames grows past `maxBytes` before its last frame
  * (rhea would keep gathering it however large it gets). The part gathered is dropped at once; the
  * caller closes the connection.
  */
 export function limitTransfers(session: rhea.Session, maxBytes: number, onExceeded: (bytes: number) => void): void {
-  const internals = session as unknown as SessionInternals;
   const gathered = new WeakMap<object, number>();
-  const original = internals.on_transfer.bind(session);
-  internals.on_transfer = (frame: TransferFrame): void => {
-    original(frame);
-    const link = internals._get_link(frame);
-    const incomplete = link?._incomplete;
-    if (!link || !incomplete) return;
+  watchTransfers(session, (frame, incomplete, drop) => {
+    if (!incomplete) return;
     const total = (gathered.get(incomplete) ?? 0) + (frame.payload?.length ?? 0);
     gathered.set(incomplete, total);
     if (total > maxBytes) {
-      link._incomplete = undefined;
+      drop();
       onExceeded(total);
     }
-  };
+  });
 }

@@ -13,7 +13,10 @@ import {
   formatEventHubConnectionString,
   formatServiceConnectionString,
 } from '../iothub/connection-string';
-import { answerAttach, answerBegin, bodyBytes, CHANNEL_MAX, forgetDelivery, forgetLinkDeliveries, messageSize, remoteAttach, settleIncoming, wrapInt, wrapLong, copyMessage, type AmqpError, type Outcome } from './amqp';
+import { bodyBytes, messageSize } from '../amqp/message-rules';
+import { responseFor } from '../amqp/request-response';
+import { forgetDelivery, forgetLinkDeliveries, remoteAttach } from '../amqp/rhea-internals';
+import { answerAttach, answerBegin, CHANNEL_MAX, settleIncoming, wrapInt, wrapLong, copyMessage, type AmqpError, type Outcome } from './amqp';
 import { parseAddress, type Address } from './addresses';
 import { audienceMatches, AuthError, ConnectionAuth, grantFromToken, requirementFor, type Requirement } from './auth';
 import { FrameGuard, limitTransfers } from './guard';
@@ -876,12 +879,7 @@ export class SimulatedHub extends EventEmitter {
       candidates.find((l) => l.session === request.session) ??
       candidates[0];
     if (!pick) return;
-    const response: rhea.Message = {
-      correlation_id: message.message_id,
-      application_properties: { 'status-code': wrapInt(status), 'status-description': description },
-      body: body ?? null,
-    } as rhea.Message;
-    if (replyTo !== undefined) response.to = replyTo;
+    const response = responseFor(message, status, description, body);
     setImmediate(() => {
       if (!pick.closed && pick.link.is_open()) (pick.link as rhea.Sender).send(response);
     });

@@ -5,7 +5,8 @@
 import { promises as fs } from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { DEFAULT_POLICY_RIGHTS, isValidDeviceId, type Right } from './registry';
+import { isValidId } from '../amqp/message-rules';
+import { DEFAULT_POLICY_RIGHTS, type Right } from './registry';
 
 export interface DeviceConfig {
   deviceId: string;
@@ -170,12 +171,12 @@ function validate(o: SimulatorOptions): void {
   for (const [k, v] of Object.entries(o.feedback)) checkPositive(`feedback.${k}`, v);
   if (!Array.isArray(o.devices)) throw new OptionsError('devices must be a list');
   o.devices.forEach((d, i) => {
-    if (!d || typeof d.deviceId !== 'string' || !isValidDeviceId(d.deviceId)) throw new OptionsError(`devices[${i}].deviceId is missing or invalid`);
+    if (!d || typeof d.deviceId !== 'string' || !isValidId(d.deviceId)) throw new OptionsError(`devices[${i}].deviceId is missing or invalid`);
     checkKey(`devices[${i}].primaryKey`, d.primaryKey);
     checkKey(`devices[${i}].secondaryKey`, d.secondaryKey);
     if (d.modules !== undefined && !Array.isArray(d.modules)) throw new OptionsError(`devices[${i}].modules must be a list`);
     (d.modules ?? []).forEach((m, j) => {
-      if (!m || typeof m.moduleId !== 'string' || !isValidDeviceId(m.moduleId)) throw new OptionsError(`devices[${i}].modules[${j}].moduleId is missing or invalid`);
+      if (!m || typeof m.moduleId !== 'string' || !isValidId(m.moduleId)) throw new OptionsError(`devices[${i}].modules[${j}].moduleId is missing or invalid`);
       checkKey(`devices[${i}].modules[${j}].primaryKey`, m.primaryKey);
     });
   });

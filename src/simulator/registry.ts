@@ -4,6 +4,7 @@
  * so connection strings can be written down in docs and examples; every key can be overridden.
  */
 import { randomUUID } from 'node:crypto';
+import { isValidId } from '../amqp/message-rules';
 
 export type Right = 'RegistryRead' | 'RegistryWrite' | 'ServiceConnect' | 'DeviceConnect';
 
@@ -48,11 +49,6 @@ export const DEFAULT_POLICY_RIGHTS: Record<string, Right[]> = {
   registryReadWrite: ['RegistryRead', 'RegistryWrite'],
 };
 
-const ID_PATTERN = /^[A-Za-z0-9\-.+%_#*?!(),:=@$']{1,128}$/;
-
-export function isValidDeviceId(id: string): boolean {
-  return typeof id === 'string' && ID_PATTERN.test(id);
-}
 
 export interface RegistryOptions {
   /** Register a device the first time a token for it is presented with the default device key. */
@@ -91,7 +87,7 @@ export class Registry {
   }
 
   addDevice(deviceId: string, keys: { primaryKey?: string; secondaryKey?: string } = {}): DeviceRecord {
-    if (!isValidDeviceId(deviceId)) throw new Error(`invalid device id "${deviceId.slice(0, 40)}"`);
+    if (!isValidId(deviceId)) throw new Error(`invalid device id "${String(deviceId).slice(0, 40)}"`);
     const existing = this.devices.get(deviceId);
     if (existing) return existing;
     const device: DeviceRecord = {
@@ -111,13 +107,13 @@ export class Registry {
    * (a device it names) win over stored ones, so a key can be changed there.
    */
   restoreDevice(stored: { deviceId: string; primaryKey: string; secondaryKey?: string; generationId: string; modules: Array<{ moduleId: string; primaryKey: string; secondaryKey?: string; generationId: string }> }): void {
-    if (!isValidDeviceId(stored.deviceId)) return;
+    if (!isValidId(stored.deviceId)) return;
     const configured = this.devices.get(stored.deviceId);
     const device: DeviceRecord = configured ?? { deviceId: stored.deviceId, primaryKey: stored.primaryKey, generationId: stored.generationId, modules: new Map() };
     device.generationId = stored.generationId;
     if (!configured && stored.secondaryKey) device.secondaryKey = stored.secondaryKey;
     for (const m of stored.modules) {
-      if (!isValidDeviceId(m.moduleId)) continue;
+      if (!isValidId(m.moduleId)) continue;
       const mod = device.modules.get(m.moduleId) ?? { moduleId: m.moduleId, primaryKey: m.primaryKey, generationId: m.generationId };
       if (!device.modules.has(m.moduleId) && m.secondaryKey) mod.secondaryKey = m.secondaryKey;
       mod.generationId = m.generationId;
@@ -127,7 +123,7 @@ export class Registry {
   }
 
   addModule(deviceId: string, moduleId: string, keys: { primaryKey?: string; secondaryKey?: string } = {}): ModuleRecord {
-    if (!isValidDeviceId(moduleId)) throw new Error(`invalid module id "${moduleId.slice(0, 40)}"`);
+    if (!isValidId(moduleId)) throw new Error(`invalid module id "${String(moduleId).slice(0, 40)}"`);
     const device = this.addDevice(deviceId);
     const existing = device.modules.get(moduleId);
     if (existing) return existing;
@@ -161,10 +157,10 @@ export class Registry {
   /** Keys a device (or module) token may be signed with; auto-registration offers the default key. */
   keysFor(deviceId: string, moduleId?: string): string[] {
     const device = this.devices.get(deviceId);
-    if (!device) return this.autoRegister && isValidDeviceId(deviceId) ? [DEFAULT_KEYS.deviceDefault] : [];
+    if (!device) return this.autoRegister && isValidId(deviceId) ? [DEFAULT_KEYS.deviceDefault] : [];
     if (moduleId === undefined) return keyList(device);
     const mod = device.modules.get(moduleId);
-    if (!mod) return this.autoRegister && isValidDeviceId(moduleId) ? [DEFAULT_KEYS.deviceDefault] : [];
+    if (!mod) return this.autoRegister && isValidId(moduleId) ? [DEFAULT_KEYS.deviceDefault] : [];
     return keyList(mod);
   }
 

@@ -1,5 +1,6 @@
 import { strict as assert } from 'node:assert';
-import { parseSelector, startSequence } from '../../src/simulator/event-hub';
+import { parseSelector, selectorFor, type StartPosition } from '../../src/amqp/selector-filter';
+import { startSequence } from '../../src/simulator/event-hub';
 import { Partition } from '../../src/simulator/partitions';
 
 describe('event-hub: parseSelector', () => {
@@ -97,5 +98,18 @@ describe('event-hub: startSequence', () => {
   it('unquoted numbers followed by blanks still parse', () => {
     assert.deepEqual(parseSelector('amqp.annotation.x-opt-sequence-number > 5 '), { kind: 'sequence', value: 5, inclusive: false });
     assert.deepEqual(parseSelector('amqp.annotation.x-opt-enqueued-time >= 7\t'), { kind: 'time', value: 7, inclusive: true });
+  });
+});
+
+describe('selector filters: what the client writes is what the simulator reads', () => {
+  it('every start position and the resume filter parse to the filter they mean', () => {
+    const cases: Array<[StartPosition | { kind: 'after'; sequenceNumber: number }, unknown]> = [
+      [{ kind: 'latest' }, { kind: 'offset', value: '@latest', inclusive: false }],
+      [{ kind: 'earliest' }, { kind: 'offset', value: '-1', inclusive: false }],
+      [{ kind: 'sequenceNumber', value: 42 }, { kind: 'sequence', value: 42, inclusive: true }],
+      [{ kind: 'enqueuedTime', value: 1700000000123 }, { kind: 'time', value: 1700000000123, inclusive: true }],
+      [{ kind: 'after', sequenceNumber: 7 }, { kind: 'sequence', value: 7, inclusive: false }],
+    ];
+    for (const [position, filter] of cases) assert.deepEqual(parseSelector(selectorFor(position)), filter, JSON.stringify(position));
   });
 });

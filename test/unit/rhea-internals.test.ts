@@ -2,8 +2,9 @@
  * The client and the simulator reach into rhea and rhea-promise where their public APIs say nothing
  * (package.json pins both to the exact versions these work-arounds were written for). This test names
  * every internal the code relies on and fails the day an upgrade moves one, before any behaviour
- * quietly changes: see src/simulator/amqp.ts, src/simulator/frame-fields.ts, src/simulator/hub.ts,
- * src/iothub/links.ts and src/iothub/hub-connection.ts for what each is used for.
+ * quietly changes: src/amqp/rhea-internals.ts holds every accessor (delivery slots, credit, attach and
+ * begin frames, the socket, transfers being gathered); src/simulator/frame-fields.ts and the simulator's
+ * SASL set-up use rhea's frame queues and types.
  */
 import { strict as assert } from 'node:assert';
 import { readFileSync } from 'node:fs';
@@ -88,6 +89,9 @@ describe('the rhea and rhea-promise internals this package uses', function () {
     const buffer = (session?.outgoing as Bag | undefined)?.deliveries as Bag | undefined;
     for (const field of ['size', 'head', 'capacity', 'entries']) assert.ok(buffer !== undefined && field in buffer, `session.outgoing.deliveries.${field}`);
     assert.ok(has(session, 'local.begin'), 'session.local.begin');
+    // Transfers being gathered (guard.ts through watchTransfers).
+    assert.equal(typeof session?.on_transfer, 'function', 'session.on_transfer');
+    assert.equal(typeof session?._get_link, 'function', 'session._get_link');
     const delivery = sender.send({ body: 'x' }) as unknown as Bag;
     for (const field of ['settled', 'remote_settled', 'link']) assert.ok(field in delivery, `delivery.${field}`);
     // A remote terminus is a composite that writes itself back (amqp.ts answerAttach).
