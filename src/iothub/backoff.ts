@@ -83,17 +83,13 @@ export class Backoff {
     return this.timer !== undefined;
   }
 
-  /** The next wait on the schedule; counts an attempt. */
-  next(): number {
-    return this.schedule(this.attempts++);
-  }
-
   /**
-   * Runs `fn` after the next wait on the schedule (or after `delay`, when the caller knows better,
-   * still counted as an attempt); an earlier wait is cancelled. Returns the wait.
+   * Runs `fn` after the next wait, and counts an attempt. The wait comes from the schedule, or from
+   * `override` when this failure calls for another (a throttle's own schedule, the cap at once); an
+   * earlier wait is cancelled. Returns the wait.
    */
-  after(fn: () => void, delay?: number): number {
-    const wait = delay === undefined ? this.next() : (this.attempts++, delay);
+  after(fn: () => void, override?: Schedule): number {
+    const wait = (override ?? this.schedule)(this.attempts++);
     this.cancel();
     const timer = this.clock.setTimeout(() => {
       if (this.timer !== timer) return;
@@ -110,9 +106,8 @@ export class Backoff {
     this.timer = undefined;
   }
 
-  /** A success: the next failure starts the schedule over. */
+  /** A success: the next failure starts the schedule over. A wait still armed stays armed. */
   reset(): void {
-    this.cancel();
     this.attempts = 0;
   }
 }

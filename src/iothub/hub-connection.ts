@@ -9,7 +9,7 @@
 import { EventEmitter, setMaxListeners } from 'node:events';
 import { Connection, ConnectionEvents, SessionEvents, type ConnectionOptions as RheaConnectionOptions, type EventContext, type Session } from 'rhea-promise';
 import WebSocket from 'ws';
-import { backoffDelay } from './backoff';
+import { Backoff, reconnectSchedule, systemClock, type Clock, type Schedule } from './backoff';
 import { CbsChannel } from './cbs';
 import type { Identity } from './connection-string';
 import { checkScope, makeToken, scopeKey, type Scope, type Token } from './credentials';
@@ -44,6 +44,8 @@ export interface HubConnectionOptions {
   closeTimeoutMs?: number;
   /** For tests: the jitter source. */
   random?: () => number;
+  /** For tests: where every retry loop's waits come from (see backoff.ts). */
+  clock?: Clock;
   /** WebSocket path; `/$iothub/websocket` for IoT Hub, `/$servicebus/websocket` for Event Hubs. */
   webSocketPath?: string;
 }
@@ -63,6 +65,7 @@ const DEFAULTS = {
   operationTimeoutMs: 30_000,
   closeTimeoutMs: 10_000,
   webSocketPath: '/$iothub/websocket',
+  clock: systemClock,
 };
 
 /** What the connection asks of a durable link (see links.ts). */
@@ -80,12 +83,11 @@ interface ScopeState {
   scope: Scope;
   users: number;
   token?: Token;
-  renewTimer?: NodeJS.Timeout;
+  /** The planned renewal, then its retries while the hub does not answer. */
+  renewal: Backoff;
   /** Put-token in progress on this generation. */
   pending?: Promise<void>;
   generation: number;
-  /** Renewals in a row that went unanswered, for their backoff. */
-  renewFailures?: number;
   /** When the current token was accepted (ms since the epoch). */
   putAt?: number;
 }
@@ -116,8 +118,8 @@ export class HubConnection extends EventEmitter<HubConnectionEvents> {
   private session: Session | undefined;
   /** Aborts every open, create and attach still pending on the current connection. */
   private abort: AbortController | undefined;
-  private attempt = 0;
-  private retryTimer: NodeJS.Timeout | undefined;
+  /** Waits between connection attempts; counts attempts since the last open. */
+  private readonly reconnect: Backoff;
   private closing: Promise<void> | undefined;
 
   constructor(identity: Identity, options: HubConnectionOptions = {}) {
@@ -129,10 +131,11 @@ export class HubConnection extends EventEmitter<HubConnectionEvents> {
     const defined = Object.fromEntries(Object.entries(options).filter(([, v]) => v !== undefined));
     this.options = { ...DEFAULTS, ...defined } as ResolvedOptions;
     if (identity.kind === 'eventhub' && options.webSocketPath === undefined) this.options.webSocketPath = '/$servicebus/websocket';
+    this.reconnect = new Backoff(this.retrySchedule(), this.options.clock);
     // The identity's own scope is always authorised, so a wrong key shows at connect time rather
     // than at the first message; links add the scopes (devices) they speak for.
     const base: Scope = identity.kind === 'device' ? (identity.moduleId ? { deviceId: identity.deviceId, moduleId: identity.moduleId } : { deviceId: identity.deviceId }) : {};
-    this.scopes.set(scopeKey(base), { scope: base, users: 1, generation: -1 });
+    this.scopes.set(scopeKey(base), { scope: base, users: 1, generation: -1, renewal: new Backoff(this.retrySchedule(), this.options.clock) });
   }
 
   get state(): HubState {
@@ -168,7 +171,7 @@ export class HubConnection extends EventEmitter<HubConnectionEvents> {
     const key = scopeKey(scope);
     const existing = this.scopes.get(key);
     if (existing) existing.users += 1;
-    else this.scopes.set(key, { scope, users: 1, generation: -1 });
+    else this.scopes.set(key, { scope, users: 1, generation: -1, renewal: new Backoff(this.retrySchedule(), this.options.clock) });
     if (this.currentState === 'idle') this.connect();
     else if (this.currentState === 'open' && this.session && this.abort) this.attachWhenAuthorized(link, this.session, this.generation, this.abort.signal);
   }
@@ -180,7 +183,7 @@ export class HubConnection extends EventEmitter<HubConnectionEvents> {
     if (state) {
       state.users -= 1;
       if (state.users <= 0) {
-        if (state.renewTimer) clearTimeout(state.renewTimer);
+        state.renewal.cancel();
         this.scopes.delete(key);
       }
     }
@@ -253,7 +256,7 @@ export class HubConnection extends EventEmitter<HubConnectionEvents> {
 
   private async runAttempt(generation: number): Promise<void> {
     const transport = this.transportOptions() as RheaConnectionOptions & { host?: string; port?: number };
-    log.connection('connecting to %s:%s over %s as %s (attempt %d)', transport.host, transport.port, this.options.transport, describeIdentity(this.identity), this.attempt + 1);
+    log.connection('connecting to %s:%s over %s as %s (attempt %d)', transport.host, transport.port, this.options.transport, describeIdentity(this.identity), this.reconnect.attempt + 1);
     const connection = new Connection(transport);
     // rhea-promise adds a listener to the rhea connection for every link being attached and caps
     // them at 1,000: a gateway re-attaching its devices after a reconnect passes that at once.
@@ -291,7 +294,7 @@ export class HubConnection extends EventEmitter<HubConnectionEvents> {
       session.on(SessionEvents.sessionClose, (ctx: EventContext) => this.lost(generation, toHubError(ctx.session?.error, 'the AMQP session was closed')));
       if (generation !== this.generation) return;
       this.session = session;
-      this.attempt = 0;
+      this.reconnect.reset();
       log.connection('open: %s, %d scope(s) authorised, %d link(s) to attach', describeIdentity(this.identity), this.scopes.size, this.links.size);
       this.setState('open');
       for (const link of this.links) link.attach(session, generation, signal);
@@ -347,8 +350,7 @@ export class HubConnection extends EventEmitter<HubConnectionEvents> {
   }
 
   private planRenewal(state: ScopeState, generation: number): void {
-    if (state.renewTimer) clearTimeout(state.renewTimer);
-    state.renewTimer = undefined;
+    state.renewal.cancel();
     const token = state.token;
     if (!token || !token.renewable) return;
     const lifetimeMs = Math.max(1000, token.expiresAt - Date.now());
@@ -356,12 +358,12 @@ export class HubConnection extends EventEmitter<HubConnectionEvents> {
     const margin = Math.min(Math.max(configured, this.options.tokenLifetimeSec * 100), this.options.tokenLifetimeSec * 500);
     const wait = Math.max(0, Math.min(lifetimeMs - margin, lifetimeMs));
     log.cbs('renewal of %s in %d ms', token.audience, wait);
-    state.renewTimer = setTimeout(() => {
-      state.renewTimer = undefined;
+    state.renewal.after(() => {
       if (generation !== this.generation || !this.scopes.has(scopeKey(state.scope))) return;
       this.renew(state, generation);
-    }, wait);
-    state.renewTimer.unref();
+    }, () => wait);
+    // The planned wait is not a retry: should this renewal go unanswered, its retries start at the floor.
+    state.renewal.reset();
   }
 
   /**
@@ -373,7 +375,6 @@ export class HubConnection extends EventEmitter<HubConnectionEvents> {
   private renew(state: ScopeState, generation: number): void {
     this.authorize(state, generation, true).then(
       () => {
-        state.renewFailures = 0;
         this.emit('renewed', state.scope);
       },
       (err: unknown) => {
@@ -384,14 +385,10 @@ export class HubConnection extends EventEmitter<HubConnectionEvents> {
           this.lost(generation, error);
           return;
         }
-        const delay = backoffDelay(state.renewFailures ?? 0, { minMs: this.options.reconnectMinMs, maxMs: this.options.reconnectMaxMs, random: this.options.random });
-        state.renewFailures = (state.renewFailures ?? 0) + 1;
-        log.cbs('renewal unanswered (%s); trying again in %d ms while the current token holds', error.code, delay);
-        state.renewTimer = setTimeout(() => {
-          state.renewTimer = undefined;
+        const delay = state.renewal.after(() => {
           if (generation === this.generation && this.scopes.has(scopeKey(state.scope))) this.renew(state, generation);
-        }, delay);
-        state.renewTimer.unref();
+        });
+        log.cbs('renewal unanswered (%s); trying again in %d ms while the current token holds', error.code, delay);
       },
     );
   }
@@ -445,35 +442,35 @@ export class HubConnection extends EventEmitter<HubConnectionEvents> {
       // Closed for having no link (Event Hubs and Service Bus do that after five idle minutes, and a
       // config node whose senders all went idle holds none): nothing needs it now, so it rests until a
       // link registers instead of reconnecting only to be closed again.
-      this.attempt = 0;
+      this.reconnect.reset();
       this.setState('idle', error);
       return;
     }
     for (const link of this.links) link.down();
-    const delay = error.code === 'Unauthorized' ? this.options.reconnectMaxMs : backoffDelay(this.attempt, {
-      minMs: this.options.reconnectMinMs,
-      maxMs: this.options.reconnectMaxMs,
-      random: this.options.random,
-    });
-    this.attempt += 1;
+    // Unauthorized goes straight to the cap: the key or policy must change before a retry can work.
+    const delay = this.reconnect.after(
+      () => {
+        if (this.currentState === 'reconnecting') this.connect();
+      },
+      error.code === 'Unauthorized' ? () => this.options.reconnectMaxMs : undefined,
+    );
     log.connection('lost: %s %s%s; reconnecting in %d ms', error.code, error.message, error.condition ? ` (${error.condition})` : '', delay);
     this.setState('reconnecting', error);
-    this.retryTimer = setTimeout(() => {
-      this.retryTimer = undefined;
-      if (this.currentState === 'reconnecting') this.connect();
-    }, delay);
-    this.retryTimer.unref();
     this.emit('retry', delay, error);
+  }
+
+  /** The reconnect schedule, also used for renewals that go unanswered. */
+  private retrySchedule(): Schedule {
+    return reconnectSchedule({ minMs: this.options.reconnectMinMs, maxMs: this.options.reconnectMaxMs, random: this.options.random });
   }
 
   /** Drops this generation's connection without waiting; listeners go with it. */
   private teardown(): void {
     for (const state of this.scopes.values()) {
-      if (state.renewTimer) clearTimeout(state.renewTimer);
-      state.renewTimer = undefined;
+      state.renewal.cancel();
+      state.renewal.reset();
       state.token = undefined;
       state.putAt = undefined;
-      state.renewFailures = 0;
       state.generation = -1;
     }
     const connection = this.connection;
@@ -495,12 +492,11 @@ export class HubConnection extends EventEmitter<HubConnectionEvents> {
     log.connection('closing (%s)', describeIdentity(this.identity));
     this.closing = (async () => {
       this.generation += 1;
-      if (this.retryTimer) clearTimeout(this.retryTimer);
-      this.retryTimer = undefined;
+      this.reconnect.cancel();
       const error = new HubError('Closed', 'the connection was closed');
       for (const link of [...this.links]) link.shutdown(error);
       this.links.clear();
-      for (const state of this.scopes.values()) if (state.renewTimer) clearTimeout(state.renewTimer);
+      for (const state of this.scopes.values()) state.renewal.cancel();
       this.scopes.clear();
       const connection = this.connection;
       const cbs = this.cbs;
