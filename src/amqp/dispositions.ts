@@ -7,6 +7,10 @@
  * flushes on the next tick before anything else can join it. Both ends of this package settle through
  * here.
  */
+import createDebug from 'debug';
+
+
+const log = createDebug('iothub:amqp');
 
 const alone: Array<() => void> = [];
 let draining = false;
@@ -38,7 +42,8 @@ function drainOne(): void {
 function run(apply: () => void): void {
   try {
     apply();
-  } catch {
+  } catch (err) {
     // The link or connection went away meanwhile: the waiting side times out or was answered already.
+    log('a disposition found its link gone: %s', err instanceof Error ? err.message : String(err));
   }
 }

@@ -62,7 +62,6 @@ export function discoverEventHub(connection: HubConnection, timeoutMs = 30_000):
         }
       } else if (err.code === 'Unauthorized') finish(err);
     });
-    probe.on('attached', () => undefined);
     // The connection closed under the probe (the node using it is being stopped).
     probe.on('closed', (err: HubError) => finish(err));
   });

@@ -511,7 +511,7 @@ export class HubConnection extends EventEmitter<HubConnectionEvents> {
         await cbs?.close();
         if (connection) await closeConnection(connection, this.options.closeTimeoutMs);
       })();
-      await withTimeout(polite, this.options.closeTimeoutMs + 500, 'closing').catch(() => undefined);
+      await withTimeout(polite, this.options.closeTimeoutMs + 500, 'closing').catch((err: unknown) => log.connection('close did not finish cleanly: %s', err instanceof Error ? err.message : String(err)));
       this.removeAllListeners();
     })();
     return this.closing;

@@ -220,8 +220,9 @@ export class HubSender extends DurableLink<DurableLinkEvents> {
       let delivery: Delivery;
       try {
         delivery = link.send(entry.message);
-      } catch {
+      } catch (err) {
         // The link broke under us; its error handler takes it from here.
+        log.link('%s: send failed on a breaking link (%s); the message waits for the next one', this.address, err instanceof Error ? err.message : String(err));
         this.requeue(entry);
         return;
       }

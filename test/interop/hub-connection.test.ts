@@ -12,6 +12,7 @@ import { HubSender } from '../../src/iothub/links';
 import { expiryIn, makeSasToken } from '../../src/iothub/sas';
 import type { SimulatedHub } from '../../src/simulator';
 import { delay, startTestHub, waitFor } from '../helpers/hub';
+import { RecordingClock } from '../helpers/clock';
 import { deviceToken, openRaw } from '../helpers/raw';
 
 type TransportName = 'amqp' | 'amqps' | 'amqpws';
@@ -206,20 +207,22 @@ describe('HubConnection', function () {
     assert.deepEqual(arrivedIds(hub), ['before', 'during-0', 'during-1', 'during-2', 'during-3', 'during-4']);
   });
 
-  it('backs off against a hub that refuses connections: attempts spread out and cap, no tight loop', async () => {
+  it('backs off against a hub that refuses connections: each wait doubles up to the cap, one attempt per wait', async () => {
     hub = await startTestHub();
     hub.faults.refuseConnections(60_000);
     const identity = parseConnectionString(hub.deviceConnectionString('knocker'));
-    const connection = await open(identity, { ...transportOptions(hub, 'amqp'), reconnectMinMs: 50, reconnectMaxMs: 400 });
+    const clock = new RecordingClock();
+    // Jitter fixed at the middle: each wait is 3/4 of its ceiling (50, 100, 200, then the 400 cap).
+    const connection = await open(identity, { ...transportOptions(hub, 'amqp'), reconnectMinMs: 50, reconnectMaxMs: 400, random: () => 0.5, clock });
     const delays: number[] = [];
     connection.on('retry', (ms: number) => delays.push(ms));
     new HubSender(connection, '/devices/knocker/messages/events', { deviceId: 'knocker' });
-    await delay(3000);
-    const attempts = hub.stats.connectionsRefused;
-    // 50, 100, 200, then 400 (each jittered to between half and all of it): about 10 attempts in 3 s.
-    assert.ok(attempts >= 4 && attempts <= 16, `${attempts} attempts in 3 s`);
-    assert.ok(delays.every((d) => d <= 400), `delays ${delays.join(',')}`);
-    assert.ok(delays.slice(4).every((d) => d >= 200), `capped delays stay near the cap: ${delays.join(',')}`);
+    await waitFor(() => delays.length >= 7, 'seven retries');
+    assert.deepEqual(delays.slice(0, 7), [38, 75, 150, 300, 300, 300, 300]);
+    for (const wait of delays.slice(0, 7)) assert.ok(clock.waits.includes(wait), `the wait of ${wait} ms went through the clock`);
+    // Every retry is one refused connection: no tight loop behind the waits.
+    const refused = hub.stats.connectionsRefused;
+    assert.ok(refused >= delays.length && refused <= delays.length + 1, `${refused} connections refused for ${delays.length} retries`);
   });
 
   it('backs off against an unreachable hub too', async () => {
@@ -228,12 +231,12 @@ describe('HubConnection', function () {
     const port = (server.address() as net.AddressInfo).port;
     await new Promise<void>((r) => server.close(() => r()));
     const identity = parseConnectionString(`HostName=localhost;DeviceId=nobody;SharedAccessKey=${Buffer.alloc(32, 1).toString('base64')}`);
-    const connection = await open(identity, { transport: 'amqp', port, connectHost: '127.0.0.1', reconnectMinMs: 50, reconnectMaxMs: 300 });
+    const connection = await open(identity, { transport: 'amqp', port, connectHost: '127.0.0.1', reconnectMinMs: 50, reconnectMaxMs: 300, random: () => 0.5 });
     const delays: number[] = [];
     connection.on('retry', (ms: number) => delays.push(ms));
     connection.open();
-    await delay(2000);
-    assert.ok(delays.length >= 3 && delays.length <= 14, `${delays.length} attempts in 2 s`);
+    await waitFor(() => delays.length >= 5, 'five retries');
+    assert.deepEqual(delays.slice(0, 5), [38, 75, 150, 225, 225]);
     assert.equal(connection.error?.code, 'NotConnected');
   });
 
@@ -293,7 +296,9 @@ describe('HubConnection', function () {
     hub = await startTestHub({ autoRegister: false, devices: [{ deviceId: 'doomed' }] });
     const identity = parseConnectionString(hub.deviceConnectionString('doomed'));
     // 4 s tokens renewed 2 s before expiry (the smallest margin is 10 %, the largest 50 % of the lifetime).
-    const connection = await open(identity, { ...transportOptions(hub, 'amqp'), tokenLifetimeSec: 4, tokenRenewMarginSec: 2, reconnectMinMs: 400, reconnectMaxMs: 5000 });
+    const connection = await open(identity, { ...transportOptions(hub, 'amqp'), tokenLifetimeSec: 4, tokenRenewMarginSec: 2, reconnectMinMs: 400, reconnectMaxMs: 5000, random: () => 0.5 });
+    const delays: number[] = [];
+    connection.on('retry', (ms: number) => delays.push(ms));
     const senders = new DeviceSenders(Promise.resolve(connection), { maxPending: 10 });
     await senders.send({}, body('before'));
     const refusedBefore = hub.stats.putTokensRefused;
@@ -306,11 +311,12 @@ describe('HubConnection', function () {
       (err: { code?: string }) => String(err.code),
     );
     assert.equal(failed, 'DeviceNotFound', 'a message for the deleted device fails with the hub\'s code instead of waiting for ever');
-    // Retries back off as reconnects do: over 6 s, a 400 ms floor doubling each time allows about 4 attempts (not 15).
-    const start = hub.stats.putTokensRefused;
-    await delay(6000);
-    const attempts = hub.stats.putTokensRefused - start;
-    assert.ok(attempts >= 1 && attempts <= 6, `${attempts} put-token attempts in 6 s`);
+    // Retries back off as reconnects do, one refused put-token per retry: with the jitter fixed at the
+    // middle, waits of 3/4 of 400, 800, 1600, 3200 ms.
+    await waitFor(() => delays.length >= 4, 'four retries after the device was deleted', 15_000);
+    assert.deepEqual(delays.slice(0, 4), [300, 600, 1200, 2400]);
+    const refusedAfter = hub.stats.putTokensRefused - refusedBefore;
+    assert.ok(refusedAfter >= 4 && refusedAfter <= 6, `${refusedAfter} put-tokens refused over ${delays.length} retries`);
     assert.ok(hub.stats.putTokensRefused > refusedBefore);
     await senders.close();
   });

@@ -1,5 +1,6 @@
 import { strict as assert } from 'node:assert';
-import { backoffDelay, throttleDelay, type BackoffOptions } from '../../src/iothub/backoff';
+import { Backoff, backoffDelay, reconnectSchedule, throttleDelay, type BackoffOptions } from '../../src/iothub/backoff';
+import { RecordingClock } from '../helpers/clock';
 
 /** A fixed jitter source. */
 const fixed =
@@ -148,5 +149,67 @@ describe('throttleDelay: the official Node SDK\'s throttling schedule', () => {
     assert.equal(throttleDelay(3, { ...sdk, random: () => 0 }), 10_000);
     assert.equal(throttleDelay(6, { ...sdk, random: () => 1 }), 60_000);
     assert.equal(throttleDelay(60, { ...sdk, random: () => 1 }), 60_000);
+  });
+});
+
+describe('backoff: the Backoff retry wait', () => {
+  const schedule = (attempt: number): number => 100 * 2 ** attempt;
+
+  it('waits on the schedule, one attempt more each time, until a success starts it over', async () => {
+    const clock = new RecordingClock(0);
+    const retry = new Backoff(schedule, clock);
+    let runs = 0;
+    for (let i = 0; i < 3; i++) {
+      retry.after(() => runs++);
+      await new Promise((r) => setTimeout(r, 5));
+    }
+    assert.deepEqual(clock.waits, [100, 200, 400]);
+    assert.equal(runs, 3);
+    assert.equal(retry.attempt, 3);
+    retry.reset();
+    retry.after(() => runs++);
+    assert.deepEqual(clock.waits, [100, 200, 400, 100]);
+  });
+
+  it('holds one wait at most: arming again cancels the earlier one, cancel drops it', async () => {
+    const clock = new RecordingClock(0);
+    const retry = new Backoff(schedule, clock);
+    const ran: string[] = [];
+    retry.after(() => ran.push('first'));
+    retry.after(() => ran.push('second'));
+    assert.equal(retry.waiting, true);
+    await new Promise((r) => setTimeout(r, 5));
+    assert.deepEqual(ran, ['second']);
+    assert.equal(retry.waiting, false);
+    retry.after(() => ran.push('third'));
+    retry.cancel();
+    await new Promise((r) => setTimeout(r, 5));
+    assert.deepEqual(ran, ['second']);
+    assert.equal(retry.attempt, 3, 'a cancelled wait still counted as an attempt');
+  });
+
+  it('an override schedule gets the attempt number and counts it', () => {
+    const clock = new RecordingClock(0);
+    const retry = new Backoff(schedule, clock);
+    retry.after(() => undefined);
+    assert.equal(retry.after(() => undefined, (attempt) => attempt * 7), 7);
+    assert.equal(retry.after(() => undefined), 400);
+    retry.cancel();
+  });
+
+  it('reset keeps an armed wait: a success elsewhere does not cut a pause short', async () => {
+    const clock = new RecordingClock(0);
+    const retry = new Backoff(schedule, clock);
+    let ran = false;
+    retry.after(() => (ran = true));
+    retry.reset();
+    assert.equal(retry.waiting, true);
+    await new Promise((r) => setTimeout(r, 5));
+    assert.equal(ran, true);
+  });
+
+  it('reconnectSchedule is backoffDelay with the given options', () => {
+    const s = reconnectSchedule({ minMs: 1000, maxMs: 60_000, random: fixed(0.5) });
+    assert.deepEqual([0, 1, 2, 10].map(s), [750, 1500, 3000, 45_000]);
   });
 });
