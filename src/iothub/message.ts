@@ -1,5 +1,5 @@
 /**
- * The one mapping between a Node-RED msg and an AMQP message, used by every node (DESIGN §5).
+ * The one mapping between a Node-RED msg and an AMQP message, used by every node (the msg contract each node's help text states).
  * Outgoing: validate everything that can be known before the wire, so that a message that can never
  * be sent fails at once with a code. Incoming: decode the body as the node asks, and make every
  * property JSON-safe for the debug sidebar and for flows that serialise msgs.
@@ -269,7 +269,7 @@ function iso(value: unknown): string | undefined {
   return undefined;
 }
 
-/** The msg fields every received message carries (DESIGN §5, "Out of telemetry-in, device-in"). */
+/** The msg fields every received message carries (telemetry-in's and device-in's help list them). */
 export interface IncomingFields {
   payload: unknown;
   topic?: string;
@@ -328,7 +328,7 @@ export function fromAmqpMessage(message: Message, mode: OutputMode): IncomingFie
   return fields;
 }
 
-/** What a cloud-to-device message carries besides the common fields (DESIGN §5, device-in). */
+/** What a cloud-to-device message carries besides the common fields (device-in's help lists them). */
 export interface C2dFields extends IncomingFields {
   deliveryCount?: number;
   enqueuedTime?: string;
