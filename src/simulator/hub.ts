@@ -26,7 +26,11 @@ import { FeedbackQueue } from './feedback';
 import { resolveOptions, type SimulatorOptions, type SimulatorOptionsInput } from './options';
 import { Partition, partitionForDevice, type StoredEvent } from './partitions';
 import { Registry } from './registry';
+import { negotiatedSasl, plainToken, setupSasl } from './sasl';
+import { emptyStats, type HubStats } from './stats';
 import { Store, type StoredC2d, type StoredState } from './store';
+
+export type { HubStats } from './stats';
 
 type Transport = 'amqp' | 'amqps' | 'ws';
 type Link = rhea.Sender | rhea.Receiver;
@@ -62,22 +66,6 @@ interface ConnState {
   sasl?: boolean;
   /** Since when the connection has had no link but `$cbs` (ms since the epoch); undefined while it has one. */
   linklessSince?: number;
-}
-
-export interface HubStats {
-  connectionsAccepted: number;
-  connectionsRefused: number;
-  /** Connections dropped for breaking the rules (oversized frames, never opened). */
-  connectionsDropped: number;
-  openConnections: number;
-  linksAttached: number;
-  linksRefused: number;
-  putTokens: number;
-  putTokensRefused: number;
-  d2cAccepted: number;
-  c2dAccepted: number;
-  /** Sends answered with throttling (fault). */
-  throttled: number;
 }
 
 export interface D2cEvent {
@@ -130,36 +118,6 @@ interface AcceptingConnection {
   accept(socket: net.Socket | tls.TLSSocket | unknown): void;
 }
 
-/** rhea keeps the SASL exchange inside the connection; the token a PLAIN client sent lives there. */
-interface SaslInternals {
-  sasl_transport?: { mechanism?: { token?: string }; transports?: Record<number, { mechanism?: { token?: string } } | undefined>; selected?: unknown };
-}
-
-class TokenPlain {
-  outcome: boolean | undefined = undefined;
-  username: string | undefined = undefined;
-  token: string | undefined = undefined;
-  constructor(private readonly check: (token: string) => boolean) {}
-  start(response: Buffer | undefined): void {
-    const parts = (response ?? Buffer.alloc(0)).toString('utf8').split('\u0000');
-    if (parts.length !== 3) {
-      this.outcome = false;
-      return;
-    }
-    this.username = parts[1];
-    this.token = parts[2];
-    this.outcome = this.check(parts[2]);
-  }
-}
-
-class AcceptAll {
-  outcome: boolean | undefined = undefined;
-  username = 'anonymous';
-  start(): void {
-    this.outcome = true;
-  }
-}
-
 export class SimulatedHub extends EventEmitter {
   readonly options: SimulatorOptions;
   readonly registry: Registry;
@@ -169,19 +127,7 @@ export class SimulatedHub extends EventEmitter {
   readonly eventHub: EventHubSurface;
   readonly ports: { amqp?: number; amqps?: number; ws?: number } = {};
   certificate?: Certificate;
-  readonly stats: HubStats = {
-    connectionsAccepted: 0,
-    connectionsRefused: 0,
-    connectionsDropped: 0,
-    openConnections: 0,
-    linksAttached: 0,
-    linksRefused: 0,
-    putTokens: 0,
-    putTokensRefused: 0,
-    d2cAccepted: 0,
-    c2dAccepted: 0,
-    throttled: 0,
-  };
+  readonly stats: HubStats = emptyStats();
 
   private readonly container: rhea.Container;
   private readonly conns = new Map<rhea.Connection, ConnState>();
@@ -223,7 +169,7 @@ export class SimulatedHub extends EventEmitter {
       }),
     );
     this.container = rhea.create_container({ id: options.hubName });
-    this.setupSasl();
+    setupSasl(this.container, (token) => grantFromToken(token, this.tokenContext()));
     this.setupEvents();
     if (options.location !== undefined) this.attachStore(options.location);
   }
@@ -521,21 +467,6 @@ export class SimulatedHub extends EventEmitter {
   }
 
   // ---- SASL and events ----------------------------------------------------------------------
-
-  private setupSasl(): void {
-    const mechanisms = this.container.sasl_server_mechanisms as Record<string, unknown> & { enable_anonymous(): void };
-    mechanisms.enable_anonymous();
-    mechanisms.PLAIN = () =>
-      new TokenPlain((token) => {
-        try {
-          grantFromToken(token, this.tokenContext());
-          return true;
-        } catch {
-          return false;
-        }
-      });
-    mechanisms.MSSBCBS = () => new AcceptAll();
-  }
 
   private tokenContext(): Parameters<typeof grantFromToken>[1] {
     return {
@@ -1157,19 +1088,6 @@ export class SimulatedHub extends EventEmitter {
     this.feedback.close();
     this.eventHub.close();
   }
-}
-
-/** Whether the client spoke SASL first: rhea's selective server picks the SASL layer for protocol id 3. */
-function negotiatedSasl(connection: rhea.Connection): boolean {
-  const sasl = (connection as unknown as SaslInternals).sasl_transport;
-  if (!sasl) return false;
-  return sasl.transports === undefined || (sasl.selected !== undefined && sasl.selected === sasl.transports[3]);
-}
-
-function plainToken(connection: rhea.Connection): string | undefined {
-  const sasl = (connection as unknown as SaslInternals).sasl_transport;
-  if (!sasl) return undefined;
-  return sasl.mechanism?.token ?? sasl.transports?.[3]?.mechanism?.token;
 }
 
 /** A batch (message format 0x80013700): data sections, each a whole encoded message. */
