@@ -13,24 +13,27 @@ import {
   formatEventHubConnectionString,
   formatServiceConnectionString,
 } from '../iothub/connection-string';
-import { answerAttach, answerBegin, bodyBytes, CHANNEL_MAX, forgetDelivery, forgetLinkDeliveries, messageSize, remoteAttach, settleIncoming, wrapInt, wrapLong, copyMessage, type AmqpError, type Outcome } from './amqp';
+import { answerAttach, answerBegin, bodyBytes, CHANNEL_MAX, forgetDelivery, forgetLinkDeliveries, remoteAttach, wrapInt, type AmqpError, type Outcome } from './amqp';
 import { parseAddress, type Address } from './addresses';
 import { audienceMatches, AuthError, ConnectionAuth, grantFromToken, requirementFor, type Requirement } from './auth';
 import { FrameGuard, limitTransfers } from './guard';
 import { writeEveryField } from './frame-fields';
-import { C2dQueues, type C2dEntryRecord } from './c2d';
+import { C2dQueues } from './c2d';
 import { loadOrMakeCertificate, type Certificate } from './certificate';
-import { encodeMessage } from './encode';
 import { EventHubSurface } from './event-hub';
 import { FeedbackQueue } from './feedback';
 import { resolveOptions, type SimulatorOptions, type SimulatorOptionsInput } from './options';
-import { Partition, partitionForDevice, type StoredEvent } from './partitions';
+import { Partition, type StoredEvent } from './partitions';
 import { Registry } from './registry';
 import { negotiatedSasl, plainToken, setupSasl } from './sasl';
 import { emptyStats, type HubStats } from './stats';
-import { Store, type StoredC2d, type StoredState } from './store';
+import { C2dIntake } from './c2d-intake';
+import { D2cIngest, decode } from './d2c-ingest';
+import { Persistence } from './persistence';
+import { Throttle } from './throttle';
 
 export type { HubStats } from './stats';
+export type { D2cEvent } from './d2c-ingest';
 
 type Transport = 'amqp' | 'amqps' | 'ws';
 type Link = rhea.Sender | rhea.Receiver;
@@ -68,33 +71,6 @@ interface ConnState {
   linklessSince?: number;
 }
 
-export interface D2cEvent {
-  deviceId: string;
-  moduleId?: string;
-  partitionId: string;
-  event: StoredEvent;
-  message: rhea.Message;
-}
-
-/** The auth-method annotation of a message from a device that authenticated with a SAS token. */
-const SAS_AUTH_METHOD = JSON.stringify({ scope: 'device', type: 'sas', issuer: 'iothub', acceptingIpFilterRule: null });
-
-/** A queued C2D message as the store keeps it: the queue's identity, the entry, the message as bytes. */
-function storedC2d(queue: { deviceId: string; moduleId?: string; generationId: string }, e: C2dEntryRecord): StoredC2d {
-  return {
-    deviceId: queue.deviceId,
-    moduleId: queue.moduleId,
-    generationId: queue.generationId,
-    sequenceNumber: e.sequenceNumber,
-    messageId: e.messageId,
-    ack: e.ack,
-    enqueuedTime: e.enqueuedTime,
-    expiresAt: e.expiresAt,
-    deliveryCount: e.deliveryCount,
-    encoded: rhea.message.encode(e.message),
-  };
-}
-
 const UNAUTHORIZED = (description: string): AmqpError => ({ condition: 'amqp:unauthorized-access', description });
 const FRAMING = (description: string): AmqpError => ({ condition: 'amqp:connection:framing-error', description: `The client sent ${description}.` });
 /**
@@ -109,11 +85,6 @@ const SASL_REQUIRED: AmqpError = {
   condition: 'amqp:unauthorized-access',
   description: 'The Event Hubs-compatible endpoint requires SASL (ANONYMOUS, MSSBCBS or PLAIN) before AMQP; this connection skipped it.',
 };
-const THROTTLED: AmqpError = {
-  condition: 'com.microsoft:device-container-throttled',
-  description: 'The request was throttled (simulated fault).',
-};
-
 interface AcceptingConnection {
   accept(socket: net.Socket | tls.TLSSocket | unknown): void;
 }
@@ -134,12 +105,13 @@ export class SimulatedHub extends EventEmitter {
   private readonly servers: Array<net.Server | WebSocketServer | http.Server> = [];
   private sweepTimer: NodeJS.Timeout | undefined;
   private nextConnId = 1;
-  private throttleCount = 0;
-  private throttleUntil = 0;
+  private readonly throttle: Throttle;
+  private readonly d2c: D2cIngest;
+  private readonly c2dIntake: C2dIntake;
   private refuseUntil = 0;
   private putTokenBlock: { until: number; answer: 'refuse' | 'ignore' } | undefined;
   private closing = false;
-  private store: Store | undefined;
+  private persistence: Persistence | undefined;
 
   private constructor(options: SimulatorOptions) {
     super();
@@ -168,79 +140,23 @@ export class SimulatedHub extends EventEmitter {
         description: `Device ${deviceId} at IotHub ${options.hubName} not registered`,
       }),
     );
+    this.throttle = new Throttle(this.stats);
+    this.d2c = new D2cIngest({
+      options,
+      registry: this.registry,
+      partitions: this.partitions,
+      stats: this.stats,
+      throttle: this.throttle,
+      events: this,
+      journal: (record) => this.persistence?.event(record),
+    });
+    this.c2dIntake = new C2dIntake({ options, registry: this.registry, c2d: this.c2d, stats: this.stats, throttle: this.throttle });
     this.container = rhea.create_container({ id: options.hubName });
     setupSasl(this.container, (token) => grantFromToken(token, this.tokenContext()));
     this.setupEvents();
-    if (options.location !== undefined) this.attachStore(options.location);
-  }
-
-  // ---- persistence (--location) ---------------------------------------------------------------
-
-  /** Reads back what the folder holds, rewrites it compactly, and journals every change from now on. */
-  private attachStore(dir: string): void {
-    const { store, state } = Store.open(dir);
-    for (const device of state.devices.values()) this.registry.restoreDevice(device);
-    const now = Date.now();
-    for (const [id, stored] of state.partitions) {
-      // A partition the options no longer have cannot be read from: its events go.
-      const partition = this.partitions.find((p) => p.id === id);
-      if (!partition) continue;
-      for (const e of stored.events) {
-        partition.restore({ sequenceNumber: e.sequenceNumber, offset: e.offset, enqueuedTime: e.enqueuedTime, encoded: e.encoded, deviceId: e.deviceId });
-      }
-      if (stored.next) partition.continueFrom(stored.next.sequenceNumber, stored.next.offset);
-      partition.enforceRetention(now);
+    if (options.location !== undefined) {
+      this.persistence = Persistence.attach(options.location, { registry: this.registry, partitions: this.partitions, c2d: this.c2d });
     }
-    for (const [target, queue] of state.c2d) {
-      // Device and module ids cannot hold '/', so the target splits back unambiguously.
-      const [deviceId, moduleId] = target.split('/');
-      const entries = [...queue.messages.values()].map((m) => ({
-        sequenceNumber: m.sequenceNumber,
-        message: decode(m.encoded),
-        messageId: m.messageId,
-        ack: m.ack,
-        enqueuedTime: m.enqueuedTime,
-        expiresAt: m.expiresAt,
-        deliveryCount: m.deliveryCount,
-      }));
-      const generationId = this.registry.getDevice(deviceId)?.generationId ?? [...queue.messages.values()][0]?.generationId ?? '';
-      this.c2d.restore(deviceId, moduleId, generationId, entries, queue.nextSequence);
-    }
-    store.compact(this.storedState());
-    store.snapshotSource = () => this.storedState();
-    this.registry.observer = {
-      deviceAdded: (d) => store.device({ deviceId: d.deviceId, primaryKey: d.primaryKey, secondaryKey: d.secondaryKey, generationId: d.generationId }),
-      moduleAdded: (deviceId, m) => store.module(deviceId, { moduleId: m.moduleId, primaryKey: m.primaryKey, secondaryKey: m.secondaryKey, generationId: m.generationId }),
-      deviceRemoved: (deviceId) => store.deviceRemoved(deviceId),
-    };
-    this.c2d.observer = {
-      added: (target, queue, e) => store.c2dAdded(target, storedC2d(queue, e)),
-      counted: (target, seq, count) => store.c2dCounted(target, seq, count),
-      done: (target, seq) => store.c2dDone(target, seq),
-    };
-    this.store = store;
-  }
-
-  /** The state the store keeps, as it is now. */
-  private storedState(): StoredState {
-    const state: StoredState = { devices: new Map(), partitions: new Map(), c2d: new Map() };
-    for (const d of this.registry.devices.values()) {
-      state.devices.set(d.deviceId, {
-        deviceId: d.deviceId,
-        primaryKey: d.primaryKey,
-        secondaryKey: d.secondaryKey,
-        generationId: d.generationId,
-        modules: [...d.modules.values()].map((m) => ({ moduleId: m.moduleId, primaryKey: m.primaryKey, secondaryKey: m.secondaryKey, generationId: m.generationId })),
-      });
-    }
-    for (const p of this.partitions) {
-      state.partitions.set(p.id, { events: [...p.all()].map((e) => ({ partitionId: p.id, ...e })), next: p.next });
-    }
-    for (const q of this.c2d.snapshot()) {
-      const messages = new Map(q.entries.map((e) => [e.sequenceNumber, storedC2d(q, e)]));
-      state.c2d.set(q.target, { messages, nextSequence: q.nextSequence });
-    }
-    return state;
   }
 
   static async start(input: SimulatorOptionsInput = {}): Promise<SimulatedHub> {
@@ -656,7 +572,7 @@ export class SimulatedHub extends EventEmitter {
         if (role !== 'receiver') return wrongRole();
         const missing = this.ensureDevice(address.deviceId, address.moduleId);
         if (missing) return missing;
-        state.onMessage = (c) => this.onD2c(address.deviceId, address.moduleId, c);
+        state.onMessage = (c) => this.d2c.onTransfer(address.deviceId, address.moduleId, c);
         return undefined;
       }
       case 'c2d': {
@@ -673,7 +589,7 @@ export class SimulatedHub extends EventEmitter {
       }
       case 'devicebound':
         if (role !== 'receiver') return wrongRole();
-        state.onMessage = (c) => this.onC2dSend(c);
+        state.onMessage = (c) => this.c2dIntake.onSend(c);
         return undefined;
       case 'feedback': {
         if (role !== 'sender') return wrongRole();
@@ -818,109 +734,9 @@ export class SimulatedHub extends EventEmitter {
     });
   }
 
-  private onD2c(deviceId: string, moduleId: string | undefined, ctx: rhea.EventContext): void {
-    const delivery = ctx.delivery as rhea.Delivery;
-    let messages: rhea.Message[];
-    const format = (ctx as unknown as { format?: number }).format;
-    try {
-      messages = format === 0x80013700 ? unpackBatch(ctx.message as unknown as Buffer) : [ctx.message as rhea.Message];
-    } catch {
-      settleIncoming(delivery, 'rejected', { condition: 'amqp:decode-error', description: 'The batch could not be decoded.' });
-      return;
-    }
-    if (this.takeThrottle()) {
-      settleIncoming(delivery, 'rejected', THROTTLED);
-      return;
-    }
-    const total = messages.reduce((n, m) => n + messageSize(m), 0);
-    if (total > this.options.d2c.maxMessageBytes) {
-      settleIncoming(delivery, 'rejected', {
-        condition: 'amqp:link:message-size-exceeded',
-        description: `The message is ${total} bytes; at most ${this.options.d2c.maxMessageBytes} are allowed.`,
-      });
-      return;
-    }
-    for (const message of messages) this.ingest(deviceId, moduleId, message);
-    delivery.accept();
-  }
-
   /** Stamps a device message as IoT Hub does and stores it in its partition. */
   ingest(deviceId: string, moduleId: string | undefined, message: rhea.Message): StoredEvent {
-    const now = Date.now();
-    const device = this.registry.getDevice(deviceId);
-    const partition = this.partitions[partitionForDevice(deviceId, this.partitions.length)];
-    const out = copyMessage(message);
-    out.body = message.body ?? null;
-    const event = partition.append(deviceId, now, (stamp) => {
-      // Anti-spoofing: the identity annotations always come from the connection, never the device.
-      const annotations: Record<string, unknown> = {
-        ...(message.message_annotations ?? {}),
-        'iothub-connection-device-id': deviceId,
-        'iothub-connection-auth-method': SAS_AUTH_METHOD,
-        'iothub-connection-auth-generation-id': device?.generationId ?? '',
-        'iothub-enqueuedtime': new Date(stamp.enqueuedTime),
-        'iothub-message-source': 'Telemetry',
-        'x-opt-sequence-number': wrapLong(stamp.sequenceNumber),
-        'x-opt-offset': String(stamp.offset),
-        'x-opt-enqueued-time': new Date(stamp.enqueuedTime),
-      };
-      if (moduleId !== undefined) annotations['iothub-connection-module-id'] = moduleId;
-      else delete annotations['iothub-connection-module-id'];
-      out.message_annotations = annotations;
-      return encodeMessage(out);
-    });
-    // Journaled before the delivery is accepted: what the client hears as accepted survives a restart.
-    this.store?.event({ partitionId: partition.id, ...event });
-    this.stats.d2cAccepted++;
-    if (this.listenerCount('d2c') > 0) {
-      const info: D2cEvent = { deviceId, partitionId: partition.id, event, message: out };
-      if (moduleId !== undefined) info.moduleId = moduleId;
-      this.emit('d2c', info);
-    }
-    return event;
-  }
-
-  private onC2dSend(ctx: rhea.EventContext): void {
-    const delivery = ctx.delivery as rhea.Delivery;
-    const message = ctx.message as rhea.Message;
-    const to = parseAddress(typeof message.to === 'string' ? message.to : undefined, this.options.hubName);
-    if (to.kind !== 'c2d') {
-      settleIncoming(delivery, 'rejected', { condition: 'com.microsoft:argument-error', description: "The message 'to' must be /devices/<id>/messages/devicebound." });
-      return;
-    }
-    const device = this.registry.getDevice(to.deviceId);
-    if (!device || (to.moduleId !== undefined && !device.modules.has(to.moduleId))) {
-      settleIncoming(delivery, 'rejected', { condition: 'amqp:not-found', description: `The device '${to.deviceId}' is not registered.` });
-      return;
-    }
-    const size = messageSize(message);
-    if (size > this.options.c2d.maxMessageBytes) {
-      settleIncoming(delivery, 'rejected', {
-        condition: 'amqp:link:message-size-exceeded',
-        description: `The message is ${size} bytes; at most ${this.options.c2d.maxMessageBytes} are allowed.`,
-      });
-      return;
-    }
-    if (this.takeThrottle()) {
-      settleIncoming(delivery, 'rejected', THROTTLED);
-      return;
-    }
-    const error = this.c2d.enqueue(to.deviceId, to.moduleId, device.generationId, message);
-    if (error) {
-      settleIncoming(delivery, 'rejected', error);
-      return;
-    }
-    this.stats.c2dAccepted++;
-    delivery.accept();
-  }
-
-  private takeThrottle(): boolean {
-    if (Date.now() >= this.throttleUntil) {
-      if (this.throttleCount <= 0) return false;
-      this.throttleCount--;
-    }
-    this.stats.throttled++;
-    return true;
+    return this.d2c.ingest(deviceId, moduleId, message);
   }
 
   // ---- expiry sweep -------------------------------------------------------------------------
@@ -1013,11 +829,11 @@ export class SimulatedHub extends EventEmitter {
     },
     /** Answers the next `count` D2C and C2D sends with a throttling error. */
     throttleNext: (count: number): void => {
-      this.throttleCount = Math.max(0, count);
+      this.throttle.next(count);
     },
     /** Answers every D2C and C2D send with a throttling error for `ms` (0 stops). */
     throttleFor: (ms: number): void => {
-      this.throttleUntil = ms > 0 ? Date.now() + ms : 0;
+      this.throttle.for(ms);
     },
     /**
      * Blocks put-token for `ms` (0 stops): `refuse` answers 401, `ignore` never answers. Tokens already
@@ -1081,26 +897,13 @@ export class SimulatedHub extends EventEmitter {
           }),
       ),
     );
-    const store = this.store;
-    this.store = undefined;
-    store?.close(this.storedState());
+    const persistence = this.persistence;
+    this.persistence = undefined;
+    persistence?.close();
     this.c2d.close();
     this.feedback.close();
     this.eventHub.close();
   }
-}
-
-/** A batch (message format 0x80013700): data sections, each a whole encoded message. */
-function unpackBatch(payload: Buffer): rhea.Message[] {
-  const outer = decode(payload);
-  const body = outer.body as { typecode?: number; content?: unknown; multiple?: boolean } | undefined;
-  if (!body || body.typecode !== 0x75) throw new Error('batch body is not data sections');
-  const parts = body.multiple && Array.isArray(body.content) ? body.content : [body.content];
-  return parts.map((part) => decode(part as Buffer));
-}
-
-function decode(bytes: Buffer): rhea.Message {
-  return rhea.message.decode(bytes) as unknown as rhea.Message;
 }
 
 /**
