@@ -3,76 +3,35 @@
  * link to the part that serves it (D2C partitions, C2D queues, feedback, the Event Hubs surface).
  */
 import { EventEmitter } from 'node:events';
-import * as net from 'node:net';
-import * as tls from 'node:tls';
-import type * as http from 'node:http';
 import rhea = require('rhea');
-import { WebSocketServer, type WebSocket } from 'ws';
 import {
   formatDeviceConnectionString,
   formatEventHubConnectionString,
   formatServiceConnectionString,
 } from '../iothub/connection-string';
-import { answerAttach, answerBegin, bodyBytes, CHANNEL_MAX, forgetDelivery, forgetLinkDeliveries, remoteAttach, wrapInt, type AmqpError, type Outcome } from './amqp';
+import { answerAttach, bodyBytes, forgetDelivery, remoteAttach, wrapInt, type AmqpError } from './amqp';
 import { parseAddress, type Address } from './addresses';
-import { audienceMatches, AuthError, ConnectionAuth, grantFromToken, requirementFor, type Requirement } from './auth';
-import { FrameGuard, limitTransfers } from './guard';
-import { writeEveryField } from './frame-fields';
+import { audienceMatches, AuthError, grantFromToken, requirementFor } from './auth';
 import { C2dQueues } from './c2d';
-import { loadOrMakeCertificate, type Certificate } from './certificate';
+import type { Certificate } from './certificate';
+import { Connections, UNAUTHORIZED, type ConnState, type LinkState, type Link, type Transport } from './connections';
 import { EventHubSurface } from './event-hub';
 import { FeedbackQueue } from './feedback';
 import { resolveOptions, type SimulatorOptions, type SimulatorOptionsInput } from './options';
 import { Partition, type StoredEvent } from './partitions';
 import { Registry } from './registry';
-import { negotiatedSasl, plainToken, setupSasl } from './sasl';
+import { setupSasl } from './sasl';
 import { emptyStats, type HubStats } from './stats';
 import { C2dIntake } from './c2d-intake';
 import { D2cIngest, decode } from './d2c-ingest';
+import { createFaults, type HubFaults } from './faults';
+import { Listeners } from './listeners';
 import { Persistence } from './persistence';
 import { Throttle } from './throttle';
 
 export type { HubStats } from './stats';
 export type { D2cEvent } from './d2c-ingest';
 
-type Transport = 'amqp' | 'amqps' | 'ws';
-type Link = rhea.Sender | rhea.Receiver;
-
-interface LinkState {
-  link: Link;
-  /** Our role: 'sender' when the client receives. */
-  role: 'sender' | 'receiver';
-  address: Address;
-  addressText: string;
-  session: rhea.Session;
-  requirement?: Requirement;
-  onMessage?: (context: rhea.EventContext) => void;
-  onSendable?: () => void;
-  onOutcome?: (delivery: rhea.Delivery, outcome: Outcome) => void;
-  onClose?: () => void;
-  closed?: boolean;
-}
-
-interface ConnState {
-  id: number;
-  connection: rhea.Connection;
-  transport: Transport;
-  destroy: () => void;
-  auth: ConnectionAuth;
-  links: Map<Link, LinkState>;
-  closed: boolean;
-  /** The socket was dropped on purpose (fault or abuse); frames still buffered are not acted on. */
-  dropped?: boolean;
-  /** Drops a client that has not opened its AMQP connection in time. */
-  openTimer?: NodeJS.Timeout;
-  /** The client negotiated SASL (any mechanism) before AMQP. */
-  sasl?: boolean;
-  /** Since when the connection has had no link but `$cbs` (ms since the epoch); undefined while it has one. */
-  linklessSince?: number;
-}
-
-const UNAUTHORIZED = (description: string): AmqpError => ({ condition: 'amqp:unauthorized-access', description });
-const FRAMING = (description: string): AmqpError => ({ condition: 'amqp:connection:framing-error', description: `The client sent ${description}.` });
 /**
  * The Event Hubs-compatible endpoint takes CBS only over SASL (ANONYMOUS, or MSSBCBS): the Service Bus
  * and Event Hubs AMQP guide ("Claims-based authorization": "the client ... must use SASL ANONYMOUS"),
@@ -85,10 +44,6 @@ const SASL_REQUIRED: AmqpError = {
   condition: 'amqp:unauthorized-access',
   description: 'The Event Hubs-compatible endpoint requires SASL (ANONYMOUS, MSSBCBS or PLAIN) before AMQP; this connection skipped it.',
 };
-interface AcceptingConnection {
-  accept(socket: net.Socket | tls.TLSSocket | unknown): void;
-}
-
 export class SimulatedHub extends EventEmitter {
   readonly options: SimulatorOptions;
   readonly registry: Registry;
@@ -101,16 +56,13 @@ export class SimulatedHub extends EventEmitter {
   readonly stats: HubStats = emptyStats();
 
   private readonly container: rhea.Container;
-  private readonly conns = new Map<rhea.Connection, ConnState>();
-  private readonly servers: Array<net.Server | WebSocketServer | http.Server> = [];
+  private readonly connections: Connections;
+  private readonly endpoints: Listeners;
   private sweepTimer: NodeJS.Timeout | undefined;
-  private nextConnId = 1;
   private readonly throttle: Throttle;
   private readonly d2c: D2cIngest;
   private readonly c2dIntake: C2dIntake;
-  private refuseUntil = 0;
   private putTokenBlock: { until: number; answer: 'refuse' | 'ignore' } | undefined;
-  private closing = false;
   private persistence: Persistence | undefined;
 
   private constructor(options: SimulatorOptions) {
@@ -129,8 +81,8 @@ export class SimulatedHub extends EventEmitter {
     this.c2d = new C2dQueues(options.c2d, (record) => this.feedback.add(record));
     const groups = new Set(['$default', ...options.consumerGroups.map((g) => g.toLowerCase())]);
     this.eventHub = new EventHubSurface(options.hubName, this.partitions, groups, new Date(), (sender, error) => {
-      const state = this.linkState(sender);
-      if (state) this.closeLink(state, error);
+      const state = this.connections.linkState(sender);
+      if (state) this.connections.closeLink(state, error);
     });
     // A deleted device's links go at once, whatever token authorised them (a gateway's hub-level one
     // included): the device is no longer there to send as or to deliver to.
@@ -152,6 +104,18 @@ export class SimulatedHub extends EventEmitter {
     });
     this.c2dIntake = new C2dIntake({ options, registry: this.registry, c2d: this.c2d, stats: this.stats, throttle: this.throttle });
     this.container = rhea.create_container({ id: options.hubName });
+    this.connections = new Connections({ options, stats: this.stats, container: this.container, grantFor: (token) => grantFromToken(token, this.tokenContext()) });
+    this.endpoints = new Listeners(options, this.ports, this.connections);
+    this.faults = createFaults({
+      connections: this.connections,
+      throttle: this.throttle,
+      tokens: {
+        blockPutTokens: (ms, answer) => {
+          this.putTokenBlock = ms > 0 ? { until: Date.now() + ms, answer } : undefined;
+        },
+      },
+      options,
+    });
     setupSasl(this.container, (token) => grantFromToken(token, this.tokenContext()));
     this.setupEvents();
     if (options.location !== undefined) {
@@ -162,7 +126,7 @@ export class SimulatedHub extends EventEmitter {
   static async start(input: SimulatorOptionsInput = {}): Promise<SimulatedHub> {
     const hub = new SimulatedHub(resolveOptions(input));
     try {
-      await hub.listen();
+      hub.certificate = await hub.endpoints.listen();
     } catch (err) {
       await hub.close();
       throw err;
@@ -205,183 +169,6 @@ export class SimulatedHub extends EventEmitter {
     return formatEventHubConnectionString(`${this.options.hostName}:${port}`, this.options.hubName, policy.name, policy.primaryKey, transport === 'amqp');
   }
 
-  // ---- listeners ----------------------------------------------------------------------------
-
-  private async listen(): Promise<void> {
-    const o = this.options;
-    if (o.amqpPort !== null) {
-      const server = net.createServer((socket) => this.accept(socket, 'amqp', () => socket.destroy(new Error('connection dropped by the simulator'))));
-      this.ports.amqp = await this.bind(server, o.amqpPort);
-    }
-    if (o.amqpsPort !== null || o.wsPort !== null) {
-      this.certificate = o.tls ?? (await loadOrMakeCertificate(o.certDir, [o.hostName]));
-    }
-    if (o.amqpsPort !== null) {
-      const certificate = this.certificate as Certificate;
-      const server = tls.createServer({ cert: certificate.cert, key: certificate.key }, (socket) =>
-        this.accept(socket, 'amqps', () => socket.destroy(new Error('connection dropped by the simulator'))),
-      );
-      // A client that fails the handshake is its own problem, not the hub's.
-      server.on('tlsClientError', () => undefined);
-      this.ports.amqps = await this.bind(server, o.amqpsPort);
-    }
-    if (o.wsPort !== null) this.ports.ws = await this.listenWebSocket(o.wsPort);
-  }
-
-  private bind(server: net.Server, port: number): Promise<number> {
-    this.servers.push(server);
-    return new Promise((resolve, reject) => {
-      const onError = (err: NodeJS.ErrnoException): void => {
-        reject(new Error(err.code === 'EADDRINUSE' ? `port ${port} on ${this.options.host} is already in use` : `cannot listen on port ${port}: ${err.message}`));
-      };
-      server.once('error', onError);
-      server.listen(port, this.options.host, () => {
-        server.off('error', onError);
-        server.on('error', () => undefined);
-        resolve((server.address() as net.AddressInfo).port);
-      });
-    });
-  }
-
-  /** AMQP over WebSockets on TLS, path `/$iothub/websocket`, subprotocol AMQPWSB10. */
-  private async listenWebSocket(port: number): Promise<number> {
-    const https = await import('node:https');
-    const certificate = this.certificate as Certificate;
-    const server = https.createServer({ cert: certificate.cert, key: certificate.key });
-    server.on('tlsClientError', () => undefined);
-    const wss = new WebSocketServer({
-      server,
-      handleProtocols: (protocols) => (protocols.has('AMQPWSB10') ? 'AMQPWSB10' : false),
-      // rhea writes a frame per WebSocket message; more than a couple of frames' worth is not AMQP.
-      maxPayload: 2 * this.options.maxFrameBytes + 1024,
-      verifyClient: (info: { req: http.IncomingMessage }) => /^\/\$iothub\/websocket\/?(\?.*)?$/i.test(info.req.url ?? '') || /^\/\$servicebus\/websocket\/?(\?.*)?$/i.test(info.req.url ?? ''),
-    });
-    wss.on('error', () => undefined);
-    wss.on('connection', (ws: WebSocket) => {
-      ws.on('error', () => undefined);
-      this.acceptWebSocket(ws);
-    });
-    this.servers.push(wss);
-    return this.bind(server, port);
-  }
-
-  private acceptWebSocket(ws: WebSocket): void {
-    if (this.refusing()) {
-      this.stats.connectionsRefused++;
-      ws.terminate();
-      return;
-    }
-    this.stats.connectionsAccepted++;
-    const connection = this.container.create_connection(this.connectionOptions());
-    const state = this.track(connection, 'ws', () => ws.terminate());
-    const guard = new FrameGuard(this.options.maxFrameBytes);
-    const stream = webSocketStream(ws, (chunk) => {
-      const broken = guard.push(chunk);
-      if (broken !== undefined) this.dropAbusive(state, FRAMING(broken));
-      return broken === undefined && !state.dropped;
-    });
-    ws.on('close', () => this.onConnectionGone(connection));
-    this.armOpenDeadline(state);
-    (connection as unknown as AcceptingConnection).accept(stream);
-    writeEveryField(connection);
-  }
-
-  /** Most bytes of one message gathered from many frames: well above the limits, which say the rest. */
-  private maxGatheredBytes(): number {
-    return 4 * Math.max(this.options.d2c.maxMessageBytes, this.options.c2d.maxMessageBytes);
-  }
-
-  private refusing(): boolean {
-    return this.closing || Date.now() < this.refuseUntil;
-  }
-
-  private connectionOptions(): rhea.ConnectionOptions {
-    const options = {
-      container_id: this.options.hubName,
-      idle_time_out: this.options.idleTimeoutMs,
-      autoaccept: false,
-      credit_window: 500,
-      // rhea leaves Nagle on for connections it accepts. Dispositions and flow frames are small
-      // writes: with Nagle they wait for the peer's delayed ACK, and every pipelining client stalls.
-      tcp_no_delay: true,
-      max_frame_size: this.options.maxFrameBytes,
-      channel_max: CHANNEL_MAX,
-    };
-    // rhea's typings describe client options only; a server connection takes these.
-    return options as unknown as rhea.ConnectionOptions;
-  }
-
-  private accept(socket: net.Socket, transport: Transport, destroy: () => void): void {
-    socket.on('error', () => undefined);
-    if (this.refusing()) {
-      this.stats.connectionsRefused++;
-      destroy();
-      return;
-    }
-    this.stats.connectionsAccepted++;
-    const connection = this.container.create_connection(this.connectionOptions());
-    const state = this.track(connection, transport, destroy);
-    // Registered before rhea's own listener, so it sees each chunk first and can stop the stream
-    // before rhea buffers what an oversized frame announces.
-    const guard = new FrameGuard(this.options.maxFrameBytes);
-    socket.on('data', (chunk: Buffer) => {
-      const broken = guard.push(chunk);
-      if (broken === undefined) return;
-      socket.pause();
-      this.dropAbusive(state, FRAMING(broken));
-    });
-    // rhea hears only of a peer's end; a socket we destroy (fault) or one that just dies says 'close'.
-    socket.on('close', () => this.onConnectionGone(connection));
-    this.armOpenDeadline(state);
-    (connection as unknown as AcceptingConnection).accept(socket);
-    writeEveryField(connection);
-  }
-
-  /** A client must complete SASL and AMQP open in time; one that never does holds a socket for nothing. */
-  private armOpenDeadline(state: ConnState): void {
-    state.openTimer = setTimeout(() => {
-      state.openTimer = undefined;
-      this.dropAbusive(state, { condition: 'amqp:connection:forced', description: `The connection was not opened within ${this.options.openTimeoutMs} ms.` });
-    }, this.options.openTimeoutMs);
-    state.openTimer.unref();
-  }
-
-  /** Says why (an AMQP close, when the connection got that far), then drops the socket. */
-  private dropAbusive(state: ConnState, error: AmqpError): void {
-    if (state.closed || state.dropped) return;
-    state.dropped = true;
-    this.stats.connectionsDropped++;
-    try {
-      if (state.connection.is_open()) state.connection.close(error as rhea.AmqpError);
-    } catch {
-      // a connection in a state rhea cannot close politely: the drop below does it
-    }
-    setTimeout(() => state.destroy(), 100).unref();
-  }
-
-  private track(connection: rhea.Connection, transport: Transport, destroy: () => void): ConnState {
-    const state: ConnState = {
-      id: this.nextConnId++,
-      connection,
-      transport,
-      destroy,
-      auth: new ConnectionAuth(this.options.maxTokensPerConnection),
-      links: new Map(),
-      closed: false,
-      linklessSince: Date.now(),
-    };
-    this.conns.set(connection, state);
-    this.stats.openConnections = this.conns.size;
-    return state;
-  }
-
-  private stateOf(connection: rhea.Connection): ConnState {
-    const known = this.conns.get(connection);
-    if (known) return known;
-    // Every connection is tracked when accepted; an event for another one is rhea's, not a client's.
-    return this.track(connection, 'amqp', () => connection.close());
-  }
-
   // ---- SASL and events ----------------------------------------------------------------------
 
   private tokenContext(): Parameters<typeof grantFromToken>[1] {
@@ -395,39 +182,33 @@ export class SimulatedHub extends EventEmitter {
 
   private setupEvents(): void {
     const c = this.container;
-    c.on('connection_open', (ctx: rhea.EventContext) => this.onConnectionOpen(ctx));
+    const conns = this.connections;
+    c.on('connection_open', (ctx: rhea.EventContext) => conns.onConnectionOpen(ctx));
     for (const name of ['connection_close', 'connection_error', 'disconnected']) {
-      c.on(name, (ctx: rhea.EventContext) => this.onConnectionGone(ctx.connection));
+      c.on(name, (ctx: rhea.EventContext) => conns.onConnectionGone(ctx.connection));
     }
     // rhea throws on an 'error' event nobody listens to; a broken peer must not take the hub down.
     c.on('error', () => undefined);
     c.on('protocol_error', (ctx: rhea.EventContext | Error) => {
-      if (ctx && 'connection' in ctx && ctx.connection) this.onConnectionGone(ctx.connection);
+      if (ctx && 'connection' in ctx && ctx.connection) conns.onConnectionGone(ctx.connection);
     });
-    c.on('session_open', (ctx: rhea.EventContext) => {
-      const state = this.conns.get(ctx.connection);
-      if (!state || !ctx.session) return;
-      answerBegin(ctx.session);
-      limitTransfers(ctx.session, this.maxGatheredBytes(), (bytes) =>
-        this.dropAbusive(state, { condition: 'amqp:link:message-size-exceeded', description: `A message grew past ${bytes} bytes before its last frame.` }),
-      );
-    });
-    c.on('session_close', (ctx: rhea.EventContext) => this.onSessionGone(ctx));
-    c.on('session_error', (ctx: rhea.EventContext) => this.onSessionGone(ctx));
+    c.on('session_open', (ctx: rhea.EventContext) => conns.onSessionOpen(ctx));
+    c.on('session_close', (ctx: rhea.EventContext) => conns.onSessionGone(ctx));
+    c.on('session_error', (ctx: rhea.EventContext) => conns.onSessionGone(ctx));
     c.on('sender_open', (ctx: rhea.EventContext) => this.onLinkOpen(ctx, 'sender'));
     c.on('receiver_open', (ctx: rhea.EventContext) => this.onLinkOpen(ctx, 'receiver'));
     for (const name of ['sender_close', 'sender_error', 'receiver_close', 'receiver_error']) {
       c.on(name, (ctx: rhea.EventContext) => {
         const link = ctx.sender ?? ctx.receiver;
-        const state = link && this.linkState(link);
-        if (state) this.linkGone(state);
+        const state = link && this.connections.linkState(link);
+        if (state) conns.linkGone(state);
       });
     }
     c.on('message', (ctx: rhea.EventContext) => {
-      const state = ctx.receiver && this.linkState(ctx.receiver);
+      const state = ctx.receiver && this.connections.linkState(ctx.receiver);
       // What arrives after we closed the link, its session or the connection (or dropped the socket)
       // is not taken: its outcome could never reach the client, which will send it again.
-      const live = state?.onMessage && !this.conns.get(ctx.connection)?.dropped && ctx.connection.is_open() && (ctx.session as rhea.Session).is_open() && state.link.is_open();
+      const live = state?.onMessage && !conns.find(ctx.connection)?.dropped && ctx.connection.is_open() && (ctx.session as rhea.Session).is_open() && state.link.is_open();
       if (!live) {
         // Not settled on the wire (nobody is there to hear it), but not left to fill the session's buffer.
         if (ctx.delivery) forgetDelivery(ctx.delivery);
@@ -436,85 +217,29 @@ export class SimulatedHub extends EventEmitter {
       (state.onMessage as (c: rhea.EventContext) => void)(ctx);
     });
     c.on('sendable', (ctx: rhea.EventContext) => {
-      const state = ctx.sender && this.linkState(ctx.sender);
+      const state = ctx.sender && this.connections.linkState(ctx.sender);
       state?.onSendable?.();
     });
     // 'modified' is also dispatched as 'released' (rhea's treat_modified_as_released).
     for (const outcome of ['accepted', 'rejected', 'released'] as const) {
       c.on(outcome, (ctx: rhea.EventContext) => {
-        const state = ctx.sender && this.linkState(ctx.sender);
+        const state = ctx.sender && this.connections.linkState(ctx.sender);
         if (state?.onOutcome && ctx.delivery) state.onOutcome(ctx.delivery, outcome);
       });
     }
-  }
-
-  private linkState(link: Link): LinkState | undefined {
-    return this.conns.get(link.connection)?.links.get(link);
-  }
-
-  private onConnectionOpen(ctx: rhea.EventContext): void {
-    const state = this.stateOf(ctx.connection);
-    if (state.openTimer) clearTimeout(state.openTimer);
-    state.openTimer = undefined;
-    state.sasl = negotiatedSasl(ctx.connection);
-    const token = plainToken(ctx.connection);
-    if (token) {
-      try {
-        state.auth.add(grantFromToken(token, this.tokenContext()));
-      } catch {
-        ctx.connection.close(UNAUTHORIZED('The SASL PLAIN token is not valid.'));
-      }
-    }
-  }
-
-  private onConnectionGone(connection: rhea.Connection): void {
-    const state = this.conns.get(connection);
-    if (!state || state.closed) return;
-    state.closed = true;
-    if (state.openTimer) clearTimeout(state.openTimer);
-    for (const link of [...state.links.values()]) this.linkGone(link);
-    this.conns.delete(connection);
-    this.stats.openConnections = this.conns.size;
-    // A closed AMQP connection may leave its socket half open; make sure it goes.
-    if (!connection.is_closed() || connection.is_remote_open()) connection.close();
-    setTimeout(() => state.destroy(), 100).unref();
-  }
-
-  private onSessionGone(ctx: rhea.EventContext): void {
-    const state = this.conns.get(ctx.connection);
-    if (!state) return;
-    for (const link of [...state.links.values()]) if (link.session === ctx.session) this.linkGone(link);
-  }
-
-  private linkGone(state: LinkState): void {
-    if (state.closed) return;
-    state.closed = true;
-    const conn = this.conns.get(state.link.connection);
-    conn?.links.delete(state.link);
-    if (conn && conn.linklessSince === undefined && [...conn.links.values()].every((l) => l.address.kind === 'cbs')) conn.linklessSince = Date.now();
-    state.onClose?.();
-    // What it had sent and nobody will settle now must not hold its session's buffer (see amqp.ts).
-    forgetLinkDeliveries(state.link, state.session);
-  }
-
-  private closeLink(state: LinkState, error: AmqpError): void {
-    if (state.closed) return;
-    this.linkGone(state);
-    if (!state.link.is_closed()) state.link.close(error as rhea.AmqpError);
   }
 
   // ---- link attach --------------------------------------------------------------------------
 
   private onLinkOpen(ctx: rhea.EventContext, role: 'sender' | 'receiver'): void {
     const link = (role === 'sender' ? ctx.sender : ctx.receiver) as Link;
-    const conn = this.stateOf(ctx.connection);
+    const conn = this.connections.stateOf(ctx.connection);
     const remote = remoteAttach(link);
     const addressText = (role === 'sender' ? remote.source?.address : remote.target?.address) ?? '';
     const address = parseAddress(addressText, this.options.hubName);
     answerAttach(link, this.maxMessageBytes(address));
     const state: LinkState = { link, role, address, addressText, session: ctx.session as rhea.Session };
-    conn.links.set(link, state);
-    if (address.kind !== 'cbs') conn.linklessSince = undefined;
+    this.connections.addLink(conn, state);
 
     if (address.kind === 'cbs') {
       if (role === 'receiver') state.onMessage = (c) => this.onCbsRequest(conn, state, c);
@@ -524,19 +249,19 @@ export class SimulatedHub extends EventEmitter {
     const requirement = requirementFor(address);
     if (!requirement) {
       this.stats.linksRefused++;
-      this.closeLink(state, { condition: 'amqp:not-found', description: `The address '${addressText.slice(0, 200)}' does not exist on this hub.` });
+      this.connections.closeLink(state, { condition: 'amqp:not-found', description: `The address '${addressText.slice(0, 200)}' does not exist on this hub.` });
       return;
     }
     if (!conn.auth.allows(requirement, Date.now())) {
       this.stats.linksRefused++;
-      this.closeLink(state, UNAUTHORIZED(`No valid token on this connection allows access to '${addressText.slice(0, 200)}'.`));
+      this.connections.closeLink(state, UNAUTHORIZED(`No valid token on this connection allows access to '${addressText.slice(0, 200)}'.`));
       return;
     }
     state.requirement = requirement;
     const refusal = this.serveLink(conn, state);
     if (refusal) {
       this.stats.linksRefused++;
-      this.closeLink(state, refusal);
+      this.connections.closeLink(state, refusal);
       return;
     }
     this.stats.linksAttached++;
@@ -746,124 +471,22 @@ export class SimulatedHub extends EventEmitter {
     this.c2d.sweep();
     this.feedback.sweep();
     for (const p of this.partitions) p.trimByAge(now);
-    this.enforceTokens(now);
-    this.closeLinkless(now);
-  }
-
-  /**
-   * Closes connections that have had no link but `$cbs` for `linklessTimeoutMs`, in the words Event
-   * Hubs and Service Bus use ("AMQP errors in Azure Service Bus": amqp:connection:forced, "... did not
-   * have any active links in the past 300000 milliseconds"); a `$cbs` link alone does not keep a
-   * connection (azure-sdk-for-java#41535 shows it closed that way).
-   */
-  private closeLinkless(now: number): void {
-    const limit = this.options.linklessTimeoutMs;
-    if (limit <= 0) return;
-    for (const conn of [...this.conns.values()]) {
-      if (conn.linklessSince === undefined || now - conn.linklessSince < limit || !conn.connection.is_open()) continue;
-      conn.linklessSince = undefined;
-      conn.connection.close({
-        condition: 'amqp:connection:forced',
-        description: `The connection was closed by container '${this.options.hubName}' because it did not have any active links in the past ${limit} milliseconds.`,
-      } as rhea.AmqpError);
-    }
-  }
-
-  /** Detaches every link whose token lapsed, as the hub does ("Token Invalid."). */
-  private enforceTokens(now: number): void {
-    const cutoff = now - this.options.tokenGraceMs;
-    for (const conn of this.conns.values()) {
-      for (const state of [...conn.links.values()]) {
-        if (state.requirement && !conn.auth.allows(state.requirement, cutoff)) this.closeLink(state, UNAUTHORIZED('Token Invalid.'));
-      }
-    }
+    this.connections.enforceTokens(now);
+    this.connections.closeLinkless(now);
   }
 
   // ---- faults -------------------------------------------------------------------------------
 
-  readonly faults = {
-    /** Kills the TCP connections (no AMQP close); returns how many. */
-    dropConnections: (filter?: (info: { id: number; transport: Transport }) => boolean): number => {
-      let n = 0;
-      for (const conn of [...this.conns.values()]) {
-        if (filter && !filter({ id: conn.id, transport: conn.transport })) continue;
-        n++;
-        conn.dropped = true;
-        conn.destroy();
-      }
-      return n;
-    },
-    /** Closes the AMQP connections with an error (default `amqp:connection:forced`). */
-    closeConnections: (error: AmqpError = { condition: 'amqp:connection:forced', description: 'Closed by the simulator (fault).' }): number => {
-      const all = [...this.conns.values()];
-      for (const conn of all) conn.connection.close(error as rhea.AmqpError);
-      return all.length;
-    },
-    /** Ends every session with an error. */
-    endSessions: (error: AmqpError = { condition: 'amqp:internal-error', description: 'Session ended by the simulator (fault).' }): number => {
-      const sessions = new Set<rhea.Session>();
-      for (const conn of this.conns.values()) for (const l of conn.links.values()) sessions.add(l.session);
-      for (const s of sessions) s.close(error as rhea.AmqpError);
-      return sessions.size;
-    },
-    /** Detaches the links whose address matches, e.g. `(a) => a.kind === 'd2c'`. */
-    detachLinks: (
-      match: (address: Address, text: string) => boolean,
-      error: AmqpError = { condition: 'amqp:link:detach-forced', description: 'Link detached by the simulator (fault).' },
-    ): number => {
-      let n = 0;
-      for (const conn of this.conns.values()) {
-        for (const state of [...conn.links.values()]) {
-          if (!match(state.address, state.addressText)) continue;
-          n++;
-          this.closeLink(state, error);
-        }
-      }
-      return n;
-    },
-    /** Makes every token on every connection lapse now; their links are detached at once. */
-    expireTokens: (): void => {
-      const now = Date.now();
-      for (const conn of this.conns.values()) conn.auth.expireAll(now);
-      this.enforceTokens(now + this.options.tokenGraceMs + 1);
-    },
-    /** Answers the next `count` D2C and C2D sends with a throttling error. */
-    throttleNext: (count: number): void => {
-      this.throttle.next(count);
-    },
-    /** Answers every D2C and C2D send with a throttling error for `ms` (0 stops). */
-    throttleFor: (ms: number): void => {
-      this.throttle.for(ms);
-    },
-    /**
-     * Blocks put-token for `ms` (0 stops): `refuse` answers 401, `ignore` never answers. Tokens already
-     * put stay valid until they expire, so this is how a renewal that cannot happen is simulated.
-     */
-    blockPutTokens: (ms: number, answer: 'refuse' | 'ignore' = 'refuse'): void => {
-      this.putTokenBlock = ms > 0 ? { until: Date.now() + ms, answer } : undefined;
-    },
-    /** Refuses new connections for `ms` (0 stops refusing). */
-    refuseConnections: (ms: number): void => {
-      this.refuseUntil = ms > 0 ? Date.now() + ms : 0;
-    },
-  };
+  readonly faults: HubFaults;
 
   /** Lets the process exit while the simulator listens (an embedded simulator serves, it does not hold). */
   unrefListeners(): void {
-    for (const server of this.servers) {
-      if (!(server instanceof WebSocketServer)) (server as net.Server).unref();
-    }
+    this.endpoints.unref();
   }
 
   /** Counts of what is open now, for tests and the CLI. */
   snapshot(): { connections: number; links: number; tokens: number } {
-    let links = 0;
-    let tokens = 0;
-    for (const conn of this.conns.values()) {
-      links += conn.links.size;
-      tokens += conn.auth.size;
-    }
-    return { connections: this.conns.size, links, tokens };
+    return this.connections.counts();
   }
 
   /** All retained D2C events, across partitions, decoded (for tests and tools). */
@@ -872,31 +495,11 @@ export class SimulatedHub extends EventEmitter {
   }
 
   async close(): Promise<void> {
-    if (this.closing && this.servers.length === 0) return;
-    this.closing = true;
+    if (this.connections.closing && !this.endpoints.bound) return;
     if (this.sweepTimer) clearInterval(this.sweepTimer);
     this.sweepTimer = undefined;
-    for (const conn of [...this.conns.values()]) {
-      conn.closed = true;
-      conn.destroy();
-    }
-    this.conns.clear();
-    this.stats.openConnections = 0;
-    const servers = this.servers.splice(0);
-    await Promise.all(
-      servers.map(
-        (server) =>
-          new Promise<void>((resolve) => {
-            if (server instanceof WebSocketServer) {
-              for (const client of server.clients) client.terminate();
-              server.close(() => resolve());
-              return;
-            }
-            (server as net.Server).close(() => resolve());
-            (server as net.Server & { closeAllConnections?: () => void }).closeAllConnections?.();
-          }),
-      ),
-    );
+    this.connections.destroyAll();
+    await this.endpoints.close();
     const persistence = this.persistence;
     this.persistence = undefined;
     persistence?.close();
@@ -904,27 +507,4 @@ export class SimulatedHub extends EventEmitter {
     this.feedback.close();
     this.eventHub.close();
   }
-}
-
-/**
- * A WebSocket as the byte stream rhea reads and writes, with each incoming chunk passed through
- * `admit` first (a chunk it refuses never reaches rhea).
- */
-function webSocketStream(ws: WebSocket, admit: (chunk: Buffer) => boolean): EventEmitter {
-  const stream = new EventEmitter();
-  ws.on('message', (data: Buffer | ArrayBuffer | Buffer[]) => {
-    const chunk = Buffer.isBuffer(data) ? data : Array.isArray(data) ? Buffer.concat(data) : Buffer.from(data);
-    if (admit(chunk)) stream.emit('data', chunk);
-  });
-  ws.on('close', () => stream.emit('end'));
-  ws.on('error', (err: Error) => stream.emit('error', err));
-  Object.assign(stream, {
-    write: (data: Buffer) => {
-      if (ws.readyState === ws.OPEN) ws.send(data, { binary: true });
-    },
-    end: () => ws.close(),
-    destroy: () => ws.terminate(),
-    get_id_string: () => 'websocket',
-  });
-  return stream;
 }
