@@ -1,7 +1,8 @@
 /**
  * The SASL mechanisms the hub offers (ANONYMOUS, PLAIN carrying a SAS token, MSSBCBS) and what the
- * connection's SASL layer tells afterwards. Separate because it reaches into rhea's SASL internals,
- * which nothing else in the simulator touches.
+ * connection's SASL layer tells afterwards (which layer was chosen, the PLAIN token). Separate because
+ * this is rhea's SASL layer as the hub sees it: the mechanism objects rhea calls and the internals it
+ * keeps the exchange in, apart from the connection bookkeeping that uses the answers.
  */
 import type * as rhea from 'rhea';
 import type { Grant } from './auth';
