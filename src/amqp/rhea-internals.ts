@@ -139,3 +139,21 @@ export function watchTransfers(session: rhea.Session, onFrame: (frame: TransferF
     });
   };
 }
+
+/** rhea keeps a server connection's SASL exchange inside it: the layer chosen and the mechanism object. */
+interface SaslInternals {
+  sasl_transport?: { mechanism?: object; transports?: Record<number, { mechanism?: object } | undefined>; selected?: unknown };
+}
+
+/** Whether the client spoke SASL first: rhea's selective server picks the SASL layer for protocol id 3. */
+export function negotiatedSasl(connection: rhea.Connection): boolean {
+  const sasl = (connection as unknown as SaslInternals).sasl_transport;
+  if (!sasl) return false;
+  return sasl.transports === undefined || (sasl.selected !== undefined && sasl.selected === sasl.transports[3]);
+}
+
+/** The mechanism object a server's SASL layer made for this connection (what its factory returned). */
+export function saslMechanismOf(connection: rhea.Connection): object | undefined {
+  const sasl = (connection as unknown as SaslInternals).sasl_transport;
+  return sasl?.mechanism ?? sasl?.transports?.[3]?.mechanism;
+}

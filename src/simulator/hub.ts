@@ -1,167 +1,37 @@
 /**
- * The simulated IoT Hub: listeners, SASL, CBS, per-attach authorisation, and the routing of every
- * link to the part that serves it (D2C partitions, C2D queues, feedback, the Event Hubs surface).
+ * The simulated IoT Hub, as composition: it creates the parts (listeners, connection bookkeeping, link
+ * routing, CBS and `$management` replies, D2C ingest, C2D intake, persistence, faults), wires rhea's
+ * events to them, and keeps the surface tests, tools and the nodes use.
  */
 import { EventEmitter } from 'node:events';
-import * as net from 'node:net';
-import * as tls from 'node:tls';
-import type * as http from 'node:http';
 import rhea = require('rhea');
-import { WebSocketServer, type WebSocket } from 'ws';
 import {
   formatDeviceConnectionString,
   formatEventHubConnectionString,
   formatServiceConnectionString,
 } from '../iothub/connection-string';
-import { bodyBytes, messageSize } from '../amqp/message-rules';
-import { responseFor } from '../amqp/request-response';
-import { forgetDelivery, forgetLinkDeliveries, remoteAttach } from '../amqp/rhea-internals';
-import { answerAttach, answerBegin, CHANNEL_MAX, settleIncoming, wrapInt, wrapLong, copyMessage, type AmqpError, type Outcome } from './amqp';
-import { parseAddress, type Address } from './addresses';
-import { audienceMatches, AuthError, ConnectionAuth, grantFromToken, requirementFor, type Requirement } from './auth';
-import { FrameGuard, limitTransfers } from './guard';
-import { writeEveryField } from './frame-fields';
-import { C2dQueues, type C2dEntryRecord } from './c2d';
-import { loadOrMakeCertificate, type Certificate } from './certificate';
-import { encodeMessage } from './encode';
+import { grantFromToken, type Grant, type TokenContext } from './auth';
+import { C2dQueues } from './c2d';
+import { C2dIntake } from './c2d-intake';
+import type { Certificate } from './certificate';
+import { Connections } from './connections';
+import { D2cIngest, decode } from './d2c-ingest';
 import { EventHubSurface } from './event-hub';
+import { createFaults, type HubFaults } from './faults';
 import { FeedbackQueue } from './feedback';
+import { LinkRouter } from './link-router';
+import { Listeners } from './listeners';
+import { ManagementReplies } from './management-replies';
 import { resolveOptions, type SimulatorOptions, type SimulatorOptionsInput } from './options';
-import { Partition, partitionForDevice, type StoredEvent } from './partitions';
+import { Partition, type StoredEvent } from './partitions';
+import { Persistence } from './persistence';
 import { Registry } from './registry';
-import { Store, type StoredC2d, type StoredState } from './store';
+import { setupSasl } from './sasl';
+import { emptyStats, type HubStats } from './stats';
+import { Throttle } from './throttle';
 
-type Transport = 'amqp' | 'amqps' | 'ws';
-type Link = rhea.Sender | rhea.Receiver;
-
-interface LinkState {
-  link: Link;
-  /** Our role: 'sender' when the client receives. */
-  role: 'sender' | 'receiver';
-  address: Address;
-  addressText: string;
-  session: rhea.Session;
-  requirement?: Requirement;
-  onMessage?: (context: rhea.EventContext) => void;
-  onSendable?: () => void;
-  onOutcome?: (delivery: rhea.Delivery, outcome: Outcome) => void;
-  onClose?: () => void;
-  closed?: boolean;
-}
-
-interface ConnState {
-  id: number;
-  connection: rhea.Connection;
-  transport: Transport;
-  destroy: () => void;
-  auth: ConnectionAuth;
-  links: Map<Link, LinkState>;
-  closed: boolean;
-  /** The socket was dropped on purpose (fault or abuse); frames still buffered are not acted on. */
-  dropped?: boolean;
-  /** Drops a client that has not opened its AMQP connection in time. */
-  openTimer?: NodeJS.Timeout;
-  /** The client negotiated SASL (any mechanism) before AMQP. */
-  sasl?: boolean;
-  /** Since when the connection has had no link but `$cbs` (ms since the epoch); undefined while it has one. */
-  linklessSince?: number;
-}
-
-export interface HubStats {
-  connectionsAccepted: number;
-  connectionsRefused: number;
-  /** Connections dropped for breaking the rules (oversized frames, never opened). */
-  connectionsDropped: number;
-  openConnections: number;
-  linksAttached: number;
-  linksRefused: number;
-  putTokens: number;
-  putTokensRefused: number;
-  d2cAccepted: number;
-  c2dAccepted: number;
-  /** Sends answered with throttling (fault). */
-  throttled: number;
-}
-
-export interface D2cEvent {
-  deviceId: string;
-  moduleId?: string;
-  partitionId: string;
-  event: StoredEvent;
-  message: rhea.Message;
-}
-
-/** The auth-method annotation of a message from a device that authenticated with a SAS token. */
-const SAS_AUTH_METHOD = JSON.stringify({ scope: 'device', type: 'sas', issuer: 'iothub', acceptingIpFilterRule: null });
-
-/** A queued C2D message as the store keeps it: the queue's identity, the entry, the message as bytes. */
-function storedC2d(queue: { deviceId: string; moduleId?: string; generationId: string }, e: C2dEntryRecord): StoredC2d {
-  return {
-    deviceId: queue.deviceId,
-    moduleId: queue.moduleId,
-    generationId: queue.generationId,
-    sequenceNumber: e.sequenceNumber,
-    messageId: e.messageId,
-    ack: e.ack,
-    enqueuedTime: e.enqueuedTime,
-    expiresAt: e.expiresAt,
-    deliveryCount: e.deliveryCount,
-    encoded: rhea.message.encode(e.message),
-  };
-}
-
-const UNAUTHORIZED = (description: string): AmqpError => ({ condition: 'amqp:unauthorized-access', description });
-const FRAMING = (description: string): AmqpError => ({ condition: 'amqp:connection:framing-error', description: `The client sent ${description}.` });
-/**
- * The Event Hubs-compatible endpoint takes CBS only over SASL (ANONYMOUS, or MSSBCBS): the Service Bus
- * and Event Hubs AMQP guide ("Claims-based authorization": "the client ... must use SASL ANONYMOUS"),
- * and every Event Hubs SDK negotiates it (@azure/core-amqp ConnectionContextBase sets a user name so
- * rhea sends ANONYMOUS; .NET and uAMQP use MSSBCBS). The real service refuses the bare AMQP header at
- * once; the simulator shares its listener with the IoT Hub surface, which accepts no SASL, so it refuses
- * the first Event Hubs link instead.
- */
-const SASL_REQUIRED: AmqpError = {
-  condition: 'amqp:unauthorized-access',
-  description: 'The Event Hubs-compatible endpoint requires SASL (ANONYMOUS, MSSBCBS or PLAIN) before AMQP; this connection skipped it.',
-};
-const THROTTLED: AmqpError = {
-  condition: 'com.microsoft:device-container-throttled',
-  description: 'The request was throttled (simulated fault).',
-};
-
-interface AcceptingConnection {
-  accept(socket: net.Socket | tls.TLSSocket | unknown): void;
-}
-
-/** rhea keeps the SASL exchange inside the connection; the token a PLAIN client sent lives there. */
-interface SaslInternals {
-  sasl_transport?: { mechanism?: { token?: string }; transports?: Record<number, { mechanism?: { token?: string } } | undefined>; selected?: unknown };
-}
-
-class TokenPlain {
-  outcome: boolean | undefined = undefined;
-  username: string | undefined = undefined;
-  token: string | undefined = undefined;
-  constructor(private readonly check: (token: string) => boolean) {}
-  start(response: Buffer | undefined): void {
-    const parts = (response ?? Buffer.alloc(0)).toString('utf8').split('\u0000');
-    if (parts.length !== 3) {
-      this.outcome = false;
-      return;
-    }
-    this.username = parts[1];
-    this.token = parts[2];
-    this.outcome = this.check(parts[2]);
-  }
-}
-
-class AcceptAll {
-  outcome: boolean | undefined = undefined;
-  username = 'anonymous';
-  start(): void {
-    this.outcome = true;
-  }
-}
+export type { HubStats } from './stats';
+export type { D2cEvent } from './d2c-ingest';
 
 export class SimulatedHub extends EventEmitter {
   readonly options: SimulatorOptions;
@@ -172,31 +42,21 @@ export class SimulatedHub extends EventEmitter {
   readonly eventHub: EventHubSurface;
   readonly ports: { amqp?: number; amqps?: number; ws?: number } = {};
   certificate?: Certificate;
-  readonly stats: HubStats = {
-    connectionsAccepted: 0,
-    connectionsRefused: 0,
-    connectionsDropped: 0,
-    openConnections: 0,
-    linksAttached: 0,
-    linksRefused: 0,
-    putTokens: 0,
-    putTokensRefused: 0,
-    d2cAccepted: 0,
-    c2dAccepted: 0,
-    throttled: 0,
-  };
+  readonly stats: HubStats = emptyStats();
+  /** Faults for tests and tools to inject (see faults.ts). */
+  readonly faults: HubFaults;
 
   private readonly container: rhea.Container;
-  private readonly conns = new Map<rhea.Connection, ConnState>();
-  private readonly servers: Array<net.Server | WebSocketServer | http.Server> = [];
+  private readonly connections: Connections;
+  /** The listening servers (not `listeners`: that is EventEmitter's). */
+  private readonly endpoints: Listeners;
+  private readonly router: LinkRouter;
+  private readonly replies: ManagementReplies;
+  private readonly throttle: Throttle;
+  private readonly d2c: D2cIngest;
+  private readonly c2dIntake: C2dIntake;
+  private persistence: Persistence | undefined;
   private sweepTimer: NodeJS.Timeout | undefined;
-  private nextConnId = 1;
-  private throttleCount = 0;
-  private throttleUntil = 0;
-  private refuseUntil = 0;
-  private putTokenBlock: { until: number; answer: 'refuse' | 'ignore' } | undefined;
-  private closing = false;
-  private store: Store | undefined;
 
   private constructor(options: SimulatorOptions) {
     super();
@@ -214,8 +74,8 @@ export class SimulatedHub extends EventEmitter {
     this.c2d = new C2dQueues(options.c2d, (record) => this.feedback.add(record));
     const groups = new Set(['$default', ...options.consumerGroups.map((g) => g.toLowerCase())]);
     this.eventHub = new EventHubSurface(options.hubName, this.partitions, groups, new Date(), (sender, error) => {
-      const state = this.linkState(sender);
-      if (state) this.closeLink(state, error);
+      const state = this.connections.linkState(sender);
+      if (state) this.connections.closeLink(state, error);
     });
     // A deleted device's links go at once, whatever token authorised them (a gateway's hub-level one
     // included): the device is no longer there to send as or to deliver to.
@@ -225,85 +85,47 @@ export class SimulatedHub extends EventEmitter {
         description: `Device ${deviceId} at IotHub ${options.hubName} not registered`,
       }),
     );
+
+    const { registry, partitions, c2d, feedback, eventHub, stats, ports } = this;
+    const grantFor = (token: string): Grant => grantFromToken(token, this.tokenContext());
+    this.throttle = new Throttle(stats);
+    this.d2c = new D2cIngest({
+      options,
+      registry,
+      partitions,
+      stats,
+      throttle: this.throttle,
+      events: this,
+      journal: (record) => this.persistence?.event(record),
+    });
+    this.c2dIntake = new C2dIntake({ options, registry, c2d, stats, throttle: this.throttle });
+    this.replies = new ManagementReplies({ stats, eventHub, grantFor });
     this.container = rhea.create_container({ id: options.hubName });
-    this.setupSasl();
-    this.setupEvents();
-    if (options.location !== undefined) this.attachStore(options.location);
-  }
-
-  // ---- persistence (--location) ---------------------------------------------------------------
-
-  /** Reads back what the folder holds, rewrites it compactly, and journals every change from now on. */
-  private attachStore(dir: string): void {
-    const { store, state } = Store.open(dir);
-    for (const device of state.devices.values()) this.registry.restoreDevice(device);
-    const now = Date.now();
-    for (const [id, stored] of state.partitions) {
-      // A partition the options no longer have cannot be read from: its events go.
-      const partition = this.partitions.find((p) => p.id === id);
-      if (!partition) continue;
-      for (const e of stored.events) {
-        partition.restore({ sequenceNumber: e.sequenceNumber, offset: e.offset, enqueuedTime: e.enqueuedTime, encoded: e.encoded, deviceId: e.deviceId });
-      }
-      if (stored.next) partition.continueFrom(stored.next.sequenceNumber, stored.next.offset);
-      partition.enforceRetention(now);
-    }
-    for (const [target, queue] of state.c2d) {
-      // Device and module ids cannot hold '/', so the target splits back unambiguously.
-      const [deviceId, moduleId] = target.split('/');
-      const entries = [...queue.messages.values()].map((m) => ({
-        sequenceNumber: m.sequenceNumber,
-        message: decode(m.encoded),
-        messageId: m.messageId,
-        ack: m.ack,
-        enqueuedTime: m.enqueuedTime,
-        expiresAt: m.expiresAt,
-        deliveryCount: m.deliveryCount,
-      }));
-      const generationId = this.registry.getDevice(deviceId)?.generationId ?? [...queue.messages.values()][0]?.generationId ?? '';
-      this.c2d.restore(deviceId, moduleId, generationId, entries, queue.nextSequence);
-    }
-    store.compact(this.storedState());
-    store.snapshotSource = () => this.storedState();
-    this.registry.observer = {
-      deviceAdded: (d) => store.device({ deviceId: d.deviceId, primaryKey: d.primaryKey, secondaryKey: d.secondaryKey, generationId: d.generationId }),
-      moduleAdded: (deviceId, m) => store.module(deviceId, { moduleId: m.moduleId, primaryKey: m.primaryKey, secondaryKey: m.secondaryKey, generationId: m.generationId }),
-      deviceRemoved: (deviceId) => store.deviceRemoved(deviceId),
-    };
-    this.c2d.observer = {
-      added: (target, queue, e) => store.c2dAdded(target, storedC2d(queue, e)),
-      counted: (target, seq, count) => store.c2dCounted(target, seq, count),
-      done: (target, seq) => store.c2dDone(target, seq),
-    };
-    this.store = store;
-  }
-
-  /** The state the store keeps, as it is now. */
-  private storedState(): StoredState {
-    const state: StoredState = { devices: new Map(), partitions: new Map(), c2d: new Map() };
-    for (const d of this.registry.devices.values()) {
-      state.devices.set(d.deviceId, {
-        deviceId: d.deviceId,
-        primaryKey: d.primaryKey,
-        secondaryKey: d.secondaryKey,
-        generationId: d.generationId,
-        modules: [...d.modules.values()].map((m) => ({ moduleId: m.moduleId, primaryKey: m.primaryKey, secondaryKey: m.secondaryKey, generationId: m.generationId })),
-      });
-    }
-    for (const p of this.partitions) {
-      state.partitions.set(p.id, { events: [...p.all()].map((e) => ({ partitionId: p.id, ...e })), next: p.next });
-    }
-    for (const q of this.c2d.snapshot()) {
-      const messages = new Map(q.entries.map((e) => [e.sequenceNumber, storedC2d(q, e)]));
-      state.c2d.set(q.target, { messages, nextSequence: q.nextSequence });
-    }
-    return state;
+    this.connections = new Connections({ options, stats, container: this.container, grantFor });
+    this.endpoints = new Listeners(options, ports, this.connections);
+    this.router = new LinkRouter({
+      options,
+      registry,
+      stats,
+      ports,
+      connections: this.connections,
+      c2d,
+      feedback,
+      eventHub,
+      d2c: this.d2c,
+      c2dIntake: this.c2dIntake,
+      replies: this.replies,
+    });
+    this.faults = createFaults({ connections: this.connections, throttle: this.throttle, tokens: this.replies, options });
+    setupSasl(this.container, grantFor);
+    this.wireEvents();
+    if (options.location !== undefined) this.persistence = Persistence.attach(options.location, { registry, partitions, c2d });
   }
 
   static async start(input: SimulatorOptionsInput = {}): Promise<SimulatedHub> {
     const hub = new SimulatedHub(resolveOptions(input));
     try {
-      await hub.listen();
+      hub.certificate = await hub.endpoints.listen();
     } catch (err) {
       await hub.close();
       throw err;
@@ -346,201 +168,10 @@ export class SimulatedHub extends EventEmitter {
     return formatEventHubConnectionString(`${this.options.hostName}:${port}`, this.options.hubName, policy.name, policy.primaryKey, transport === 'amqp');
   }
 
-  // ---- listeners ----------------------------------------------------------------------------
+  // ---- wiring -------------------------------------------------------------------------------
 
-  private async listen(): Promise<void> {
-    const o = this.options;
-    if (o.amqpPort !== null) {
-      const server = net.createServer((socket) => this.accept(socket, 'amqp', () => socket.destroy(new Error('connection dropped by the simulator'))));
-      this.ports.amqp = await this.bind(server, o.amqpPort);
-    }
-    if (o.amqpsPort !== null || o.wsPort !== null) {
-      this.certificate = o.tls ?? (await loadOrMakeCertificate(o.certDir, [o.hostName]));
-    }
-    if (o.amqpsPort !== null) {
-      const certificate = this.certificate as Certificate;
-      const server = tls.createServer({ cert: certificate.cert, key: certificate.key }, (socket) =>
-        this.accept(socket, 'amqps', () => socket.destroy(new Error('connection dropped by the simulator'))),
-      );
-      // A client that fails the handshake is its own problem, not the hub's.
-      server.on('tlsClientError', () => undefined);
-      this.ports.amqps = await this.bind(server, o.amqpsPort);
-    }
-    if (o.wsPort !== null) this.ports.ws = await this.listenWebSocket(o.wsPort);
-  }
-
-  private bind(server: net.Server, port: number): Promise<number> {
-    this.servers.push(server);
-    return new Promise((resolve, reject) => {
-      const onError = (err: NodeJS.ErrnoException): void => {
-        reject(new Error(err.code === 'EADDRINUSE' ? `port ${port} on ${this.options.host} is already in use` : `cannot listen on port ${port}: ${err.message}`));
-      };
-      server.once('error', onError);
-      server.listen(port, this.options.host, () => {
-        server.off('error', onError);
-        server.on('error', () => undefined);
-        resolve((server.address() as net.AddressInfo).port);
-      });
-    });
-  }
-
-  /** AMQP over WebSockets on TLS, path `/$iothub/websocket`, subprotocol AMQPWSB10. */
-  private async listenWebSocket(port: number): Promise<number> {
-    const https = await import('node:https');
-    const certificate = this.certificate as Certificate;
-    const server = https.createServer({ cert: certificate.cert, key: certificate.key });
-    server.on('tlsClientError', () => undefined);
-    const wss = new WebSocketServer({
-      server,
-      handleProtocols: (protocols) => (protocols.has('AMQPWSB10') ? 'AMQPWSB10' : false),
-      // rhea writes a frame per WebSocket message; more than a couple of frames' worth is not AMQP.
-      maxPayload: 2 * this.options.maxFrameBytes + 1024,
-      verifyClient: (info: { req: http.IncomingMessage }) => /^\/\$iothub\/websocket\/?(\?.*)?$/i.test(info.req.url ?? '') || /^\/\$servicebus\/websocket\/?(\?.*)?$/i.test(info.req.url ?? ''),
-    });
-    wss.on('error', () => undefined);
-    wss.on('connection', (ws: WebSocket) => {
-      ws.on('error', () => undefined);
-      this.acceptWebSocket(ws);
-    });
-    this.servers.push(wss);
-    return this.bind(server, port);
-  }
-
-  private acceptWebSocket(ws: WebSocket): void {
-    if (this.refusing()) {
-      this.stats.connectionsRefused++;
-      ws.terminate();
-      return;
-    }
-    this.stats.connectionsAccepted++;
-    const connection = this.container.create_connection(this.connectionOptions());
-    const state = this.track(connection, 'ws', () => ws.terminate());
-    const guard = new FrameGuard(this.options.maxFrameBytes);
-    const stream = webSocketStream(ws, (chunk) => {
-      const broken = guard.push(chunk);
-      if (broken !== undefined) this.dropAbusive(state, FRAMING(broken));
-      return broken === undefined && !state.dropped;
-    });
-    ws.on('close', () => this.onConnectionGone(connection));
-    this.armOpenDeadline(state);
-    (connection as unknown as AcceptingConnection).accept(stream);
-    writeEveryField(connection);
-  }
-
-  /** Most bytes of one message gathered from many frames: well above the limits, which say the rest. */
-  private maxGatheredBytes(): number {
-    return 4 * Math.max(this.options.d2c.maxMessageBytes, this.options.c2d.maxMessageBytes);
-  }
-
-  private refusing(): boolean {
-    return this.closing || Date.now() < this.refuseUntil;
-  }
-
-  private connectionOptions(): rhea.ConnectionOptions {
-    const options = {
-      container_id: this.options.hubName,
-      idle_time_out: this.options.idleTimeoutMs,
-      autoaccept: false,
-      credit_window: 500,
-      // rhea leaves Nagle on for connections it accepts. Dispositions and flow frames are small
-      // writes: with Nagle they wait for the peer's delayed ACK, and every pipelining client stalls.
-      tcp_no_delay: true,
-      max_frame_size: this.options.maxFrameBytes,
-      channel_max: CHANNEL_MAX,
-    };
-    // rhea's typings describe client options only; a server connection takes these.
-    return options as unknown as rhea.ConnectionOptions;
-  }
-
-  private accept(socket: net.Socket, transport: Transport, destroy: () => void): void {
-    socket.on('error', () => undefined);
-    if (this.refusing()) {
-      this.stats.connectionsRefused++;
-      destroy();
-      return;
-    }
-    this.stats.connectionsAccepted++;
-    const connection = this.container.create_connection(this.connectionOptions());
-    const state = this.track(connection, transport, destroy);
-    // Registered before rhea's own listener, so it sees each chunk first and can stop the stream
-    // before rhea buffers what an oversized frame announces.
-    const guard = new FrameGuard(this.options.maxFrameBytes);
-    socket.on('data', (chunk: Buffer) => {
-      const broken = guard.push(chunk);
-      if (broken === undefined) return;
-      socket.pause();
-      this.dropAbusive(state, FRAMING(broken));
-    });
-    // rhea hears only of a peer's end; a socket we destroy (fault) or one that just dies says 'close'.
-    socket.on('close', () => this.onConnectionGone(connection));
-    this.armOpenDeadline(state);
-    (connection as unknown as AcceptingConnection).accept(socket);
-    writeEveryField(connection);
-  }
-
-  /** A client must complete SASL and AMQP open in time; one that never does holds a socket for nothing. */
-  private armOpenDeadline(state: ConnState): void {
-    state.openTimer = setTimeout(() => {
-      state.openTimer = undefined;
-      this.dropAbusive(state, { condition: 'amqp:connection:forced', description: `The connection was not opened within ${this.options.openTimeoutMs} ms.` });
-    }, this.options.openTimeoutMs);
-    state.openTimer.unref();
-  }
-
-  /** Says why (an AMQP close, when the connection got that far), then drops the socket. */
-  private dropAbusive(state: ConnState, error: AmqpError): void {
-    if (state.closed || state.dropped) return;
-    state.dropped = true;
-    this.stats.connectionsDropped++;
-    try {
-      if (state.connection.is_open()) state.connection.close(error as rhea.AmqpError);
-    } catch {
-      // a connection in a state rhea cannot close politely: the drop below does it
-    }
-    setTimeout(() => state.destroy(), 100).unref();
-  }
-
-  private track(connection: rhea.Connection, transport: Transport, destroy: () => void): ConnState {
-    const state: ConnState = {
-      id: this.nextConnId++,
-      connection,
-      transport,
-      destroy,
-      auth: new ConnectionAuth(this.options.maxTokensPerConnection),
-      links: new Map(),
-      closed: false,
-      linklessSince: Date.now(),
-    };
-    this.conns.set(connection, state);
-    this.stats.openConnections = this.conns.size;
-    return state;
-  }
-
-  private stateOf(connection: rhea.Connection): ConnState {
-    const known = this.conns.get(connection);
-    if (known) return known;
-    // Every connection is tracked when accepted; an event for another one is rhea's, not a client's.
-    return this.track(connection, 'amqp', () => connection.close());
-  }
-
-  // ---- SASL and events ----------------------------------------------------------------------
-
-  private setupSasl(): void {
-    const mechanisms = this.container.sasl_server_mechanisms as Record<string, unknown> & { enable_anonymous(): void };
-    mechanisms.enable_anonymous();
-    mechanisms.PLAIN = () =>
-      new TokenPlain((token) => {
-        try {
-          grantFromToken(token, this.tokenContext());
-          return true;
-        } catch {
-          return false;
-        }
-      });
-    mechanisms.MSSBCBS = () => new AcceptAll();
-  }
-
-  private tokenContext(): Parameters<typeof grantFromToken>[1] {
+  /** What a SAS token is checked against: this hub's registry, host names and entity. */
+  private tokenContext(): TokenContext {
     return {
       registry: this.registry,
       hosts: Array.from(new Set([this.options.hostName.toLowerCase(), 'localhost', '127.0.0.1', this.options.host])),
@@ -549,572 +180,61 @@ export class SimulatedHub extends EventEmitter {
     };
   }
 
-  private setupEvents(): void {
+  /** Connection and session events go to the connection bookkeeping, link events to the router. */
+  private wireEvents(): void {
     const c = this.container;
-    c.on('connection_open', (ctx: rhea.EventContext) => this.onConnectionOpen(ctx));
+    const conns = this.connections;
+    const router = this.router;
+    c.on('connection_open', (ctx: rhea.EventContext) => conns.onConnectionOpen(ctx));
     for (const name of ['connection_close', 'connection_error', 'disconnected']) {
-      c.on(name, (ctx: rhea.EventContext) => this.onConnectionGone(ctx.connection));
+      c.on(name, (ctx: rhea.EventContext) => conns.onConnectionGone(ctx.connection));
     }
     // rhea throws on an 'error' event nobody listens to; a broken peer must not take the hub down.
     c.on('error', () => undefined);
     c.on('protocol_error', (ctx: rhea.EventContext | Error) => {
-      if (ctx && 'connection' in ctx && ctx.connection) this.onConnectionGone(ctx.connection);
+      if (ctx && 'connection' in ctx && ctx.connection) conns.onConnectionGone(ctx.connection);
     });
-    c.on('session_open', (ctx: rhea.EventContext) => {
-      const state = this.conns.get(ctx.connection);
-      if (!state || !ctx.session) return;
-      answerBegin(ctx.session);
-      limitTransfers(ctx.session, this.maxGatheredBytes(), (bytes) =>
-        this.dropAbusive(state, { condition: 'amqp:link:message-size-exceeded', description: `A message grew past ${bytes} bytes before its last frame.` }),
-      );
-    });
-    c.on('session_close', (ctx: rhea.EventContext) => this.onSessionGone(ctx));
-    c.on('session_error', (ctx: rhea.EventContext) => this.onSessionGone(ctx));
-    c.on('sender_open', (ctx: rhea.EventContext) => this.onLinkOpen(ctx, 'sender'));
-    c.on('receiver_open', (ctx: rhea.EventContext) => this.onLinkOpen(ctx, 'receiver'));
+    c.on('session_open', (ctx: rhea.EventContext) => conns.onSessionOpen(ctx));
+    c.on('session_close', (ctx: rhea.EventContext) => conns.onSessionGone(ctx));
+    c.on('session_error', (ctx: rhea.EventContext) => conns.onSessionGone(ctx));
+    c.on('sender_open', (ctx: rhea.EventContext) => router.onLinkOpen(ctx, 'sender'));
+    c.on('receiver_open', (ctx: rhea.EventContext) => router.onLinkOpen(ctx, 'receiver'));
     for (const name of ['sender_close', 'sender_error', 'receiver_close', 'receiver_error']) {
-      c.on(name, (ctx: rhea.EventContext) => {
-        const link = ctx.sender ?? ctx.receiver;
-        const state = link && this.linkState(link);
-        if (state) this.linkGone(state);
-      });
+      c.on(name, (ctx: rhea.EventContext) => router.onLinkGone(ctx));
     }
-    c.on('message', (ctx: rhea.EventContext) => {
-      const state = ctx.receiver && this.linkState(ctx.receiver);
-      // What arrives after we closed the link, its session or the connection (or dropped the socket)
-      // is not taken: its outcome could never reach the client, which will send it again.
-      const live = state?.onMessage && !this.conns.get(ctx.connection)?.dropped && ctx.connection.is_open() && (ctx.session as rhea.Session).is_open() && state.link.is_open();
-      if (!live) {
-        // Not settled on the wire (nobody is there to hear it), but not left to fill the session's buffer.
-        if (ctx.delivery) forgetDelivery(ctx.delivery);
-        return;
-      }
-      (state.onMessage as (c: rhea.EventContext) => void)(ctx);
-    });
-    c.on('sendable', (ctx: rhea.EventContext) => {
-      const state = ctx.sender && this.linkState(ctx.sender);
-      state?.onSendable?.();
-    });
+    c.on('message', (ctx: rhea.EventContext) => router.onMessage(ctx));
+    c.on('sendable', (ctx: rhea.EventContext) => router.onSendable(ctx));
     // 'modified' is also dispatched as 'released' (rhea's treat_modified_as_released).
     for (const outcome of ['accepted', 'rejected', 'released'] as const) {
-      c.on(outcome, (ctx: rhea.EventContext) => {
-        const state = ctx.sender && this.linkState(ctx.sender);
-        if (state?.onOutcome && ctx.delivery) state.onOutcome(ctx.delivery, outcome);
-      });
+      c.on(outcome, (ctx: rhea.EventContext) => router.onOutcome(ctx, outcome));
     }
   }
 
-  private linkState(link: Link): LinkState | undefined {
-    return this.conns.get(link.connection)?.links.get(link);
-  }
-
-  private onConnectionOpen(ctx: rhea.EventContext): void {
-    const state = this.stateOf(ctx.connection);
-    if (state.openTimer) clearTimeout(state.openTimer);
-    state.openTimer = undefined;
-    state.sasl = negotiatedSasl(ctx.connection);
-    const token = plainToken(ctx.connection);
-    if (token) {
-      try {
-        state.auth.add(grantFromToken(token, this.tokenContext()));
-      } catch {
-        ctx.connection.close(UNAUTHORIZED('The SASL PLAIN token is not valid.'));
-      }
-    }
-  }
-
-  private onConnectionGone(connection: rhea.Connection): void {
-    const state = this.conns.get(connection);
-    if (!state || state.closed) return;
-    state.closed = true;
-    if (state.openTimer) clearTimeout(state.openTimer);
-    for (const link of [...state.links.values()]) this.linkGone(link);
-    this.conns.delete(connection);
-    this.stats.openConnections = this.conns.size;
-    // A closed AMQP connection may leave its socket half open; make sure it goes.
-    if (!connection.is_closed() || connection.is_remote_open()) connection.close();
-    setTimeout(() => state.destroy(), 100).unref();
-  }
-
-  private onSessionGone(ctx: rhea.EventContext): void {
-    const state = this.conns.get(ctx.connection);
-    if (!state) return;
-    for (const link of [...state.links.values()]) if (link.session === ctx.session) this.linkGone(link);
-  }
-
-  private linkGone(state: LinkState): void {
-    if (state.closed) return;
-    state.closed = true;
-    const conn = this.conns.get(state.link.connection);
-    conn?.links.delete(state.link);
-    if (conn && conn.linklessSince === undefined && [...conn.links.values()].every((l) => l.address.kind === 'cbs')) conn.linklessSince = Date.now();
-    state.onClose?.();
-    // What it had sent and nobody will settle now must not hold its session's buffer (see amqp.ts).
-    forgetLinkDeliveries(state.link, state.session);
-  }
-
-  private closeLink(state: LinkState, error: AmqpError): void {
-    if (state.closed) return;
-    this.linkGone(state);
-    if (!state.link.is_closed()) state.link.close(error as rhea.AmqpError);
-  }
-
-  // ---- link attach --------------------------------------------------------------------------
-
-  private onLinkOpen(ctx: rhea.EventContext, role: 'sender' | 'receiver'): void {
-    const link = (role === 'sender' ? ctx.sender : ctx.receiver) as Link;
-    const conn = this.stateOf(ctx.connection);
-    const remote = remoteAttach(link);
-    const addressText = (role === 'sender' ? remote.source?.address : remote.target?.address) ?? '';
-    const address = parseAddress(addressText, this.options.hubName);
-    answerAttach(link, this.maxMessageBytes(address));
-    const state: LinkState = { link, role, address, addressText, session: ctx.session as rhea.Session };
-    conn.links.set(link, state);
-    if (address.kind !== 'cbs') conn.linklessSince = undefined;
-
-    if (address.kind === 'cbs') {
-      if (role === 'receiver') state.onMessage = (c) => this.onCbsRequest(conn, state, c);
-      this.stats.linksAttached++;
-      return;
-    }
-    const requirement = requirementFor(address);
-    if (!requirement) {
-      this.stats.linksRefused++;
-      this.closeLink(state, { condition: 'amqp:not-found', description: `The address '${addressText.slice(0, 200)}' does not exist on this hub.` });
-      return;
-    }
-    if (!conn.auth.allows(requirement, Date.now())) {
-      this.stats.linksRefused++;
-      this.closeLink(state, UNAUTHORIZED(`No valid token on this connection allows access to '${addressText.slice(0, 200)}'.`));
-      return;
-    }
-    state.requirement = requirement;
-    const refusal = this.serveLink(conn, state);
-    if (refusal) {
-      this.stats.linksRefused++;
-      this.closeLink(state, refusal);
-      return;
-    }
-    this.stats.linksAttached++;
-  }
-
-  /**
-   * The max-message-size the hub answers an attach with. IoT Hub's documented limits: 256 KB device to
-   * cloud, 64 KB cloud to device (MicrosoftDocs iot-hub-devguide-quotas-throttling.md). The Event Hubs
-   * surface and the request/response nodes ($cbs, $management) answer with Event Hubs Standard's 1 MB
-   * event limit (event-hubs-quotas.md); the value the hub itself sends there is UNVERIFIED, and the
-   * official clients only need one to be present.
-   */
-  private maxMessageBytes(address: Address): number {
-    switch (address.kind) {
-      case 'd2c':
-        return this.options.d2c.maxMessageBytes;
-      case 'c2d':
-      case 'devicebound':
-      case 'feedback':
-      case 'filenotifications':
-        return this.options.c2d.maxMessageBytes;
-      default:
-        return 1024 * 1024;
-    }
-  }
-
-  /** Wires an authorised link to what serves it, or returns why it cannot be served. */
-  private serveLink(conn: ConnState, state: LinkState): AmqpError | undefined {
-    const { address, role } = state;
-    const wrongRole = (): AmqpError => ({ condition: 'amqp:not-allowed', description: `The address '${state.addressText.slice(0, 200)}' cannot be used in this direction.` });
-    switch (address.kind) {
-      case 'd2c': {
-        if (role !== 'receiver') return wrongRole();
-        const missing = this.ensureDevice(address.deviceId, address.moduleId);
-        if (missing) return missing;
-        state.onMessage = (c) => this.onD2c(address.deviceId, address.moduleId, c);
-        return undefined;
-      }
-      case 'c2d': {
-        if (role !== 'sender') return wrongRole();
-        const missing = this.ensureDevice(address.deviceId, address.moduleId);
-        if (missing) return missing;
-        const sender = state.link as rhea.Sender;
-        const device = this.registry.getDevice(address.deviceId);
-        this.c2d.attachReceiver(address.deviceId, address.moduleId, device?.generationId ?? '', sender);
-        state.onSendable = () => this.c2d.onSendable(sender);
-        state.onOutcome = (delivery, outcome) => this.c2d.onOutcome(delivery, outcome);
-        state.onClose = () => this.c2d.detachReceiver(sender);
-        return undefined;
-      }
-      case 'devicebound':
-        if (role !== 'receiver') return wrongRole();
-        state.onMessage = (c) => this.onC2dSend(c);
-        return undefined;
-      case 'feedback': {
-        if (role !== 'sender') return wrongRole();
-        const sender = state.link as rhea.Sender;
-        this.feedback.attach(sender);
-        state.onSendable = () => this.feedback.onSendable();
-        state.onOutcome = (delivery, outcome) => this.feedback.onOutcome(delivery, outcome);
-        state.onClose = () => this.feedback.detach(sender);
-        return undefined;
-      }
-      case 'filenotifications':
-        // File uploads are out of scope: the link stays open and idle, as on a hub with no uploads.
-        return role === 'sender' ? undefined : wrongRole();
-      case 'builtin-partition':
-      case 'builtin-management':
-        return this.redirectFor(address, conn.transport);
-      case 'eh-partition': {
-        if (!conn.sasl) return SASL_REQUIRED;
-        if (role !== 'sender') return wrongRole();
-        const sender = state.link as rhea.Sender;
-        const error = this.eventHub.attachReader(sender, address.consumerGroup, address.partition);
-        if (error) return error;
-        state.onSendable = () => this.eventHub.onSendable(sender);
-        state.onClose = () => this.eventHub.detachReader(sender);
-        return undefined;
-      }
-      case 'eh-management':
-        if (!conn.sasl) return SASL_REQUIRED;
-        if (role === 'receiver') state.onMessage = (c) => this.onManagementRequest(conn, state, c);
-        return undefined;
-      default:
-        return { condition: 'amqp:not-found', description: 'Unknown address.' };
-    }
-  }
-
-  private ensureDevice(deviceId: string, moduleId?: string): AmqpError | undefined {
-    const device = this.registry.getDevice(deviceId);
-    if (device && (moduleId === undefined || device.modules.has(moduleId))) return undefined;
-    if (this.registry.autoRegister) {
-      this.registry.ensure(deviceId, moduleId);
-      return undefined;
-    }
-    return { condition: 'amqp:not-found', description: `The device '${deviceId}' is not registered.` };
-  }
-
-  /**
-   * The built-in endpoint answers with a redirect to its Event Hubs-compatible surface, which this
-   * simulator serves on the same listeners. The address keeps the literal `:<port>/<name>/$management`
-   * form the Azure samples parse. Info keys are strings (rhea encodes error info maps that way);
-   * clients read them by name either way.
-   */
-  private redirectFor(address: Address, transport: Transport): AmqpError {
-    // The Event Hubs surface is this same server: a plain-AMQP client (local development only; the
-    // real hub has no plain port) is sent to the plain port, everyone else to AMQPS as on Azure.
-    const plain = transport === 'amqp' && this.ports.amqp !== undefined;
-    const port = plain ? (this.ports.amqp as number) : (this.ports.amqps ?? this.ports.amqp ?? 5671);
-    const scheme = plain || this.ports.amqps === undefined ? 'amqp' : 'amqps';
-    const host = this.options.hostName;
-    const path =
-      address.kind === 'builtin-partition'
-        ? `${this.options.hubName}/ConsumerGroups/${address.consumerGroup}/Partitions/${address.partition}`
-        : `${this.options.hubName}/$management`;
-    return {
-      condition: 'amqp:link:redirect',
-      description: "An AMQP error occurred (condition='amqp:link:redirect').",
-      info: {
-        hostname: port === 5671 ? host : `${host}:${port}`,
-        'network-host': host,
-        port: wrapInt(port),
-        address: `${scheme}://${host}:${port}/${path}`,
-      },
-    };
-  }
-
-  // ---- message handlers ---------------------------------------------------------------------
-
-  private onCbsRequest(conn: ConnState, state: LinkState, ctx: rhea.EventContext): void {
-    const message = ctx.message as rhea.Message;
-    ctx.delivery?.accept();
-    const props = (message.application_properties ?? {}) as Record<string, unknown>;
-    let status = 200;
-    let description = 'OK';
-    const blocked = this.putTokenBlock && Date.now() < this.putTokenBlock.until ? this.putTokenBlock.answer : undefined;
-    if (props.operation !== 'put-token') {
-      status = 400;
-      description = `Unsupported operation '${String(props.operation)}'.`;
-    } else if (blocked === 'ignore') {
-      this.stats.putTokensRefused++;
-      return;
-    } else if (blocked === 'refuse') {
-      this.stats.putTokensRefused++;
-      status = 401;
-      description = 'Unauthorized: the token service is unavailable (simulated fault).';
-    } else {
-      const token = typeof message.body === 'string' ? message.body : bodyBytes(message.body).toString('utf8');
-      try {
-        if (!audienceMatches(props.name, token)) throw new AuthError(`the put-token name '${String(props.name).slice(0, 200)}' does not name the resource the token is for`);
-        const grant = grantFromToken(token, this.tokenContext());
-        conn.auth.add(grant);
-        this.stats.putTokens++;
-      } catch (err) {
-        this.stats.putTokensRefused++;
-        status = err instanceof AuthError ? err.status : 401;
-        description = !(err instanceof AuthError) ? 'Unauthorized.' : status === 401 ? `Unauthorized: ${err.message}.` : `${err.message}.`;
-      }
-    }
-    this.reply(conn, state, message, 'cbs', status, description);
-  }
-
-  private onManagementRequest(conn: ConnState, state: LinkState, ctx: rhea.EventContext): void {
-    const message = ctx.message as rhea.Message;
-    ctx.delivery?.accept();
-    const answer = this.eventHub.management(message);
-    this.reply(conn, state, message, 'eh-management', answer.status, answer.description, answer.body);
-  }
-
-  /**
-   * Sends a response on the sender whose target is the request's reply-to, same session first.
-   * The request's accept goes on the wire first: azure-uamqp-c drops a response that arrives before
-   * its request's disposition ("Did not receive send confirmation for pending operation",
-   * amqp_management.c), and rhea writes a tick's transfers before its dispositions, so the response
-   * waits for the next turn of the event loop, after rhea has flushed the accept.
-   */
-  private reply(conn: ConnState, request: LinkState, message: rhea.Message, kind: Address['kind'], status: number, description: string, body?: unknown): void {
-    const replyTo = typeof message.reply_to === 'string' ? message.reply_to : undefined;
-    const candidates = [...conn.links.values()].filter((l) => l.role === 'sender' && l.address.kind === kind && !l.closed);
-    const targetOf = (l: LinkState): string | undefined => remoteAttach(l.link).target?.address;
-    const pick =
-      candidates.find((l) => replyTo !== undefined && targetOf(l) === replyTo && l.session === request.session) ??
-      candidates.find((l) => replyTo !== undefined && targetOf(l) === replyTo) ??
-      candidates.find((l) => l.session === request.session) ??
-      candidates[0];
-    if (!pick) return;
-    const response = responseFor(message, status, description, body);
-    setImmediate(() => {
-      if (!pick.closed && pick.link.is_open()) (pick.link as rhea.Sender).send(response);
-    });
-  }
-
-  private onD2c(deviceId: string, moduleId: string | undefined, ctx: rhea.EventContext): void {
-    const delivery = ctx.delivery as rhea.Delivery;
-    let messages: rhea.Message[];
-    const format = (ctx as unknown as { format?: number }).format;
-    try {
-      messages = format === 0x80013700 ? unpackBatch(ctx.message as unknown as Buffer) : [ctx.message as rhea.Message];
-    } catch {
-      settleIncoming(delivery, 'rejected', { condition: 'amqp:decode-error', description: 'The batch could not be decoded.' });
-      return;
-    }
-    if (this.takeThrottle()) {
-      settleIncoming(delivery, 'rejected', THROTTLED);
-      return;
-    }
-    const total = messages.reduce((n, m) => n + messageSize(m), 0);
-    if (total > this.options.d2c.maxMessageBytes) {
-      settleIncoming(delivery, 'rejected', {
-        condition: 'amqp:link:message-size-exceeded',
-        description: `The message is ${total} bytes; at most ${this.options.d2c.maxMessageBytes} are allowed.`,
-      });
-      return;
-    }
-    for (const message of messages) this.ingest(deviceId, moduleId, message);
-    delivery.accept();
-  }
-
-  /** Stamps a device message as IoT Hub does and stores it in its partition. */
-  ingest(deviceId: string, moduleId: string | undefined, message: rhea.Message): StoredEvent {
-    const now = Date.now();
-    const device = this.registry.getDevice(deviceId);
-    const partition = this.partitions[partitionForDevice(deviceId, this.partitions.length)];
-    const out = copyMessage(message);
-    out.body = message.body ?? null;
-    const event = partition.append(deviceId, now, (stamp) => {
-      // Anti-spoofing: the identity annotations always come from the connection, never the device.
-      const annotations: Record<string, unknown> = {
-        ...(message.message_annotations ?? {}),
-        'iothub-connection-device-id': deviceId,
-        'iothub-connection-auth-method': SAS_AUTH_METHOD,
-        'iothub-connection-auth-generation-id': device?.generationId ?? '',
-        'iothub-enqueuedtime': new Date(stamp.enqueuedTime),
-        'iothub-message-source': 'Telemetry',
-        'x-opt-sequence-number': wrapLong(stamp.sequenceNumber),
-        'x-opt-offset': String(stamp.offset),
-        'x-opt-enqueued-time': new Date(stamp.enqueuedTime),
-      };
-      if (moduleId !== undefined) annotations['iothub-connection-module-id'] = moduleId;
-      else delete annotations['iothub-connection-module-id'];
-      out.message_annotations = annotations;
-      return encodeMessage(out);
-    });
-    // Journaled before the delivery is accepted: what the client hears as accepted survives a restart.
-    this.store?.event({ partitionId: partition.id, ...event });
-    this.stats.d2cAccepted++;
-    if (this.listenerCount('d2c') > 0) {
-      const info: D2cEvent = { deviceId, partitionId: partition.id, event, message: out };
-      if (moduleId !== undefined) info.moduleId = moduleId;
-      this.emit('d2c', info);
-    }
-    return event;
-  }
-
-  private onC2dSend(ctx: rhea.EventContext): void {
-    const delivery = ctx.delivery as rhea.Delivery;
-    const message = ctx.message as rhea.Message;
-    const to = parseAddress(typeof message.to === 'string' ? message.to : undefined, this.options.hubName);
-    if (to.kind !== 'c2d') {
-      settleIncoming(delivery, 'rejected', { condition: 'com.microsoft:argument-error', description: "The message 'to' must be /devices/<id>/messages/devicebound." });
-      return;
-    }
-    const device = this.registry.getDevice(to.deviceId);
-    if (!device || (to.moduleId !== undefined && !device.modules.has(to.moduleId))) {
-      settleIncoming(delivery, 'rejected', { condition: 'amqp:not-found', description: `The device '${to.deviceId}' is not registered.` });
-      return;
-    }
-    const size = messageSize(message);
-    if (size > this.options.c2d.maxMessageBytes) {
-      settleIncoming(delivery, 'rejected', {
-        condition: 'amqp:link:message-size-exceeded',
-        description: `The message is ${size} bytes; at most ${this.options.c2d.maxMessageBytes} are allowed.`,
-      });
-      return;
-    }
-    if (this.takeThrottle()) {
-      settleIncoming(delivery, 'rejected', THROTTLED);
-      return;
-    }
-    const error = this.c2d.enqueue(to.deviceId, to.moduleId, device.generationId, message);
-    if (error) {
-      settleIncoming(delivery, 'rejected', error);
-      return;
-    }
-    this.stats.c2dAccepted++;
-    delivery.accept();
-  }
-
-  private takeThrottle(): boolean {
-    if (Date.now() >= this.throttleUntil) {
-      if (this.throttleCount <= 0) return false;
-      this.throttleCount--;
-    }
-    this.stats.throttled++;
-    return true;
-  }
-
-  // ---- expiry sweep -------------------------------------------------------------------------
-
+  /** Expiry: C2D messages, feedback, retained events, lapsed tokens, connections left linkless. */
   private sweep(): void {
     const now = Date.now();
     this.c2d.sweep();
     this.feedback.sweep();
     for (const p of this.partitions) p.trimByAge(now);
-    this.enforceTokens(now);
-    this.closeLinkless(now);
+    this.connections.enforceTokens(now);
+    this.connections.closeLinkless(now);
   }
 
-  /**
-   * Closes connections that have had no link but `$cbs` for `linklessTimeoutMs`, in the words Event
-   * Hubs and Service Bus use ("AMQP errors in Azure Service Bus": amqp:connection:forced, "... did not
-   * have any active links in the past 300000 milliseconds"); a `$cbs` link alone does not keep a
-   * connection (azure-sdk-for-java#41535 shows it closed that way).
-   */
-  private closeLinkless(now: number): void {
-    const limit = this.options.linklessTimeoutMs;
-    if (limit <= 0) return;
-    for (const conn of [...this.conns.values()]) {
-      if (conn.linklessSince === undefined || now - conn.linklessSince < limit || !conn.connection.is_open()) continue;
-      conn.linklessSince = undefined;
-      conn.connection.close({
-        condition: 'amqp:connection:forced',
-        description: `The connection was closed by container '${this.options.hubName}' because it did not have any active links in the past ${limit} milliseconds.`,
-      } as rhea.AmqpError);
-    }
+  // ---- the surface for tests, tools and the nodes -------------------------------------------
+
+  /** Stamps a device message as IoT Hub does and stores it in its partition. */
+  ingest(deviceId: string, moduleId: string | undefined, message: rhea.Message): StoredEvent {
+    return this.d2c.ingest(deviceId, moduleId, message);
   }
-
-  /** Detaches every link whose token lapsed, as the hub does ("Token Invalid."). */
-  private enforceTokens(now: number): void {
-    const cutoff = now - this.options.tokenGraceMs;
-    for (const conn of this.conns.values()) {
-      for (const state of [...conn.links.values()]) {
-        if (state.requirement && !conn.auth.allows(state.requirement, cutoff)) this.closeLink(state, UNAUTHORIZED('Token Invalid.'));
-      }
-    }
-  }
-
-  // ---- faults -------------------------------------------------------------------------------
-
-  readonly faults = {
-    /** Kills the TCP connections (no AMQP close); returns how many. */
-    dropConnections: (filter?: (info: { id: number; transport: Transport }) => boolean): number => {
-      let n = 0;
-      for (const conn of [...this.conns.values()]) {
-        if (filter && !filter({ id: conn.id, transport: conn.transport })) continue;
-        n++;
-        conn.dropped = true;
-        conn.destroy();
-      }
-      return n;
-    },
-    /** Closes the AMQP connections with an error (default `amqp:connection:forced`). */
-    closeConnections: (error: AmqpError = { condition: 'amqp:connection:forced', description: 'Closed by the simulator (fault).' }): number => {
-      const all = [...this.conns.values()];
-      for (const conn of all) conn.connection.close(error as rhea.AmqpError);
-      return all.length;
-    },
-    /** Ends every session with an error. */
-    endSessions: (error: AmqpError = { condition: 'amqp:internal-error', description: 'Session ended by the simulator (fault).' }): number => {
-      const sessions = new Set<rhea.Session>();
-      for (const conn of this.conns.values()) for (const l of conn.links.values()) sessions.add(l.session);
-      for (const s of sessions) s.close(error as rhea.AmqpError);
-      return sessions.size;
-    },
-    /** Detaches the links whose address matches, e.g. `(a) => a.kind === 'd2c'`. */
-    detachLinks: (
-      match: (address: Address, text: string) => boolean,
-      error: AmqpError = { condition: 'amqp:link:detach-forced', description: 'Link detached by the simulator (fault).' },
-    ): number => {
-      let n = 0;
-      for (const conn of this.conns.values()) {
-        for (const state of [...conn.links.values()]) {
-          if (!match(state.address, state.addressText)) continue;
-          n++;
-          this.closeLink(state, error);
-        }
-      }
-      return n;
-    },
-    /** Makes every token on every connection lapse now; their links are detached at once. */
-    expireTokens: (): void => {
-      const now = Date.now();
-      for (const conn of this.conns.values()) conn.auth.expireAll(now);
-      this.enforceTokens(now + this.options.tokenGraceMs + 1);
-    },
-    /** Answers the next `count` D2C and C2D sends with a throttling error. */
-    throttleNext: (count: number): void => {
-      this.throttleCount = Math.max(0, count);
-    },
-    /** Answers every D2C and C2D send with a throttling error for `ms` (0 stops). */
-    throttleFor: (ms: number): void => {
-      this.throttleUntil = ms > 0 ? Date.now() + ms : 0;
-    },
-    /**
-     * Blocks put-token for `ms` (0 stops): `refuse` answers 401, `ignore` never answers. Tokens already
-     * put stay valid until they expire, so this is how a renewal that cannot happen is simulated.
-     */
-    blockPutTokens: (ms: number, answer: 'refuse' | 'ignore' = 'refuse'): void => {
-      this.putTokenBlock = ms > 0 ? { until: Date.now() + ms, answer } : undefined;
-    },
-    /** Refuses new connections for `ms` (0 stops refusing). */
-    refuseConnections: (ms: number): void => {
-      this.refuseUntil = ms > 0 ? Date.now() + ms : 0;
-    },
-  };
 
   /** Lets the process exit while the simulator listens (an embedded simulator serves, it does not hold). */
   unrefListeners(): void {
-    for (const server of this.servers) {
-      if (!(server instanceof WebSocketServer)) (server as net.Server).unref();
-    }
+    this.endpoints.unref();
   }
 
   /** Counts of what is open now, for tests and the CLI. */
   snapshot(): { connections: number; links: number; tokens: number } {
-    let links = 0;
-    let tokens = 0;
-    for (const conn of this.conns.values()) {
-      links += conn.links.size;
-      tokens += conn.auth.size;
-    }
-    return { connections: this.conns.size, links, tokens };
+    return this.connections.counts();
   }
 
   /** All retained D2C events, across partitions, decoded (for tests and tools). */
@@ -1123,85 +243,16 @@ export class SimulatedHub extends EventEmitter {
   }
 
   async close(): Promise<void> {
-    if (this.closing && this.servers.length === 0) return;
-    this.closing = true;
+    if (this.connections.closing && !this.endpoints.bound) return;
     if (this.sweepTimer) clearInterval(this.sweepTimer);
     this.sweepTimer = undefined;
-    for (const conn of [...this.conns.values()]) {
-      conn.closed = true;
-      conn.destroy();
-    }
-    this.conns.clear();
-    this.stats.openConnections = 0;
-    const servers = this.servers.splice(0);
-    await Promise.all(
-      servers.map(
-        (server) =>
-          new Promise<void>((resolve) => {
-            if (server instanceof WebSocketServer) {
-              for (const client of server.clients) client.terminate();
-              server.close(() => resolve());
-              return;
-            }
-            (server as net.Server).close(() => resolve());
-            (server as net.Server & { closeAllConnections?: () => void }).closeAllConnections?.();
-          }),
-      ),
-    );
-    const store = this.store;
-    this.store = undefined;
-    store?.close(this.storedState());
+    this.connections.destroyAll();
+    await this.endpoints.close();
+    const persistence = this.persistence;
+    this.persistence = undefined;
+    persistence?.close();
     this.c2d.close();
     this.feedback.close();
     this.eventHub.close();
   }
-}
-
-/** Whether the client spoke SASL first: rhea's selective server picks the SASL layer for protocol id 3. */
-function negotiatedSasl(connection: rhea.Connection): boolean {
-  const sasl = (connection as unknown as SaslInternals).sasl_transport;
-  if (!sasl) return false;
-  return sasl.transports === undefined || (sasl.selected !== undefined && sasl.selected === sasl.transports[3]);
-}
-
-function plainToken(connection: rhea.Connection): string | undefined {
-  const sasl = (connection as unknown as SaslInternals).sasl_transport;
-  if (!sasl) return undefined;
-  return sasl.mechanism?.token ?? sasl.transports?.[3]?.mechanism?.token;
-}
-
-/** A batch (message format 0x80013700): data sections, each a whole encoded message. */
-function unpackBatch(payload: Buffer): rhea.Message[] {
-  const outer = decode(payload);
-  const body = outer.body as { typecode?: number; content?: unknown; multiple?: boolean } | undefined;
-  if (!body || body.typecode !== 0x75) throw new Error('batch body is not data sections');
-  const parts = body.multiple && Array.isArray(body.content) ? body.content : [body.content];
-  return parts.map((part) => decode(part as Buffer));
-}
-
-function decode(bytes: Buffer): rhea.Message {
-  return rhea.message.decode(bytes) as unknown as rhea.Message;
-}
-
-/**
- * A WebSocket as the byte stream rhea reads and writes, with each incoming chunk passed through
- * `admit` first (a chunk it refuses never reaches rhea).
- */
-function webSocketStream(ws: WebSocket, admit: (chunk: Buffer) => boolean): EventEmitter {
-  const stream = new EventEmitter();
-  ws.on('message', (data: Buffer | ArrayBuffer | Buffer[]) => {
-    const chunk = Buffer.isBuffer(data) ? data : Array.isArray(data) ? Buffer.concat(data) : Buffer.from(data);
-    if (admit(chunk)) stream.emit('data', chunk);
-  });
-  ws.on('close', () => stream.emit('end'));
-  ws.on('error', (err: Error) => stream.emit('error', err));
-  Object.assign(stream, {
-    write: (data: Buffer) => {
-      if (ws.readyState === ws.OPEN) ws.send(data, { binary: true });
-    },
-    end: () => ws.close(),
-    destroy: () => ws.terminate(),
-    get_id_string: () => 'websocket',
-  });
-  return stream;
 }

@@ -67,7 +67,7 @@ describe('the rhea and rhea-promise internals this package uses', function () {
     await client.open();
     await waitFor(() => accepted.length === 1, 'the server side of the connection');
     const server = accepted[0] as unknown as Bag;
-    // Server side: the frame queues frame-fields.ts completes, and the SASL layer hub.ts reads.
+    // Server side: the frame queues frame-fields.ts completes, and the SASL layer sasl.ts reads.
     assert.equal(typeof (server.amqp_transport as Bag | undefined)?.encode, 'function', 'connection.amqp_transport.encode');
     const sasl = server.sasl_transport as Bag | undefined;
     assert.ok(sasl?.transports !== undefined && has(sasl, 'transports.3.transport.encode'), 'sasl_transport.transports[3].transport.encode');
