@@ -61,12 +61,19 @@ const WANTS: Record<string, FeedbackStatus[]> = {
 
 /** Told of every change to a queue (the store journals them). */
 export interface C2dObserver {
-  added(target: string, queue: { deviceId: string; moduleId?: string; generationId: string }, entry: C2dEntryRecord): void;
+  added(target: string, queue: C2dQueueOwner, entry: C2dEntryRecord): void;
   counted(target: string, sequenceNumber: number, deliveryCount: number): void;
   done(target: string, sequenceNumber: number): void;
 }
 
 /** A queued message as it is kept and restored. */
+/** Whose queue: a device's, or a module's, of one registration (generation). */
+export interface C2dQueueOwner {
+  deviceId: string;
+  moduleId?: string;
+  generationId: string;
+}
+
 export interface C2dEntryRecord {
   sequenceNumber: number;
   message: rhea.Message;
@@ -120,7 +127,7 @@ export class C2dQueues {
   }
 
   /** Every queue with what it holds (locks aside: a restart hands locked messages out again). */
-  snapshot(): Array<{ target: string; deviceId: string; moduleId?: string; generationId: string; nextSequence: number; entries: C2dEntryRecord[] }> {
+  snapshot(): Array<C2dQueueOwner & { target: string; nextSequence: number; entries: C2dEntryRecord[] }> {
     return [...this.queues.values()].map((q) => ({
       target: q.target,
       deviceId: q.deviceId,

@@ -4,7 +4,7 @@
  * because the hub runs the same with or without it; the store itself (file format) is store.ts.
  */
 import rhea = require('rhea');
-import type { C2dEntryRecord, C2dQueues } from './c2d';
+import type { C2dEntryRecord, C2dQueueOwner, C2dQueues } from './c2d';
 import { decode } from './d2c-ingest';
 import type { Partition } from './partitions';
 import type { Registry } from './registry';
@@ -17,7 +17,7 @@ export interface PersistedParts {
 }
 
 /** A queued C2D message as the store keeps it: the queue's identity, the entry, the message as bytes. */
-function storedC2d(queue: { deviceId: string; moduleId?: string; generationId: string }, e: C2dEntryRecord): StoredC2d {
+function storedC2d(queue: C2dQueueOwner, e: C2dEntryRecord): StoredC2d {
   return {
     deviceId: queue.deviceId,
     moduleId: queue.moduleId,

@@ -106,7 +106,7 @@ export class Registry {
    * Brings back a device as it was stored: its generation id and modules; keys from the config file
    * (a device it names) win over stored ones, so a key can be changed there.
    */
-  restoreDevice(stored: { deviceId: string; primaryKey: string; secondaryKey?: string; generationId: string; modules: Array<{ moduleId: string; primaryKey: string; secondaryKey?: string; generationId: string }> }): void {
+  restoreDevice(stored: Omit<DeviceRecord, 'modules'> & { modules: ModuleRecord[] }): void {
     if (!isValidId(stored.deviceId)) return;
     const configured = this.devices.get(stored.deviceId);
     const device: DeviceRecord = configured ?? { deviceId: stored.deviceId, primaryKey: stored.primaryKey, generationId: stored.generationId, modules: new Map() };

@@ -7,13 +7,12 @@
  */
 import * as fs from 'node:fs';
 import * as path from 'node:path';
+import type { C2dEntryRecord, C2dQueueOwner } from './c2d';
+import type { DeviceRecord, ModuleRecord } from './registry';
 
-export interface StoredDevice {
-  deviceId: string;
-  primaryKey: string;
-  secondaryKey?: string;
-  generationId: string;
-  modules: Array<{ moduleId: string; primaryKey: string; secondaryKey?: string; generationId: string }>;
+/** A device as the journal keeps it: the registry's record, its modules as a list. */
+export interface StoredDevice extends Omit<DeviceRecord, 'modules'> {
+  modules: ModuleRecord[];
 }
 
 export interface StoredEventRecord {
@@ -25,16 +24,8 @@ export interface StoredEventRecord {
   encoded: Buffer;
 }
 
-export interface StoredC2d {
-  deviceId: string;
-  moduleId?: string;
-  generationId: string;
-  sequenceNumber: number;
-  messageId: string;
-  ack: string;
-  enqueuedTime: number;
-  expiresAt: number;
-  deliveryCount: number;
+/** A queued cloud-to-device message as the journal keeps it: the queue's record, the message as bytes. */
+export interface StoredC2d extends C2dQueueOwner, Omit<C2dEntryRecord, 'message'> {
   /** The whole message as AMQP bytes. */
   encoded: Buffer;
 }
