@@ -166,3 +166,45 @@ export const wrapInt = (n: number): unknown => rhea.types.wrap_int(n);
 export const wrapLong = (n: number): unknown => rhea.types.wrap_long(n);
 export const wrapUlong = (n: number): unknown => rhea.types.wrap_ulong(n);
 export const wrapUbyte = (n: number): unknown => rhea.types.wrap_ubyte(n);
+
+/**
+ * The receivers of one queue (our senders on their links), served in turn: each message goes to the
+ * next one with credit, as the hub spreads a queue over its competing receivers.
+ */
+export class ReceiversInTurn {
+  private readonly senders: rhea.Sender[] = [];
+  private next = 0;
+
+  get size(): number {
+    return this.senders.length;
+  }
+
+  add(sender: rhea.Sender): void {
+    this.senders.push(sender);
+  }
+
+  /** False when the sender was not one of them. */
+  remove(sender: rhea.Sender): boolean {
+    const index = this.senders.indexOf(sender);
+    if (index < 0) return false;
+    this.senders.splice(index, 1);
+    return true;
+  }
+
+  has(sender: rhea.Sender): boolean {
+    return this.senders.includes(sender);
+  }
+
+  /** The next receiver whose credit takes one more message, or undefined when none has credit. */
+  nextWithCredit(): rhea.Sender | undefined {
+    const count = this.senders.length;
+    for (let i = 0; i < count; i++) {
+      const sender = this.senders[(this.next + i) % count];
+      if (hasCredit(sender)) {
+        this.next = (this.next + i + 1) % count;
+        return sender;
+      }
+    }
+    return undefined;
+  }
+}

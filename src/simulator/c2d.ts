@@ -6,8 +6,8 @@ import type * as rhea from 'rhea';
 import {
   copyMessage,
   dataBody,
-  hasCredit,
   newTag,
+  ReceiversInTurn,
   sendCounted,
   settleOutgoing,
   tagKey,
@@ -48,8 +48,7 @@ interface Queue {
   moduleId?: string;
   generationId: string;
   entries: Entry[];
-  receivers: rhea.Sender[];
-  nextReceiver: number;
+  receivers: ReceiversInTurn;
   nextSequence: number;
 }
 
@@ -109,7 +108,7 @@ export class C2dQueues {
     const target = C2dQueues.targetKey(deviceId, moduleId);
     let queue = this.queues.get(target);
     if (!queue) {
-      queue = { target, deviceId, generationId, entries: [], receivers: [], nextReceiver: 0, nextSequence: 1 };
+      queue = { target, deviceId, generationId, entries: [], receivers: new ReceiversInTurn(), nextSequence: 1 };
       if (moduleId !== undefined) queue.moduleId = moduleId;
       this.queues.set(target, queue);
     }
@@ -189,16 +188,14 @@ export class C2dQueues {
 
   attachReceiver(deviceId: string, moduleId: string | undefined, generationId: string, sender: rhea.Sender): void {
     const queue = this.queue(deviceId, moduleId, generationId);
-    queue.receivers.push(sender);
+    queue.receivers.add(sender);
     this.pump(queue);
   }
 
   /** A receiver went away: its locked messages return to the queue at once. */
   detachReceiver(sender: rhea.Sender): void {
     for (const queue of this.queues.values()) {
-      const index = queue.receivers.indexOf(sender);
-      if (index < 0) continue;
-      queue.receivers.splice(index, 1);
+      if (!queue.receivers.remove(sender)) continue;
       for (const entry of queue.entries) {
         if (entry.lock?.sender === sender) this.unlock(entry);
       }
@@ -208,7 +205,7 @@ export class C2dQueues {
 
   onSendable(sender: rhea.Sender): void {
     for (const queue of this.queues.values()) {
-      if (queue.receivers.includes(sender)) this.pump(queue);
+      if (queue.receivers.has(sender)) this.pump(queue);
     }
   }
 
@@ -241,7 +238,7 @@ export class C2dQueues {
   sweep(): void {
     for (const queue of this.queues.values()) {
       this.expire(queue);
-      if (queue.entries.length === 0 && queue.receivers.length === 0) this.queues.delete(queue.target);
+      if (queue.entries.length === 0 && queue.receivers.size === 0) this.queues.delete(queue.target);
     }
   }
 
@@ -294,27 +291,16 @@ export class C2dQueues {
   }
 
   private pump(queue: Queue): void {
-    if (queue.receivers.length === 0) return;
+    if (queue.receivers.size === 0) return;
     const now = this.now();
     for (const entry of queue.entries) {
       if (entry.lock) continue;
       if (entry.expiresAt <= now) continue;
-      const sender = this.nextSendable(queue);
+      const sender = queue.receivers.nextWithCredit();
       if (!sender) return;
       this.deliver(queue, entry, sender);
     }
     this.expire(queue);
-  }
-
-  private nextSendable(queue: Queue): rhea.Sender | undefined {
-    for (let i = 0; i < queue.receivers.length; i++) {
-      const sender = queue.receivers[(queue.nextReceiver + i) % queue.receivers.length];
-      if (hasCredit(sender)) {
-        queue.nextReceiver = (queue.nextReceiver + i + 1) % queue.receivers.length;
-        return sender;
-      }
-    }
-    return undefined;
   }
 
   private deliver(queue: Queue, entry: Entry, sender: rhea.Sender): void {
