@@ -8,6 +8,7 @@ import type { Node, NodeAPI, NodeDef } from 'node-red';
 import { parseConnectionString, type Identity } from '../iothub/connection-string';
 import { HubError } from '../iothub/errors';
 import { HubConnection, type HubConnectionOptions, type HubState, type Transport } from '../iothub/hub-connection';
+import { closeWith, registerNode } from './adapter';
 import { acquireLocalHub, type LocalHub } from './local-simulator';
 import { describeIdentity } from '../iothub/log';
 import { statusFor } from './status';
@@ -199,26 +200,17 @@ export default function register(RED: NodeAPI): void {
       );
     };
 
-    node.on('close', (_removed: boolean, done: () => void) => {
+    closeWith(node, () => {
       users.clear();
       const closing = hub;
       hub = undefined;
       opening = undefined;
-      if (!closing) {
-        done();
-        return;
-      }
       // HubConnection.close is bounded (10 s), inside Node-RED's 15 s budget.
-      closing.close().then(
-        () => done(),
-        () => done(),
-      );
+      return closing?.close();
     });
   }
 
-  RED.nodes.registerType('iothub-connection', IotHubConnectionNode as unknown as Parameters<NodeAPI['nodes']['registerType']>[1], {
-    credentials: { connectionString: { type: 'password' } },
-  });
+  registerNode(RED, 'iothub-connection', IotHubConnectionNode, { credentials: { connectionString: { type: 'password' } } });
 }
 
 module.exports = register;

@@ -9,7 +9,8 @@ import { C2dInbox, resolveTarget, targetName, type DeviceTarget } from '../iothu
 import { HubError } from '../iothub/errors';
 import type { Received } from '../iothub/links';
 import { fromC2dMessage, type OutputMode } from '../iothub/message';
-import { asError, connectionFor, positiveInt, type Done } from './common';
+import { onInput, registerNode, useHub } from './adapter';
+import { asError, positiveInt } from './common';
 import { LinkStatusWatch } from './link-status';
 import { statusFor } from './status';
 
@@ -29,7 +30,8 @@ export default function register(RED: NodeAPI): void {
   function DeviceInNode(this: Node, def: DeviceInDef): void {
     RED.nodes.createNode(this, def);
     const node = this;
-    const { config, error: setupError } = connectionFor(RED, node, def.hub, ['local', 'device', 'gateway'], 'device-in');
+    const hub = useHub(RED, node, def.hub, { roles: ['local', 'device', 'gateway'], what: 'device-in', connectionStatus: false });
+    const { config, error: setupError } = hub;
     const manual = def.settle === 'manual';
     const output: OutputMode = def.output === 'string' || def.output === 'json' || def.output === 'buffer' ? def.output : 'auto';
     const prefetch = positiveInt(def.prefetch, DEFAULT_PREFETCH);
@@ -49,11 +51,11 @@ export default function register(RED: NodeAPI): void {
         // A body the output setting cannot decode: the flow gets it raw with the error, and a
         // message that can never be read is rejected rather than delivered again and again.
         const raw = { ...fromC2dMessage(received.message, 'buffer'), ...who, lockToken: received.lockToken };
-        node.error(asError(err), raw as never);
+        node.error(asError(err), raw);
         if (manual) inbox?.settle(received.lockToken, 'reject').catch(() => undefined);
         return;
       }
-      node.send({ ...fields, ...who, lockToken: received.lockToken } as never);
+      node.send({ ...fields, ...who, lockToken: received.lockToken });
     };
 
     const start = async (): Promise<void> => {
@@ -68,16 +70,15 @@ export default function register(RED: NodeAPI): void {
       status.watch(made, box);
     };
 
-    if (config && !setupError) {
-      config.register(node, { status: false });
+    if (config) {
       start().catch((err: unknown) => {
         startError = asError(err);
         status.failed(startError);
-        node.error(startError, { payload: undefined, topic: def.deviceId ?? '' } as never);
+        node.error(startError, { payload: undefined, topic: def.deviceId ?? '' });
       });
     }
 
-    node.on('input', (msg: SettleMsg, _send: unknown, done: Done) => {
+    onInput(node, (msg: SettleMsg, _send, done) => {
       if (setupError) {
         done(setupError);
         return;
@@ -92,19 +93,16 @@ export default function register(RED: NodeAPI): void {
       );
     });
 
-    node.on('close', (_removed: boolean, done: () => void) => {
+    hub.onClose(() => {
       closed = true;
       status.stop();
       const closing = inbox;
       inbox = undefined;
-      void (closing?.close() ?? Promise.resolve()).catch(() => undefined).finally(() => {
-        if (config && !setupError) config.deregister(node, done);
-        else done();
-      });
+      return closing?.close();
     });
   }
 
-  RED.nodes.registerType('iothub-device-in', DeviceInNode as unknown as Parameters<NodeAPI['nodes']['registerType']>[1]);
+  registerNode(RED, 'iothub-device-in', DeviceInNode);
 }
 
 module.exports = register;

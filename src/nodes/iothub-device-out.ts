@@ -8,7 +8,8 @@
 import type { Node, NodeAPI, NodeDef, NodeMessageInFlow } from 'node-red';
 import { DeviceSenders, type TargetRequest } from '../iothub/device';
 import { toAmqpMessage } from '../iothub/message';
-import { asError, connectionFor, positiveInt, type Done, type Send } from './common';
+import { onInput, registerNode, useHub } from './adapter';
+import { asError, positiveInt } from './common';
 
 interface DeviceOutDef extends NodeDef {
   hub: string;
@@ -29,12 +30,12 @@ export default function register(RED: NodeAPI): void {
   function DeviceOutNode(this: Node, def: DeviceOutDef): void {
     RED.nodes.createNode(this, def);
     const node = this;
-    const { config, error: setupError } = connectionFor(RED, node, def.hub, ['local', 'device', 'gateway'], 'device-out');
+    const hub = useHub(RED, node, def.hub, { roles: ['local', 'device', 'gateway'], what: 'device-out' });
+    const { config, error: setupError } = hub;
     const maxPending = positiveInt(def.maxPending, DEFAULT_MAX_PENDING);
     const setting = (def.deviceId ?? '').trim();
     const settingType = def.deviceIdType === 'msg' || def.deviceIdType === 'env' ? def.deviceIdType : 'str';
     let senders: DeviceSenders | undefined;
-    if (config && !setupError) config.register(node);
 
     const request = (msg: DeviceMsg): TargetRequest => {
       let deviceId: unknown = msg.deviceId;
@@ -42,7 +43,7 @@ export default function register(RED: NodeAPI): void {
       return { deviceId, moduleId: msg.moduleId };
     };
 
-    node.on('input', (msg: DeviceMsg, send: Send, done: Done) => {
+    onInput(node, (msg: DeviceMsg, send, done) => {
       if (setupError || !config) {
         done(setupError);
         return;
@@ -67,16 +68,14 @@ export default function register(RED: NodeAPI): void {
       );
     });
 
-    node.on('close', (_removed: boolean, done: () => void) => {
+    hub.onClose(() => {
       const closing = senders;
       senders = undefined;
       void closing?.close().catch(() => undefined);
-      if (config && !setupError) config.deregister(node, done);
-      else done();
     });
   }
 
-  RED.nodes.registerType('iothub-device-out', DeviceOutNode as unknown as Parameters<NodeAPI['nodes']['registerType']>[1]);
+  registerNode(RED, 'iothub-device-out', DeviceOutNode);
 }
 
 module.exports = register;

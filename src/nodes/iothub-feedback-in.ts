@@ -7,7 +7,8 @@ import type { Node, NodeAPI, NodeDef } from 'node-red';
 import { HubError } from '../iothub/errors';
 import { HubReceiver, type Received } from '../iothub/links';
 import { bodyBuffer } from '../iothub/message';
-import { asError, connectionFor } from './common';
+import { registerNode, useHub } from './adapter';
+import { asError } from './common';
 import { LinkStatusWatch } from './link-status';
 
 interface FeedbackInDef extends NodeDef {
@@ -54,7 +55,8 @@ export default function register(RED: NodeAPI): void {
   function FeedbackInNode(this: Node, def: FeedbackInDef): void {
     RED.nodes.createNode(this, def);
     const node = this;
-    const { config, error: setupError } = connectionFor(RED, node, def.hub, ['local', 'service', 'gateway'], 'feedback-in');
+    const hub = useHub(RED, node, def.hub, { roles: ['local', 'service', 'gateway'], what: 'feedback-in', connectionStatus: false });
+    const { config } = hub;
     let receiver: HubReceiver | undefined;
     let closed = false;
     // The link's state, not only the connection's: a policy without ServiceConnect opens the
@@ -68,17 +70,16 @@ export default function register(RED: NodeAPI): void {
       } catch (err) {
         const error = asError(err);
         node.warn(error.message);
-        node.error(error, { payload: received.message.body, topic: 'feedback' } as never);
+        node.error(error, { payload: received.message.body, topic: 'feedback' });
         received.settle('reject').catch(() => undefined);
         return;
       }
-      if (def.batch) node.send({ payload: records, topic: 'feedback' } as never);
-      else for (const record of records) node.send({ payload: record, topic: record.deviceId } as never);
+      if (def.batch) node.send({ payload: records, topic: 'feedback' });
+      else for (const record of records) node.send({ payload: record, topic: record.deviceId });
       received.settle('complete').catch((err: unknown) => node.warn(`feedback not settled: ${asError(err).message}`));
     };
 
-    if (config && !setupError) {
-      config.register(node, { status: false });
+    if (config) {
       config.connection().then(
         (made) => {
           if (closed) return;
@@ -100,17 +101,15 @@ export default function register(RED: NodeAPI): void {
       );
     }
 
-    node.on('close', (_removed: boolean, done: () => void) => {
+    hub.onClose(() => {
       closed = true;
       status.stop();
       void receiver?.close();
       receiver = undefined;
-      if (config && !setupError) config.deregister(node, done);
-      else done();
     });
   }
 
-  RED.nodes.registerType('iothub-feedback-in', FeedbackInNode as unknown as Parameters<NodeAPI['nodes']['registerType']>[1]);
+  registerNode(RED, 'iothub-feedback-in', FeedbackInNode);
 }
 
 module.exports = register;

@@ -20,7 +20,8 @@ import {
 } from '../iothub/event-hub';
 import { HubConnection, type HubConnectionOptions, type HubState } from '../iothub/hub-connection';
 import { fromAmqpMessage, type IncomingFields, type OutputMode } from '../iothub/message';
-import { asError, connectionFor, positiveInt } from './common';
+import { registerNode, useHub } from './adapter';
+import { asError, positiveInt } from './common';
 import { statusFor } from './status';
 
 interface TelemetryInDef extends NodeDef {
@@ -62,7 +63,8 @@ export default function register(RED: NodeAPI): void {
   function TelemetryInNode(this: Node, def: TelemetryInDef): void {
     RED.nodes.createNode(this, def);
     const node = this;
-    const { config, error: setupError } = connectionFor(RED, node, def.hub, ['local', 'service', 'gateway', 'eventhub'], 'telemetry-in');
+    const hub = useHub(RED, node, def.hub, { roles: ['local', 'service', 'gateway', 'eventhub'], what: 'telemetry-in', connectionStatus: false });
+    const { config } = hub;
     const output: OutputMode = def.output === 'string' || def.output === 'json' || def.output === 'buffer' ? def.output : 'auto';
     const consumerGroup = (def.consumerGroup ?? '').trim() || '$Default';
     const wanted = (def.partitions ?? '').split(',').map((p) => p.trim()).filter((p) => p !== '');
@@ -118,7 +120,7 @@ export default function register(RED: NodeAPI): void {
       msg.sequenceNumber = event.sequenceNumber;
       if (offset !== undefined) msg.offset = String(offset);
       if (typeof enqueued === 'string') msg.enqueuedTime = enqueued;
-      node.send(msg as never);
+      node.send(msg);
       if (store && !checkpointTimer) {
         checkpointTimer = setTimeout(() => {
           checkpointTimer = undefined;
@@ -221,12 +223,9 @@ export default function register(RED: NodeAPI): void {
       );
     };
 
-    if (config && !setupError) {
-      config.register(node, { status: false });
-      begin();
-    }
+    if (config) begin();
 
-    node.on('close', (_removed: boolean, done: () => void) => {
+    hub.onClose(() => {
       closed = true;
       if (retryTimer) clearTimeout(retryTimer);
       retryTimer = undefined;
@@ -238,14 +237,11 @@ export default function register(RED: NodeAPI): void {
       const closing = [readers?.close(), ownConnection?.close()];
       readers = undefined;
       ownConnection = undefined;
-      void Promise.all(closing).finally(() => {
-        if (config && !setupError) config.deregister(node, done);
-        else done();
-      });
+      return Promise.all(closing);
     });
   }
 
-  RED.nodes.registerType('iothub-telemetry-in', TelemetryInNode as unknown as Parameters<NodeAPI['nodes']['registerType']>[1]);
+  registerNode(RED, 'iothub-telemetry-in', TelemetryInNode);
 }
 
 module.exports = register;
