@@ -18,6 +18,17 @@ export function registerNode<N extends Node, D extends NodeDef>(RED: NodeAPI, ty
   RED.nodes.registerType(type, constructor, options);
 }
 
+/** What a node sends: any object type, the client core's field interfaces included. */
+export type OutMsg = { payload?: unknown; topic?: string };
+
+/**
+ * Sends a msg on the node's output. Node-RED's msg type has an index signature that interfaces (the
+ * core's IncomingFields and its kin) cannot have; every msg is such an object all the same.
+ */
+export function sendMsg<M extends OutMsg>(node: Node, msg: M): void {
+  node.send(msg as Msg);
+}
+
 /**
  * Handles the node's input msgs. The handler always takes (msg, send, done): Node-RED passes `done`
  * only to a listener that declares all three, and a msg without `done` is never reported complete.

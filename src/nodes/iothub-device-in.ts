@@ -9,7 +9,7 @@ import { C2dInbox, resolveTarget, targetName, type DeviceTarget } from '../iothu
 import { HubError } from '../iothub/errors';
 import type { Received } from '../iothub/links';
 import { fromC2dMessage, type OutputMode } from '../iothub/message';
-import { onInput, registerNode, useHub } from './adapter';
+import { onInput, registerNode, sendMsg, useHub } from './adapter';
 import { asError, positiveInt } from './common';
 import { LinkStatusWatch } from './link-status';
 import { statusFor } from './status';
@@ -55,7 +55,7 @@ export default function register(RED: NodeAPI): void {
         if (manual) inbox?.settle(received.lockToken, 'reject').catch(() => undefined);
         return;
       }
-      node.send({ ...fields, ...who, lockToken: received.lockToken });
+      sendMsg(node, { ...fields, ...who, lockToken: received.lockToken });
     };
 
     const start = async (): Promise<void> => {

@@ -7,7 +7,7 @@ import type { Node, NodeAPI, NodeDef } from 'node-red';
 import { HubError } from '../iothub/errors';
 import { HubReceiver, type Received } from '../iothub/links';
 import { bodyBuffer } from '../iothub/message';
-import { registerNode, useHub } from './adapter';
+import { registerNode, sendMsg, useHub } from './adapter';
 import { asError } from './common';
 import { LinkStatusWatch } from './link-status';
 
@@ -74,8 +74,8 @@ export default function register(RED: NodeAPI): void {
         received.settle('reject').catch(() => undefined);
         return;
       }
-      if (def.batch) node.send({ payload: records, topic: 'feedback' });
-      else for (const record of records) node.send({ payload: record, topic: record.deviceId });
+      if (def.batch) sendMsg(node, { payload: records, topic: 'feedback' });
+      else for (const record of records) sendMsg(node, { payload: record, topic: record.deviceId });
       received.settle('complete').catch((err: unknown) => node.warn(`feedback not settled: ${asError(err).message}`));
     };
 
