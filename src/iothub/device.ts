@@ -68,6 +68,14 @@ export function resolveTarget(identity: Identity, requested: TargetRequest): Dev
   if (identity.kind !== 'gateway') {
     throw new HubError('WrongRole', `a ${identity.kind === 'eventhub' ? 'Event Hubs' : 'service'} connection cannot act for a device`);
   }
+  return namedTarget(requested);
+}
+
+/**
+ * The device (or module) a gateway acts for or the service sends to: whichever one is named, as long
+ * as the ids are ones IoT Hub accepts, checked before anything goes on the wire.
+ */
+export function namedTarget(requested: TargetRequest): DeviceTarget {
   if (!given(requested.deviceId)) throw new HubError('MissingDeviceId', 'no device id: set msg.deviceId or the node\'s Device setting');
   if (!isValidId(requested.deviceId)) throw new HubError('InvalidDeviceId', 'the device id is not a valid IoT Hub device id');
   if (!given(requested.moduleId)) return { deviceId: requested.deviceId };

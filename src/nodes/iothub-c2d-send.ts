@@ -4,9 +4,9 @@
  * connection is down they wait, up to `maxPending`.
  */
 import type { Node, NodeAPI, NodeDef, NodeMessageInFlow } from 'node-red';
-import { HubError } from '../iothub/errors';
+import { deviceAddress, namedTarget } from '../iothub/device';
 import { HubSender } from '../iothub/links';
-import { isValidId, toAmqpMessage } from '../iothub/message';
+import { toAmqpMessage } from '../iothub/message';
 import { onInput, registerNode, useHub } from './adapter';
 import { asError, positiveInt } from './common';
 import type { ConnectionNode } from './iothub-connection';
@@ -77,19 +77,12 @@ export default function register(RED: NodeAPI): void {
         done(setupError);
         return;
       }
-      let to: string;
       let outgoing: ReturnType<typeof toAmqpMessage>;
       try {
-        const deviceId = deviceIdFor(msg);
-        if (deviceId === undefined || deviceId === '') throw new HubError('MissingDeviceId', 'no device id: set msg.deviceId or the node\'s Device setting');
-        if (!isValidId(deviceId)) throw new HubError('InvalidDeviceId', 'the device id is not a valid IoT Hub device id');
-        const moduleId = msg.moduleId;
-        if (moduleId !== undefined && moduleId !== null && moduleId !== '' && !isValidId(moduleId)) {
-          throw new HubError('InvalidModuleId', 'msg.moduleId is not a valid IoT Hub module id');
-        }
+        const target = namedTarget({ deviceId: deviceIdFor(msg), moduleId: msg.moduleId });
         outgoing = toAmqpMessage({ ...msg, ack: msg.ack ?? def.ack, ttl: msg.ttl ?? defaultTtl }, 'c2d');
-        to = `/devices/${encodeURIComponent(deviceId)}` + (typeof moduleId === 'string' && moduleId ? `/modules/${encodeURIComponent(moduleId)}` : '') + '/messages/devicebound';
-        outgoing.message.to = to;
+        // The hub routes a C2D message by its `to`: the device's own C2D address.
+        outgoing.message.to = deviceAddress(target, 'devicebound');
       } catch (err) {
         done(asError(err));
         return;
