@@ -22,9 +22,13 @@ export default tseslint.config(
     files: ['src/nodes/**/*.ts', 'test/helpers/test-user-node.ts'],
     rules: { '@typescript-eslint/no-this-alias': 'off' },
   },
-  // The layering (docs: README "Development"): the client core knows no Node-RED and no simulator; the
+  // The layering (docs/ARCHITECTURE.md): src/amqp holds what both sides share and imports neither; the client core knows no Node-RED and no simulator; the
   // simulator uses only the client's pure codecs, never its connection state; nodes reach the simulator
   // only through its index.
+  {
+    files: ['src/amqp/**/*.ts'],
+    rules: { 'no-restricted-imports': ['error', { patterns: [{ group: ['../iothub', '../iothub/*', '../nodes', '../nodes/*', '../simulator', '../simulator/*'], message: 'src/amqp is shared by the client and the simulator and imports neither' }] }] },
+  },
   {
     files: ['src/iothub/**/*.ts'],
     rules: { 'no-restricted-imports': ['error', { patterns: [{ group: ['../nodes', '../nodes/*', '../simulator', '../simulator/*'], message: 'src/iothub knows neither Node-RED nor the simulator' }] }] },

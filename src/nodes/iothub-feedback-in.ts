@@ -4,6 +4,7 @@
  * not a feedback batch is reported and rejected, never crashing the flow.
  */
 import type { Node, NodeAPI, NodeDef } from 'node-red';
+import { decodeFeedback, type FeedbackRecord } from '../amqp/feedback-codec';
 import { HubError } from '../iothub/errors';
 import { HubReceiver, type Received } from '../iothub/links';
 import { bodyBuffer } from '../iothub/message';
@@ -14,41 +15,6 @@ import { LinkStatusWatch } from './link-status';
 interface FeedbackInDef extends NodeDef {
   hub: string;
   batch?: boolean;
-}
-
-export interface FeedbackRecord {
-  originalMessageId: string;
-  deviceId: string;
-  statusCode: string;
-  description: string;
-  enqueuedTimeUtc: string;
-  deviceGenerationId: string;
-}
-
-/** Reads a feedback message body: a JSON array of records. Throws InvalidFeedback otherwise. */
-export function parseFeedback(body: unknown): FeedbackRecord[] {
-  const bytes = bodyBuffer(body);
-  const text = bytes ? bytes.toString('utf8') : typeof body === 'string' ? body : undefined;
-  let parsed: unknown;
-  try {
-    parsed = text === undefined ? undefined : JSON.parse(text);
-  } catch {
-    parsed = undefined;
-  }
-  if (!Array.isArray(parsed)) throw new HubError('InvalidFeedback', 'a feedback message from the hub is not a JSON array of records');
-  return parsed.map((r: unknown) => {
-    if (!r || typeof r !== 'object') throw new HubError('InvalidFeedback', 'a feedback record is not an object');
-    const o = r as Record<string, unknown>;
-    const text = (k: string): string => (o[k] === undefined || o[k] === null ? '' : String(o[k]));
-    return {
-      originalMessageId: text('originalMessageId'),
-      deviceId: text('deviceId'),
-      statusCode: text('statusCode'),
-      description: text('description'),
-      enqueuedTimeUtc: text('enqueuedTimeUtc'),
-      deviceGenerationId: text('deviceGenerationId'),
-    };
-  });
 }
 
 export default function register(RED: NodeAPI): void {
@@ -64,13 +30,14 @@ export default function register(RED: NodeAPI): void {
     const status = new LinkStatusWatch(node);
 
     const onMessage = (received: Received): void => {
+      const body: unknown = received.message.body;
       let records: FeedbackRecord[];
       try {
-        records = parseFeedback(received.message.body);
+        records = decodeFeedback(bodyBuffer(body) ?? (typeof body === 'string' ? body : undefined));
       } catch (err) {
-        const error = asError(err);
+        const error = new HubError('InvalidFeedback', (err as Error).message);
         node.warn(error.message);
-        node.error(error, { payload: received.message.body, topic: 'feedback' });
+        node.error(error, { payload: body, topic: 'feedback' });
         received.settle('reject').catch(() => undefined);
         return;
       }
