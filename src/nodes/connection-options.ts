@@ -89,8 +89,7 @@ export function connectionConfig(settings: ConnectionSettings, credentials: Conn
     config.identity = parseConnectionString(text, { gatewayPolicy: true });
   } catch (err) {
     // The parser's messages never quote the string's values (see connection-string.ts).
-    const code = (err as { code?: string }).code ?? 'InvalidConnectionString';
-    config.configError = new HubError(code, `connection string: ${(err as Error).message}`);
+    config.configError = new HubError(err instanceof HubError ? err.code : 'InvalidConnectionString', `connection string: ${(err as Error).message}`);
   }
   // The Event Hubs emulator form of the string means plain AMQP, as the Event Hubs SDKs read it.
   if (config.identity?.kind === 'eventhub' && config.identity.emulator) options.transport = 'amqp';

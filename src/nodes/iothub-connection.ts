@@ -11,7 +11,7 @@ import { HubConnection, type HubConnectionOptions, type HubState } from '../ioth
 import { closeWith, registerNode } from './adapter';
 import { connectionConfig, localOptions, type ConnectionCredentials, type ConnectionSettings, type Role } from './connection-options';
 import { acquireLocalHub, type LocalHub } from './local-simulator';
-import { describeIdentity } from '../iothub/log';
+import { describeIdentity, redactSecrets } from '../iothub/log';
 import { statusFor } from './status';
 
 export type { Role } from './connection-options';
@@ -46,7 +46,8 @@ export default function register(RED: NodeAPI): void {
     let opening: Promise<HubConnection> | undefined;
     let local: Promise<LocalHub> | undefined;
     let lastStatus = statusFor('idle');
-    let warnedFor: string | undefined;
+    /** Lost and told so in the log: the next open is told too. */
+    let down = false;
 
     Object.defineProperty(node, 'mode', { value: mode });
     Object.defineProperty(node, 'role', { value: role });
@@ -66,13 +67,15 @@ export default function register(RED: NodeAPI): void {
         saidConnected = true;
         node.log(`${RED._('iothub-connection.log.connected')}: ${connectedAs}`);
       }
-      if (state === 'reconnecting' && error && warnedFor !== error.code) {
-        // One warning per kind of trouble, not one per retry.
-        warnedFor = error.code;
-        node.warn(`${RED._('iothub-connection.warn.disconnected')}: ${error.code}: ${error.message}`);
-      } else if (state === 'open' && warnedFor) {
-        warnedFor = undefined;
-        node.log(RED._('iothub-connection.log.reconnected'));
+      if (state === 'reconnecting' && error && !down) {
+        // One warning per loss, with why it was lost (the AMQP condition is what a search finds); the
+        // retries after it, failing for whatever reason, are the status's to show.
+        down = true;
+        const condition = error.condition ? ` (${error.condition})` : '';
+        node.warn(`${RED._('iothub-connection.warn.disconnected')}: ${connectedAs ?? ''}: ${error.code}${condition}: ${redactSecrets(error.message)}`);
+      } else if (state === 'open' && down) {
+        down = false;
+        node.log(`${RED._('iothub-connection.log.reconnected')}: ${connectedAs ?? ''}`);
       }
     };
 

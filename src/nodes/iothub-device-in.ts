@@ -7,11 +7,12 @@
 import type { Node, NodeAPI, NodeDef, NodeMessageInFlow } from 'node-red';
 import { C2dInbox, resolveTarget, targetName, type DeviceTarget } from '../iothub/device';
 import { HubError } from '../iothub/errors';
+import { redactSecrets } from '../iothub/log';
 import type { Received } from '../iothub/links';
 import { fromC2dMessage, type OutputMode } from '../iothub/message';
 import { onInput, registerNode, sendMsg, useHub } from './adapter';
 import { asError, positiveInt } from './common';
-import { LinkStatusWatch } from './link-status';
+import { LinkStatusWatch, RefusalLog } from './link-status';
 import { statusFor } from './status';
 
 interface DeviceInDef extends NodeDef {
@@ -36,6 +37,7 @@ export default function register(RED: NodeAPI): void {
     const output: OutputMode = def.output === 'string' || def.output === 'json' || def.output === 'buffer' ? def.output : 'auto';
     const prefetch = positiveInt(def.prefetch, DEFAULT_PREFETCH);
     let inbox: C2dInbox | undefined;
+    let refusals: RefusalLog | undefined;
     let startError: HubError | undefined;
     let closed = false;
     const status = new LinkStatusWatch(node, () =>
@@ -67,6 +69,10 @@ export default function register(RED: NodeAPI): void {
       inbox = box;
       box.on('message', (received: Received) => emit(target, received));
       box.on('unsettled', status.updateSoon);
+      refusals = new RefusalLog(box, {
+        refused: (error) => node.warn(`device ${targetName(target)}: ${error.code}: ${redactSecrets(error.message)}; no cloud-to-device messages until the hub accepts it`),
+        taken: () => node.log(`device ${targetName(target)}: receiving cloud-to-device messages again`),
+      });
       status.watch(made, box);
     };
 
@@ -96,6 +102,7 @@ export default function register(RED: NodeAPI): void {
     hub.onClose(() => {
       closed = true;
       status.stop();
+      refusals?.stop();
       const closing = inbox;
       inbox = undefined;
       return closing?.close();

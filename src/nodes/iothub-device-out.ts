@@ -6,7 +6,8 @@
  * order per device, up to `maxPending`.
  */
 import type { Node, NodeAPI, NodeDef, NodeMessageInFlow } from 'node-red';
-import { DeviceSenders, type TargetRequest } from '../iothub/device';
+import { DeviceSenders, targetName, type TargetRequest } from '../iothub/device';
+import { redactSecrets } from '../iothub/log';
 import { toAmqpMessage } from '../iothub/message';
 import { onInput, registerNode, useHub } from './adapter';
 import { asError, positiveInt } from './common';
@@ -37,6 +38,13 @@ export default function register(RED: NodeAPI): void {
     const settingType = def.deviceIdType === 'msg' || def.deviceIdType === 'env' ? def.deviceIdType : 'str';
     let senders: DeviceSenders | undefined;
 
+    // Each device's messages fail with their error; the log says once that the hub refuses the device.
+    const watchSenders = (made: DeviceSenders): DeviceSenders => {
+      made.on('gaveUp', (target, error) => node.warn(`device ${targetName(target)}: ${error.code}: ${redactSecrets(error.message)}; its messages fail until the hub accepts it`));
+      made.on('resumed', (target) => node.log(`device ${targetName(target)}: the hub accepts its messages again`));
+      return made;
+    };
+
     const request = (msg: DeviceMsg): TargetRequest => {
       let deviceId: unknown = msg.deviceId;
       if (!given(deviceId) && setting) deviceId = RED.util.evaluateNodeProperty(setting, settingType, node, msg);
@@ -58,7 +66,7 @@ export default function register(RED: NodeAPI): void {
         return;
       }
       msg.messageId = outgoing.messageId;
-      senders ??= new DeviceSenders(config.connection(), { maxPending });
+      senders ??= watchSenders(new DeviceSenders(config.connection(), { maxPending }));
       senders.send(requested, outgoing.message, outgoing.expiresAt === undefined ? {} : { expiresAt: outgoing.expiresAt }).then(
         () => {
           send(msg);
