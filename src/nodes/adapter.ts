@@ -61,10 +61,7 @@ export function closeWith(node: Node, release: () => unknown): void {
 
 /** A palette node's use of its config node. */
 export interface HubUse {
-  /** The config node, when this node can use it. */
-  readonly config: ConnectionNode | undefined;
-  /** Why this node cannot work at all (no config node, or one of the wrong role): every msg fails with it. */
-  readonly error: HubError | undefined;
+  readonly config: ConnectionNode;
   /** On close: `release` (the node's links), then the config node lets go of this node, then `done`, once. */
   onClose(release?: () => unknown): void;
 }
@@ -80,11 +77,11 @@ export interface HubNeeds {
 
 /**
  * Finds the node's config node and registers the node with it (the config node connects on its first
- * user). Without a usable config node the node's status says why and `error` holds it.
+ * user). Without a usable one (none, or one of the wrong role) the node's status says why, every msg
+ * fails with a NoConnection or WrongRole error, and this returns undefined: the node has nothing to set up.
  */
-export function useHub(RED: NodeAPI, node: Node, hubId: string | undefined, needs: HubNeeds): HubUse {
+export function useHub(RED: NodeAPI, node: Node, hubId: string | undefined, needs: HubNeeds): HubUse | undefined {
   const found = hubId ? (RED.nodes.getNode(hubId) as ConnectionNode | null) : null;
-  let config: ConnectionNode | undefined;
   let error: HubError | undefined;
   if (!found) {
     node.status({ fill: 'red', shape: 'ring', text: 'iothub-common.status.no-connection' });
@@ -93,19 +90,23 @@ export function useHub(RED: NodeAPI, node: Node, hubId: string | undefined, need
     node.status({ fill: 'red', shape: 'ring', text: 'iothub-common.status.wrong-role' });
     const wanted = needs.roles.filter((r) => r !== 'local').join(' or ');
     error = new HubError('WrongRole', `${needs.what} needs a ${wanted} connection, but its connection is a ${found.role} connection`);
-  } else {
-    config = found;
-    config.register(node, needs.connectionStatus === false ? { status: false } : {});
   }
+  if (!found || error) {
+    const why = error;
+    onInput(node, (_msg, _send, done) => done(why));
+    closeWith(node, () => undefined);
+    return undefined;
+  }
+  const config = found;
+  config.register(node, needs.connectionStatus === false ? { status: false } : {});
   return {
     config,
-    error,
     onClose(release = () => undefined) {
       closeWith(node, async () => {
         try {
           await release();
         } finally {
-          await new Promise<void>((resolve) => (config ? config.deregister(node, resolve) : resolve()));
+          await new Promise<void>((resolve) => config.deregister(node, resolve));
         }
       });
     },

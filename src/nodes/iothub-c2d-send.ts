@@ -9,7 +9,6 @@ import { HubSender } from '../iothub/links';
 import { toAmqpMessage } from '../iothub/message';
 import { onInput, registerNode, useHub } from './adapter';
 import { asError, positiveInt } from './common';
-import type { ConnectionNode } from './iothub-connection';
 import { LinkStatusWatch } from './link-status';
 
 interface C2dSendDef extends NodeDef {
@@ -28,7 +27,8 @@ export default function register(RED: NodeAPI): void {
     RED.nodes.createNode(this, def);
     const node = this;
     const hub = useHub(RED, node, def.hub, { roles: ['local', 'service', 'gateway'], what: 'c2d-send', connectionStatus: false });
-    const { config, error: setupError } = hub;
+    if (!hub) return;
+    const { config } = hub;
     const maxPending = positiveInt(def.maxPending, 1000);
     const defaultTtl = Number(def.ttl) > 0 ? Number(def.ttl) : undefined;
     let sender: Promise<HubSender> | undefined;
@@ -40,7 +40,7 @@ export default function register(RED: NodeAPI): void {
 
     const senderFor = (): Promise<HubSender> => {
       if (!sender) {
-        const making = (config as ConnectionNode)
+        const making = config
           .connection()
           .then((c) => new HubSender(c, '/messages/devicebound', {}, { maxPending, errorContext: 'service' }));
         sender = making;
@@ -61,7 +61,7 @@ export default function register(RED: NodeAPI): void {
     };
 
     // Attached at deploy, so the status tells at once whether the hub takes this node's messages.
-    if (config) senderFor().catch(() => undefined);
+    senderFor().catch(() => undefined);
 
     const deviceIdFor = (msg: C2dMsg): unknown => {
       if (msg.deviceId !== undefined && msg.deviceId !== null && msg.deviceId !== '') return msg.deviceId;
@@ -73,10 +73,6 @@ export default function register(RED: NodeAPI): void {
     };
 
     onInput(node, (msg: C2dMsg, send, done) => {
-      if (setupError) {
-        done(setupError);
-        return;
-      }
       let outgoing: ReturnType<typeof toAmqpMessage>;
       try {
         const target = namedTarget({ deviceId: deviceIdFor(msg), moduleId: msg.moduleId });

@@ -32,7 +32,8 @@ export default function register(RED: NodeAPI): void {
     RED.nodes.createNode(this, def);
     const node = this;
     const hub = useHub(RED, node, def.hub, { roles: ['local', 'device', 'gateway'], what: 'device-in', connectionStatus: false });
-    const { config, error: setupError } = hub;
+    if (!hub) return;
+    const { config } = hub;
     const manual = def.settle === 'manual';
     const output: OutputMode = def.output === 'string' || def.output === 'json' || def.output === 'buffer' ? def.output : 'auto';
     const prefetch = positiveInt(def.prefetch, DEFAULT_PREFETCH);
@@ -61,7 +62,6 @@ export default function register(RED: NodeAPI): void {
     };
 
     const start = async (): Promise<void> => {
-      if (!config) return;
       const made = await config.connection();
       if (closed) return;
       const target = resolveTarget(made.identity, { deviceId: (def.deviceId ?? '').trim() });
@@ -76,19 +76,13 @@ export default function register(RED: NodeAPI): void {
       status.watch(made, box);
     };
 
-    if (config) {
-      start().catch((err: unknown) => {
-        startError = asError(err);
-        status.failed(startError);
-        node.error(startError, { payload: undefined, topic: def.deviceId ?? '' });
-      });
-    }
+    start().catch((err: unknown) => {
+      startError = asError(err);
+      status.failed(startError);
+      node.error(startError, { payload: undefined, topic: def.deviceId ?? '' });
+    });
 
     onInput(node, (msg: SettleMsg, _send, done) => {
-      if (setupError) {
-        done(setupError);
-        return;
-      }
       if (!inbox) {
         done(startError ?? new HubError('MessageLockLost', 'no message with this lock token waits here: the node is not receiving yet'));
         return;

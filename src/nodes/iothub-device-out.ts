@@ -32,7 +32,8 @@ export default function register(RED: NodeAPI): void {
     RED.nodes.createNode(this, def);
     const node = this;
     const hub = useHub(RED, node, def.hub, { roles: ['local', 'device', 'gateway'], what: 'device-out' });
-    const { config, error: setupError } = hub;
+    if (!hub) return;
+    const { config } = hub;
     const maxPending = positiveInt(def.maxPending, DEFAULT_MAX_PENDING);
     const setting = (def.deviceId ?? '').trim();
     const settingType = def.deviceIdType === 'msg' || def.deviceIdType === 'env' ? def.deviceIdType : 'str';
@@ -52,10 +53,6 @@ export default function register(RED: NodeAPI): void {
     };
 
     onInput(node, (msg: DeviceMsg, send, done) => {
-      if (setupError || !config) {
-        done(setupError);
-        return;
-      }
       let requested: TargetRequest;
       let outgoing: ReturnType<typeof toAmqpMessage>;
       try {

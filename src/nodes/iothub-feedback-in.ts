@@ -22,6 +22,7 @@ export default function register(RED: NodeAPI): void {
     RED.nodes.createNode(this, def);
     const node = this;
     const hub = useHub(RED, node, def.hub, { roles: ['local', 'service', 'gateway'], what: 'feedback-in', connectionStatus: false });
+    if (!hub) return;
     const { config } = hub;
     let receiver: HubReceiver | undefined;
     let closed = false;
@@ -46,27 +47,25 @@ export default function register(RED: NodeAPI): void {
       received.settle('complete').catch((err: unknown) => node.warn(`feedback not settled: ${asError(err).message}`));
     };
 
-    if (config) {
-      config.connection().then(
-        (made) => {
-          if (closed) return;
-          try {
-            receiver = new HubReceiver(made, '/messages/serviceBound/feedback', {}, { credit: 10, settle: 'manual' });
-          } catch (err) {
-            // The connection closed under it (the last other user left at the same moment).
-            status.failed(asError(err));
-            return;
-          }
-          receiver.on('message', onMessage);
-          status.watch(made, receiver);
-        },
-        (err: unknown) => {
-          const error = asError(err);
-          status.failed(error);
-          node.error(error);
-        },
-      );
-    }
+    config.connection().then(
+      (made) => {
+        if (closed) return;
+        try {
+          receiver = new HubReceiver(made, '/messages/serviceBound/feedback', {}, { credit: 10, settle: 'manual' });
+        } catch (err) {
+          // The connection closed under it (the last other user left at the same moment).
+          status.failed(asError(err));
+          return;
+        }
+        receiver.on('message', onMessage);
+        status.watch(made, receiver);
+      },
+      (err: unknown) => {
+        const error = asError(err);
+        status.failed(error);
+        node.error(error);
+      },
+    );
 
     hub.onClose(() => {
       closed = true;

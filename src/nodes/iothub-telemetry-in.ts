@@ -81,11 +81,8 @@ export default function register(RED: NodeAPI): void {
     RED.nodes.createNode(this, def);
     const node = this;
     const hub = useHub(RED, node, def.hub, { roles: ['local', 'service', 'gateway', 'eventhub'], what: 'telemetry-in', connectionStatus: false });
-    const config = hub.config;
-    if (!config) {
-      hub.onClose();
-      return;
-    }
+    if (!hub) return;
+    const { config } = hub;
     const output: OutputMode = def.output === 'string' || def.output === 'json' || def.output === 'buffer' ? def.output : 'auto';
     const store = (def.checkpointStore ?? '').trim();
     let start: StartPosition;
