@@ -69,6 +69,14 @@ export function resolveTarget(identity: Identity, requested: TargetRequest): Dev
   if (identity.kind !== 'gateway') {
     throw new HubError('WrongRole', `a ${identity.kind === 'eventhub' ? 'Event Hubs' : 'service'} connection cannot act for a device`);
   }
+  return namedTarget(requested);
+}
+
+/**
+ * The device (or module) a gateway acts for or the service sends to: whichever one is named, as long
+ * as the ids are ones IoT Hub accepts, checked before anything goes on the wire.
+ */
+export function namedTarget(requested: TargetRequest): DeviceTarget {
   if (!given(requested.deviceId)) throw new HubError('MissingDeviceId', 'no device id: set msg.deviceId or the node\'s Device setting');
   if (!isValidId(requested.deviceId)) throw new HubError('InvalidDeviceId', 'the device id is not a valid IoT Hub device id');
   if (!given(requested.moduleId)) return { deviceId: requested.deviceId };
@@ -91,14 +99,31 @@ export interface DeviceSendersOptions {
 
 const DEFAULT_IDLE_CLOSE_MS = 10 * 60_000;
 
+/** Devices given up on are remembered (to tell each once) up to this many; a gateway may see any number. */
+const MAX_GIVEN_UP = 1000;
+
+/** What DeviceSenders tell their user. */
+export interface DeviceSendersEvents {
+  /** The hub refused a device for good: its messages fail. Told once, until a message for it is accepted. */
+  gaveUp: [target: DeviceTarget, error: HubError];
+  /** A message for a device given up on was accepted. */
+  resumed: [target: DeviceTarget];
+}
+
+function targetOfScope(scope: Scope): DeviceTarget {
+  return scope.moduleId === undefined ? { deviceId: scope.deviceId ?? '' } : { deviceId: scope.deviceId ?? '', moduleId: scope.moduleId };
+}
+
 /**
  * One telemetry sender per device, made on the first message for it. Each keeps its messages in
  * order and re-sends after reconnects; this adds the one bound a node promises its users, and fails
  * the messages of a device the hub refuses for good (not registered, not allowed) instead of keeping
  * them forever.
  */
-export class DeviceSenders {
+export class DeviceSenders extends EventEmitter<DeviceSendersEvents> {
   private readonly senders = new Map<string, HubSender>();
+  /** The code each device was given up with, by scope key, oldest first. */
+  private readonly givenUp = new Map<string, string>();
   /** When each device's sender was last given a message (Date.now()). */
   private readonly lastUsed = new Map<string, number>();
   private sweepTimer: NodeJS.Timeout | undefined;
@@ -109,13 +134,14 @@ export class DeviceSenders {
   private readonly onScopeError = (scope: Scope, error: HubError): void => {
     const key = scopeKey(scope);
     const sender = this.senders.get(key);
-    if (sender) this.retire(key, sender, error);
+    if (sender) this.retire(key, sender, { target: targetOfScope(scope), error });
   };
 
   constructor(
     private readonly ready: Promise<HubConnection>,
     private readonly options: DeviceSendersOptions,
   ) {
+    super();
     this.idleCloseMs = options.idleCloseMs ?? DEFAULT_IDLE_CLOSE_MS;
     ready.then(
       (connection) => {
@@ -150,6 +176,7 @@ export class DeviceSenders {
     const sent = this.ready.then(async (connection) => {
       const target = resolveTarget(connection.identity, requested);
       await this.senderFor(connection, target).send(message, options);
+      this.accepted(target);
       return target;
     });
     return sent.finally(() => {
@@ -168,7 +195,7 @@ export class DeviceSenders {
       made.on('detached', (error: HubError) => {
         // A lapsed token (Unauthorized) is put again by the link itself; a refusal that retrying
         // cannot cure fails what waits, and the next message tries afresh.
-        if (!error.retryable && error.code !== 'Unauthorized') queueMicrotask(() => this.retire(key, made, error));
+        if (!error.retryable && error.code !== 'Unauthorized') queueMicrotask(() => this.retire(key, made, { target, error }));
       });
       this.senders.set(key, made);
       sender = made;
@@ -179,11 +206,22 @@ export class DeviceSenders {
     return sender;
   }
 
-  private retire(key: string, sender: HubSender, error?: HubError): void {
+  /** Closes a device's sender: idle, or (with `refusal`) refused for good, failing what waits. */
+  private retire(key: string, sender: HubSender, refusal?: { target: DeviceTarget; error: HubError }): void {
     if (this.senders.get(key) !== sender) return;
     this.senders.delete(key);
     this.lastUsed.delete(key);
-    void sender.close(error);
+    void sender.close(refusal?.error);
+    if (refusal && this.givenUp.get(key) !== refusal.error.code) {
+      this.givenUp.delete(key);
+      this.givenUp.set(key, refusal.error.code);
+      if (this.givenUp.size > MAX_GIVEN_UP) this.givenUp.delete(this.givenUp.keys().next().value as string);
+      this.emit('gaveUp', refusal.target, refusal.error);
+    }
+  }
+
+  private accepted(target: DeviceTarget): void {
+    if (this.givenUp.size > 0 && this.givenUp.delete(scopeKey(scopeOf(target)))) this.emit('resumed', target);
   }
 
   private armSweep(): void {

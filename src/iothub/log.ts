@@ -26,3 +26,15 @@ export function describeIdentity(identity: Identity): string {
       return `service policy ${identity.policy} on ${identity.host}`;
   }
 }
+
+/**
+ * Text from the hub or from an error, made safe for a log: whatever in it looks like a key, a
+ * signature or a token is replaced. The client never puts secrets in its own messages; this guards
+ * against peers and libraries that echo what they were given.
+ */
+export function redactSecrets(text: string): string {
+  return text
+    .replace(/(SharedAccessKey|SharedAccessSignature)=[^;]*/gi, '$1=***')
+    .replace(/SharedAccessSignature\s+[^;\s]*/gi, 'SharedAccessSignature ***')
+    .replace(/\bsig=[^&;\s]*/gi, 'sig=***');
+}

@@ -343,3 +343,22 @@ export function fromC2dMessage(message: Message, mode: OutputMode): C2dFields {
   if (enqueued !== undefined) fields.enqueuedTime = enqueued;
   return fields;
 }
+
+/** What an event read from the built-in endpoint carries besides the common fields (DESIGN §5, telemetry-in). */
+export interface TelemetryFields extends IncomingFields {
+  partitionId: string;
+  sequenceNumber: number;
+  offset?: string;
+  enqueuedTime?: string;
+}
+
+export function fromTelemetryEvent(event: { message: Message; partitionId: string; sequenceNumber: number }, mode: OutputMode): TelemetryFields {
+  const fields: TelemetryFields = { ...fromAmqpMessage(event.message, mode), partitionId: event.partitionId, sequenceNumber: event.sequenceNumber };
+  const annotations = (event.message.message_annotations ?? {}) as Record<string, unknown>;
+  const offset = annotations['x-opt-offset'];
+  if (offset !== undefined) fields.offset = String(offset);
+  // systemProperties holds the enqueued time already made an ISO string.
+  const enqueued = fields.systemProperties['x-opt-enqueued-time'];
+  if (typeof enqueued === 'string') fields.enqueuedTime = enqueued;
+  return fields;
+}

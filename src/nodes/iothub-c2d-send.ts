@@ -4,10 +4,11 @@
  * connection is down they wait, up to `maxPending`.
  */
 import type { Node, NodeAPI, NodeDef, NodeMessageInFlow } from 'node-red';
-import { HubError } from '../iothub/errors';
+import { deviceAddress, namedTarget } from '../iothub/device';
 import { HubSender } from '../iothub/links';
-import { isValidId, toAmqpMessage } from '../iothub/message';
-import { asError, connectionFor, positiveInt, type Done, type Send } from './common';
+import { toAmqpMessage } from '../iothub/message';
+import { onInput, registerNode, useHub } from './adapter';
+import { asError, positiveInt } from './common';
 import { LinkStatusWatch } from './link-status';
 
 interface C2dSendDef extends NodeDef {
@@ -25,7 +26,9 @@ export default function register(RED: NodeAPI): void {
   function C2dSendNode(this: Node, def: C2dSendDef): void {
     RED.nodes.createNode(this, def);
     const node = this;
-    const { config, error: setupError } = connectionFor(RED, node, def.hub, ['local', 'service', 'gateway'], 'c2d-send');
+    const hub = useHub(RED, node, def.hub, { roles: ['local', 'service', 'gateway'], what: 'c2d-send', connectionStatus: false });
+    if (!hub) return;
+    const { config } = hub;
     const maxPending = positiveInt(def.maxPending, 1000);
     const defaultTtl = Number(def.ttl) > 0 ? Number(def.ttl) : undefined;
     let sender: Promise<HubSender> | undefined;
@@ -37,7 +40,7 @@ export default function register(RED: NodeAPI): void {
 
     const senderFor = (): Promise<HubSender> => {
       if (!sender) {
-        const making = (config as NonNullable<typeof config>)
+        const making = config
           .connection()
           .then((c) => new HubSender(c, '/messages/devicebound', {}, { maxPending, errorContext: 'service' }));
         sender = making;
@@ -57,11 +60,8 @@ export default function register(RED: NodeAPI): void {
       return sender;
     };
 
-    if (config && !setupError) {
-      config.register(node, { status: false });
-      // Attached at deploy, so the status tells at once whether the hub takes this node's messages.
-      senderFor().catch(() => undefined);
-    }
+    // Attached at deploy, so the status tells at once whether the hub takes this node's messages.
+    senderFor().catch(() => undefined);
 
     const deviceIdFor = (msg: C2dMsg): unknown => {
       if (msg.deviceId !== undefined && msg.deviceId !== null && msg.deviceId !== '') return msg.deviceId;
@@ -72,24 +72,13 @@ export default function register(RED: NodeAPI): void {
       return setting;
     };
 
-    node.on('input', (msg: C2dMsg, send: Send, done: Done) => {
-      if (setupError) {
-        done(setupError);
-        return;
-      }
-      let to: string;
+    onInput(node, (msg: C2dMsg, send, done) => {
       let outgoing: ReturnType<typeof toAmqpMessage>;
       try {
-        const deviceId = deviceIdFor(msg);
-        if (deviceId === undefined || deviceId === '') throw new HubError('MissingDeviceId', 'no device id: set msg.deviceId or the node\'s Device setting');
-        if (!isValidId(deviceId)) throw new HubError('InvalidDeviceId', 'the device id is not a valid IoT Hub device id');
-        const moduleId = msg.moduleId;
-        if (moduleId !== undefined && moduleId !== null && moduleId !== '' && !isValidId(moduleId)) {
-          throw new HubError('InvalidModuleId', 'msg.moduleId is not a valid IoT Hub module id');
-        }
+        const target = namedTarget({ deviceId: deviceIdFor(msg), moduleId: msg.moduleId });
         outgoing = toAmqpMessage({ ...msg, ack: msg.ack ?? def.ack, ttl: msg.ttl ?? defaultTtl }, 'c2d');
-        to = `/devices/${encodeURIComponent(deviceId)}` + (typeof moduleId === 'string' && moduleId ? `/modules/${encodeURIComponent(moduleId)}` : '') + '/messages/devicebound';
-        outgoing.message.to = to;
+        // The hub routes a C2D message by its `to`: the device's own C2D address.
+        outgoing.message.to = deviceAddress(target, 'devicebound');
       } catch (err) {
         done(asError(err));
         return;
@@ -105,18 +94,16 @@ export default function register(RED: NodeAPI): void {
       else senderFor().then(deliver).then(accepted, failed);
     });
 
-    node.on('close', (_removed: boolean, done: () => void) => {
+    hub.onClose(() => {
       status.stop();
       const closing = sender;
       sender = undefined;
       made = undefined;
       void closing?.then((s) => s.close()).catch(() => undefined);
-      if (config && !setupError) config.deregister(node, done);
-      else done();
     });
   }
 
-  RED.nodes.registerType('iothub-c2d-send', C2dSendNode as unknown as Parameters<NodeAPI['nodes']['registerType']>[1]);
+  registerNode(RED, 'iothub-c2d-send', C2dSendNode);
 }
 
 module.exports = register;

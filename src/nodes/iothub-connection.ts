@@ -5,35 +5,21 @@
  */
 import { readFileSync } from 'node:fs';
 import type { Node, NodeAPI, NodeDef } from 'node-red';
-import { parseConnectionString, type Identity } from '../iothub/connection-string';
+import type { Identity } from '../iothub/connection-string';
 import { HubError } from '../iothub/errors';
-import { HubConnection, type HubConnectionOptions, type HubState, type Transport } from '../iothub/hub-connection';
+import { HubConnection, type HubConnectionOptions, type HubState } from '../iothub/hub-connection';
+import { closeWith, registerNode } from './adapter';
+import { connectionConfig, localOptions, type ConnectionCredentials, type ConnectionSettings, type Role } from './connection-options';
 import { acquireLocalHub, type LocalHub } from './local-simulator';
-import { describeIdentity } from '../iothub/log';
+import { describeIdentity, redactSecrets } from '../iothub/log';
 import { statusFor } from './status';
 
-export interface ConnectionNodeDef extends NodeDef {
-  mode?: 'local' | 'azure';
-  transport?: Transport;
-  caFile?: string;
-  localPort?: number | string;
-  tokenLifetime?: number | string;
-  tokenRenewMargin?: number | string;
-  reconnectMin?: number | string;
-  reconnectMax?: number | string;
-  throttleMin?: number | string;
-  throttleMax?: number | string;
-  idleTimeout?: number | string;
-}
+export type { Role } from './connection-options';
 
-interface Credentials {
-  connectionString?: string;
-}
-
-export type Role = 'local' | Identity['kind'] | 'invalid';
+export interface ConnectionNodeDef extends NodeDef, ConnectionSettings {}
 
 /** What the palette nodes see of their config node. */
-export interface ConnectionNode extends Node<Credentials> {
+export interface ConnectionNode extends Node<ConnectionCredentials> {
   readonly mode: 'local' | 'azure';
   readonly role: Role;
   /** Why this config cannot connect at all (bad connection string, unreadable CA), if so. */
@@ -49,67 +35,23 @@ export interface ConnectionNode extends Node<Credentials> {
   localHub(): Promise<LocalHub | undefined>;
 }
 
-const ENV_REFERENCE = /^\$\{([A-Za-z_][A-Za-z0-9_]*)\}$/;
-
-function num(value: number | string | undefined, fallback: number, min: number): number {
-  const n = typeof value === 'number' ? value : value === undefined || value === '' ? NaN : Number(value);
-  return Number.isFinite(n) && n >= min ? n : fallback;
-}
-
 export default function register(RED: NodeAPI): void {
   function IotHubConnectionNode(this: ConnectionNode & Record<string, unknown>, def: ConnectionNodeDef): void {
     RED.nodes.createNode(this, def);
     const node = this;
-    const mode: 'local' | 'azure' = def.mode === 'azure' ? 'azure' : 'local';
+    const { mode, role, identity, options, localPort, configError } = connectionConfig(def, node.credentials, { env: process.env, readFile: (path) => readFileSync(path) });
     const users = new Map<string, Node>();
     const quiet = new Set<string>();
-    let identity: Identity | undefined;
-    let configError: HubError | undefined;
     let hub: HubConnection | undefined;
     let opening: Promise<HubConnection> | undefined;
     let local: Promise<LocalHub> | undefined;
     let lastStatus = statusFor('idle');
-    let warnedFor: string | undefined;
+    /** Lost and told so in the log: the next open is told too. */
+    let down = false;
 
-    const options: HubConnectionOptions = {
-      transport: def.transport === 'amqpws' || def.transport === 'amqp' ? def.transport : 'amqps',
-      tokenLifetimeSec: num(def.tokenLifetime, 3600, 5),
-      tokenRenewMarginSec: num(def.tokenRenewMargin, 900, 1),
-      reconnectMinMs: num(def.reconnectMin, 1000, 10),
-      reconnectMaxMs: num(def.reconnectMax, 60_000, 100),
-      throttleMinMs: num(def.throttleMin, 10_000, 10),
-      throttleMaxMs: num(def.throttleMax, 60_000, 10),
-      idleTimeoutMs: num(def.idleTimeout, 120_000, 0),
-    };
-    if ((options.reconnectMaxMs as number) < (options.reconnectMinMs as number)) options.reconnectMaxMs = options.reconnectMinMs;
-    if ((options.throttleMaxMs as number) < (options.throttleMinMs as number)) options.throttleMaxMs = options.throttleMinMs;
-
-    if (mode === 'azure') {
-      let text = node.credentials?.connectionString ?? '';
-      const env = ENV_REFERENCE.exec(text.trim());
-      if (env) text = process.env[env[1]] ?? '';
-      try {
-        if (!text.trim()) throw new HubError('InvalidConnectionString', 'no connection string is set');
-        // A hub policy string speaks for devices too (gateway); service nodes use it at hub level.
-        identity = parseConnectionString(text, { gatewayPolicy: true });
-      } catch (err) {
-        configError = new HubError(err instanceof HubError ? err.code : 'InvalidConnectionString', `connection string: ${(err as Error).message}`);
-      }
-      // The Event Hubs emulator form of the string means plain AMQP, as the Event Hubs SDKs read it.
-      if (identity?.kind === 'eventhub' && identity.emulator) options.transport = 'amqp';
-      if (def.caFile) {
-        try {
-          options.ca = readFileSync(def.caFile);
-        } catch (err) {
-          configError = new HubError('InvalidConfig', `cannot read the CA file (${(err as NodeJS.ErrnoException).code ?? 'error'})`);
-        }
-      }
-    }
-
-    const role: Role = mode === 'local' ? 'local' : identity ? identity.kind : 'invalid';
     Object.defineProperty(node, 'mode', { value: mode });
     Object.defineProperty(node, 'role', { value: role });
-    Object.defineProperty(node, 'configError', { get: () => configError });
+    Object.defineProperty(node, 'configError', { value: configError });
 
     const push = (status: ReturnType<typeof statusFor>): void => {
       lastStatus = status;
@@ -125,19 +67,21 @@ export default function register(RED: NodeAPI): void {
         saidConnected = true;
         node.log(`${RED._('iothub-connection.log.connected')}: ${connectedAs}`);
       }
-      if (state === 'reconnecting' && error && warnedFor !== error.code) {
-        // One warning per kind of trouble, not one per retry.
-        warnedFor = error.code;
-        node.warn(`${RED._('iothub-connection.warn.disconnected')}: ${error.code}: ${error.message}`);
-      } else if (state === 'open' && warnedFor) {
-        warnedFor = undefined;
-        node.log(RED._('iothub-connection.log.reconnected'));
+      if (state === 'reconnecting' && error && !down) {
+        // One warning per loss, with why it was lost (the AMQP condition is what a search finds); the
+        // retries after it, failing for whatever reason, are the status's to show.
+        down = true;
+        const condition = error.condition ? ` (${error.condition})` : '';
+        node.warn(`${RED._('iothub-connection.warn.disconnected')}: ${connectedAs ?? ''}: ${error.code}${condition}: ${redactSecrets(error.message)}`);
+      } else if (state === 'open' && down) {
+        down = false;
+        node.log(`${RED._('iothub-connection.log.reconnected')}: ${connectedAs ?? ''}`);
       }
     };
 
     node.localHub = (): Promise<LocalHub | undefined> => {
       if (mode !== 'local') return Promise.resolve(undefined);
-      local ??= acquireLocalHub(num(def.localPort, 5672, 0));
+      local ??= acquireLocalHub(localPort);
       return local;
     };
 
@@ -171,7 +115,7 @@ export default function register(RED: NodeAPI): void {
     node.connectionOptions = async (): Promise<HubConnectionOptions> => {
       if (mode !== 'local') return options;
       const localHub = await (node.localHub() as Promise<LocalHub>);
-      return { ...options, transport: 'amqp', connectHost: '127.0.0.1', port: localHub.port };
+      return localOptions(options, localHub.port);
     };
 
     node.register = (user: Node, registerOptions: { status?: boolean } = {}): void => {
@@ -198,26 +142,17 @@ export default function register(RED: NodeAPI): void {
       );
     };
 
-    node.on('close', (_removed: boolean, done: () => void) => {
+    closeWith(node, () => {
       users.clear();
       const closing = hub;
       hub = undefined;
       opening = undefined;
-      if (!closing) {
-        done();
-        return;
-      }
       // HubConnection.close is bounded (10 s), inside Node-RED's 15 s budget.
-      closing.close().then(
-        () => done(),
-        () => done(),
-      );
+      return closing?.close();
     });
   }
 
-  RED.nodes.registerType('iothub-connection', IotHubConnectionNode as unknown as Parameters<NodeAPI['nodes']['registerType']>[1], {
-    credentials: { connectionString: { type: 'password' } },
-  });
+  registerNode(RED, 'iothub-connection', IotHubConnectionNode, { credentials: { connectionString: { type: 'password' } } });
 }
 
 module.exports = register;

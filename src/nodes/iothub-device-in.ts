@@ -7,10 +7,12 @@
 import type { Node, NodeAPI, NodeDef, NodeMessageInFlow } from 'node-red';
 import { C2dInbox, resolveTarget, targetName, type DeviceTarget } from '../iothub/device';
 import { HubError } from '../iothub/errors';
+import { redactSecrets } from '../iothub/log';
 import type { Received } from '../iothub/links';
 import { fromC2dMessage, type OutputMode } from '../iothub/message';
-import { asError, connectionFor, positiveInt, type Done } from './common';
-import { LinkStatusWatch } from './link-status';
+import { onInput, registerNode, sendMsg, useHub } from './adapter';
+import { asError, positiveInt } from './common';
+import { LinkStatusWatch, RefusalLog } from './link-status';
 import { statusFor } from './status';
 
 interface DeviceInDef extends NodeDef {
@@ -29,11 +31,14 @@ export default function register(RED: NodeAPI): void {
   function DeviceInNode(this: Node, def: DeviceInDef): void {
     RED.nodes.createNode(this, def);
     const node = this;
-    const { config, error: setupError } = connectionFor(RED, node, def.hub, ['local', 'device', 'gateway'], 'device-in');
+    const hub = useHub(RED, node, def.hub, { roles: ['local', 'device', 'gateway'], what: 'device-in', connectionStatus: false });
+    if (!hub) return;
+    const { config } = hub;
     const manual = def.settle === 'manual';
     const output: OutputMode = def.output === 'string' || def.output === 'json' || def.output === 'buffer' ? def.output : 'auto';
     const prefetch = positiveInt(def.prefetch, DEFAULT_PREFETCH);
     let inbox: C2dInbox | undefined;
+    let refusals: RefusalLog | undefined;
     let startError: HubError | undefined;
     let closed = false;
     const status = new LinkStatusWatch(node, () =>
@@ -49,15 +54,14 @@ export default function register(RED: NodeAPI): void {
         // A body the output setting cannot decode: the flow gets it raw with the error, and a
         // message that can never be read is rejected rather than delivered again and again.
         const raw = { ...fromC2dMessage(received.message, 'buffer'), ...who, lockToken: received.lockToken };
-        node.error(asError(err), raw as never);
+        node.error(asError(err), raw);
         if (manual) inbox?.settle(received.lockToken, 'reject').catch(() => undefined);
         return;
       }
-      node.send({ ...fields, ...who, lockToken: received.lockToken } as never);
+      sendMsg(node, { ...fields, ...who, lockToken: received.lockToken });
     };
 
     const start = async (): Promise<void> => {
-      if (!config) return;
       const made = await config.connection();
       if (closed) return;
       const target = resolveTarget(made.identity, { deviceId: (def.deviceId ?? '').trim() });
@@ -65,23 +69,20 @@ export default function register(RED: NodeAPI): void {
       inbox = box;
       box.on('message', (received: Received) => emit(target, received));
       box.on('unsettled', status.updateSoon);
+      refusals = new RefusalLog(box, {
+        refused: (error) => node.warn(`device ${targetName(target)}: ${error.code}: ${redactSecrets(error.message)}; no cloud-to-device messages until the hub accepts it`),
+        taken: () => node.log(`device ${targetName(target)}: receiving cloud-to-device messages again`),
+      });
       status.watch(made, box);
     };
 
-    if (config && !setupError) {
-      config.register(node, { status: false });
-      start().catch((err: unknown) => {
-        startError = asError(err);
-        status.failed(startError);
-        node.error(startError, { payload: undefined, topic: def.deviceId ?? '' } as never);
-      });
-    }
+    start().catch((err: unknown) => {
+      startError = asError(err);
+      status.failed(startError);
+      node.error(startError, { payload: undefined, topic: def.deviceId ?? '' });
+    });
 
-    node.on('input', (msg: SettleMsg, _send: unknown, done: Done) => {
-      if (setupError) {
-        done(setupError);
-        return;
-      }
+    onInput(node, (msg: SettleMsg, _send, done) => {
       if (!inbox) {
         done(startError ?? new HubError('MessageLockLost', 'no message with this lock token waits here: the node is not receiving yet'));
         return;
@@ -92,19 +93,17 @@ export default function register(RED: NodeAPI): void {
       );
     });
 
-    node.on('close', (_removed: boolean, done: () => void) => {
+    hub.onClose(() => {
       closed = true;
       status.stop();
+      refusals?.stop();
       const closing = inbox;
       inbox = undefined;
-      void (closing?.close() ?? Promise.resolve()).catch(() => undefined).finally(() => {
-        if (config && !setupError) config.deregister(node, done);
-        else done();
-      });
+      return closing?.close();
     });
   }
 
-  RED.nodes.registerType('iothub-device-in', DeviceInNode as unknown as Parameters<NodeAPI['nodes']['registerType']>[1]);
+  registerNode(RED, 'iothub-device-in', DeviceInNode);
 }
 
 module.exports = register;

@@ -6,9 +6,11 @@
  * order per device, up to `maxPending`.
  */
 import type { Node, NodeAPI, NodeDef, NodeMessageInFlow } from 'node-red';
-import { DeviceSenders, type TargetRequest } from '../iothub/device';
+import { DeviceSenders, targetName, type TargetRequest } from '../iothub/device';
+import { redactSecrets } from '../iothub/log';
 import { toAmqpMessage } from '../iothub/message';
-import { asError, connectionFor, positiveInt, type Done, type Send } from './common';
+import { onInput, registerNode, useHub } from './adapter';
+import { asError, positiveInt } from './common';
 
 interface DeviceOutDef extends NodeDef {
   hub: string;
@@ -29,12 +31,20 @@ export default function register(RED: NodeAPI): void {
   function DeviceOutNode(this: Node, def: DeviceOutDef): void {
     RED.nodes.createNode(this, def);
     const node = this;
-    const { config, error: setupError } = connectionFor(RED, node, def.hub, ['local', 'device', 'gateway'], 'device-out');
+    const hub = useHub(RED, node, def.hub, { roles: ['local', 'device', 'gateway'], what: 'device-out' });
+    if (!hub) return;
+    const { config } = hub;
     const maxPending = positiveInt(def.maxPending, DEFAULT_MAX_PENDING);
     const setting = (def.deviceId ?? '').trim();
     const settingType = def.deviceIdType === 'msg' || def.deviceIdType === 'env' ? def.deviceIdType : 'str';
     let senders: DeviceSenders | undefined;
-    if (config && !setupError) config.register(node);
+
+    // Each device's messages fail with their error; the log says once that the hub refuses the device.
+    const watchSenders = (made: DeviceSenders): DeviceSenders => {
+      made.on('gaveUp', (target, error) => node.warn(`device ${targetName(target)}: ${error.code}: ${redactSecrets(error.message)}; its messages fail until the hub accepts it`));
+      made.on('resumed', (target) => node.log(`device ${targetName(target)}: the hub accepts its messages again`));
+      return made;
+    };
 
     const request = (msg: DeviceMsg): TargetRequest => {
       let deviceId: unknown = msg.deviceId;
@@ -42,11 +52,7 @@ export default function register(RED: NodeAPI): void {
       return { deviceId, moduleId: msg.moduleId };
     };
 
-    node.on('input', (msg: DeviceMsg, send: Send, done: Done) => {
-      if (setupError || !config) {
-        done(setupError);
-        return;
-      }
+    onInput(node, (msg: DeviceMsg, send, done) => {
       let requested: TargetRequest;
       let outgoing: ReturnType<typeof toAmqpMessage>;
       try {
@@ -57,7 +63,7 @@ export default function register(RED: NodeAPI): void {
         return;
       }
       msg.messageId = outgoing.messageId;
-      senders ??= new DeviceSenders(config.connection(), { maxPending });
+      senders ??= watchSenders(new DeviceSenders(config.connection(), { maxPending }));
       senders.send(requested, outgoing.message, outgoing.expiresAt === undefined ? {} : { expiresAt: outgoing.expiresAt }).then(
         () => {
           send(msg);
@@ -67,16 +73,14 @@ export default function register(RED: NodeAPI): void {
       );
     });
 
-    node.on('close', (_removed: boolean, done: () => void) => {
+    hub.onClose(() => {
       const closing = senders;
       senders = undefined;
       void closing?.close().catch(() => undefined);
-      if (config && !setupError) config.deregister(node, done);
-      else done();
     });
   }
 
-  RED.nodes.registerType('iothub-device-out', DeviceOutNode as unknown as Parameters<NodeAPI['nodes']['registerType']>[1]);
+  registerNode(RED, 'iothub-device-out', DeviceOutNode);
 }
 
 module.exports = register;

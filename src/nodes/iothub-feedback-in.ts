@@ -4,10 +4,12 @@
  * not a feedback batch is reported and rejected, never crashing the flow.
  */
 import type { Node, NodeAPI, NodeDef } from 'node-red';
+import { decodeFeedback, type FeedbackRecord } from '../amqp/feedback-codec';
 import { HubError } from '../iothub/errors';
 import { HubReceiver, type Received } from '../iothub/links';
 import { bodyBuffer } from '../iothub/message';
-import { asError, connectionFor } from './common';
+import { registerNode, sendMsg, useHub } from './adapter';
+import { asError } from './common';
 import { LinkStatusWatch } from './link-status';
 
 interface FeedbackInDef extends NodeDef {
@@ -15,46 +17,13 @@ interface FeedbackInDef extends NodeDef {
   batch?: boolean;
 }
 
-export interface FeedbackRecord {
-  originalMessageId: string;
-  deviceId: string;
-  statusCode: string;
-  description: string;
-  enqueuedTimeUtc: string;
-  deviceGenerationId: string;
-}
-
-/** Reads a feedback message body: a JSON array of records. Throws InvalidFeedback otherwise. */
-export function parseFeedback(body: unknown): FeedbackRecord[] {
-  const bytes = bodyBuffer(body);
-  const text = bytes ? bytes.toString('utf8') : typeof body === 'string' ? body : undefined;
-  let parsed: unknown;
-  try {
-    parsed = text === undefined ? undefined : JSON.parse(text);
-  } catch {
-    parsed = undefined;
-  }
-  if (!Array.isArray(parsed)) throw new HubError('InvalidFeedback', 'a feedback message from the hub is not a JSON array of records');
-  return parsed.map((r: unknown) => {
-    if (!r || typeof r !== 'object') throw new HubError('InvalidFeedback', 'a feedback record is not an object');
-    const o = r as Record<string, unknown>;
-    const text = (k: string): string => (o[k] === undefined || o[k] === null ? '' : String(o[k]));
-    return {
-      originalMessageId: text('originalMessageId'),
-      deviceId: text('deviceId'),
-      statusCode: text('statusCode'),
-      description: text('description'),
-      enqueuedTimeUtc: text('enqueuedTimeUtc'),
-      deviceGenerationId: text('deviceGenerationId'),
-    };
-  });
-}
-
 export default function register(RED: NodeAPI): void {
   function FeedbackInNode(this: Node, def: FeedbackInDef): void {
     RED.nodes.createNode(this, def);
     const node = this;
-    const { config, error: setupError } = connectionFor(RED, node, def.hub, ['local', 'service', 'gateway'], 'feedback-in');
+    const hub = useHub(RED, node, def.hub, { roles: ['local', 'service', 'gateway'], what: 'feedback-in', connectionStatus: false });
+    if (!hub) return;
+    const { config } = hub;
     let receiver: HubReceiver | undefined;
     let closed = false;
     // The link's state, not only the connection's: a policy without ServiceConnect opens the
@@ -62,55 +31,51 @@ export default function register(RED: NodeAPI): void {
     const status = new LinkStatusWatch(node);
 
     const onMessage = (received: Received): void => {
+      const body: unknown = received.message.body;
       let records: FeedbackRecord[];
       try {
-        records = parseFeedback(received.message.body);
+        records = decodeFeedback(bodyBuffer(body) ?? (typeof body === 'string' ? body : undefined));
       } catch (err) {
-        const error = asError(err);
+        const error = new HubError('InvalidFeedback', (err as Error).message);
         node.warn(error.message);
-        node.error(error, { payload: received.message.body, topic: 'feedback' } as never);
+        node.error(error, { payload: body, topic: 'feedback' });
         received.settle('reject').catch(() => undefined);
         return;
       }
-      if (def.batch) node.send({ payload: records, topic: 'feedback' } as never);
-      else for (const record of records) node.send({ payload: record, topic: record.deviceId } as never);
+      if (def.batch) sendMsg(node, { payload: records, topic: 'feedback' });
+      else for (const record of records) sendMsg(node, { payload: record, topic: record.deviceId });
       received.settle('complete').catch((err: unknown) => node.warn(`feedback not settled: ${asError(err).message}`));
     };
 
-    if (config && !setupError) {
-      config.register(node, { status: false });
-      config.connection().then(
-        (made) => {
-          if (closed) return;
-          try {
-            receiver = new HubReceiver(made, '/messages/serviceBound/feedback', {}, { credit: 10, settle: 'manual' });
-          } catch (err) {
-            // The connection closed under it (the last other user left at the same moment).
-            status.failed(asError(err));
-            return;
-          }
-          receiver.on('message', onMessage);
-          status.watch(made, receiver);
-        },
-        (err: unknown) => {
-          const error = asError(err);
-          status.failed(error);
-          node.error(error);
-        },
-      );
-    }
+    config.connection().then(
+      (made) => {
+        if (closed) return;
+        try {
+          receiver = new HubReceiver(made, '/messages/serviceBound/feedback', {}, { credit: 10, settle: 'manual' });
+        } catch (err) {
+          // The connection closed under it (the last other user left at the same moment).
+          status.failed(asError(err));
+          return;
+        }
+        receiver.on('message', onMessage);
+        status.watch(made, receiver);
+      },
+      (err: unknown) => {
+        const error = asError(err);
+        status.failed(error);
+        node.error(error);
+      },
+    );
 
-    node.on('close', (_removed: boolean, done: () => void) => {
+    hub.onClose(() => {
       closed = true;
       status.stop();
       void receiver?.close();
       receiver = undefined;
-      if (config && !setupError) config.deregister(node, done);
-      else done();
     });
   }
 
-  RED.nodes.registerType('iothub-feedback-in', FeedbackInNode as unknown as Parameters<NodeAPI['nodes']['registerType']>[1]);
+  registerNode(RED, 'iothub-feedback-in', FeedbackInNode);
 }
 
 module.exports = register;

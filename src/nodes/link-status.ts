@@ -156,3 +156,62 @@ export class LinkStatusWatch {
     this.linkError = undefined;
   }
 }
+
+/**
+ * How long a link must stay attached to count as taken again: the hub answers some attaches it refuses
+ * with an attach and then a detach (DurableLink counts the same second).
+ */
+const TAKEN_MS = 1000;
+
+/** What a RefusalLog says, in the node's words. */
+export interface RefusalWords {
+  refused(error: HubError): void;
+  taken(): void;
+}
+
+/**
+ * Tells the Node-RED log once when the hub refuses a node's link for good (a device it does not know,
+ * a right the credentials lack), and once when the link is taken again; never once per retry.
+ */
+export class RefusalLog {
+  private refusedWith: string | undefined;
+  private timer: NodeJS.Timeout | undefined;
+  private readonly onDetached = (error: HubError): void => {
+    this.clearTimer();
+    // As linkStatus judges it: a lapsed token or a detach that retrying cures is not a refusal.
+    const refusal = this.link.refusal ?? (!error.retryable && error.code !== 'Unauthorized' ? error : undefined);
+    if (!refusal || refusal.code === this.refusedWith) return;
+    this.refusedWith = refusal.code;
+    this.words.refused(refusal);
+  };
+  private readonly onAttached = (): void => {
+    if (this.refusedWith === undefined) return;
+    this.clearTimer();
+    this.timer = setTimeout(() => {
+      this.timer = undefined;
+      if (!this.link.isAttached) return;
+      this.refusedWith = undefined;
+      this.words.taken();
+    }, TAKEN_MS);
+    this.timer.unref();
+  };
+
+  constructor(
+    private readonly link: WatchedLink,
+    private readonly words: RefusalWords,
+  ) {
+    link.on('detached', this.onDetached);
+    link.on('attached', this.onAttached);
+  }
+
+  stop(): void {
+    this.clearTimer();
+    this.link.removeListener('detached', this.onDetached);
+    this.link.removeListener('attached', this.onAttached);
+  }
+
+  private clearTimer(): void {
+    if (this.timer) clearTimeout(this.timer);
+    this.timer = undefined;
+  }
+}

@@ -3,6 +3,7 @@
  * interval), delivered to feedback receivers, and redelivered until a receiver completes them.
  */
 import rhea = require('rhea');
+import { encodeFeedback } from '../amqp/feedback-codec';
 import { hasCredit, newTag, sendCounted, settleOutgoing, tagKey, type Outcome } from './amqp';
 import type { FeedbackRecord } from './c2d';
 
@@ -123,7 +124,7 @@ export class FeedbackQueue {
           content_encoding: 'utf-8',
           user_id: Buffer.from(this.hubName, 'utf8'),
           message_annotations: { 'iothub-enqueuedtime': new Date(message.enqueuedTime) },
-          body: rhea.message.data_section(Buffer.from(JSON.stringify(message.records), 'utf8')),
+          body: rhea.message.data_section(encodeFeedback(message.records)),
       };
       // rhea's typings say user_id is a string; on the wire it is binary, which C# requires.
       sendCounted(sender, feedbackMessage as unknown as rhea.Message, tag);

@@ -2,18 +2,12 @@
 import { Client as DeviceClient, Message } from 'azure-iot-device';
 import { Amqp as DeviceAmqp } from 'azure-iot-device-amqp';
 import { Client as ServiceClient } from 'azure-iothub';
+import { decodeFeedback, type FeedbackRecord } from '../../src/amqp/feedback-codec';
 import type { SimulatedHub } from '../../src/simulator';
 
 export { Message };
 
-export interface FeedbackRecordSeen {
-  originalMessageId: string;
-  deviceId: string;
-  statusCode: string;
-  description: string;
-  enqueuedTimeUtc: string;
-  deviceGenerationId: string;
-}
+export type FeedbackRecordSeen = FeedbackRecord;
 
 /** A device client over AMQPS that trusts the simulator's certificate. */
 export async function openDevice(hub: SimulatedHub, deviceId: string, moduleId?: string): Promise<DeviceClient> {
@@ -38,7 +32,7 @@ export async function collectFeedback(service: ServiceClient): Promise<FeedbackR
     service.getFeedbackReceiver((err, r) => (err ? reject(err) : resolve(r as unknown as NodeJS.EventEmitter))),
   );
   receiver.on('message', (msg: { data: Buffer | string }) => {
-    records.push(...(JSON.parse(msg.data.toString()) as FeedbackRecordSeen[]));
+    records.push(...decodeFeedback(msg.data));
   });
   receiver.on('errorReceived', () => undefined);
   return records;

@@ -4,6 +4,7 @@
  * reader that resumes after the last sequence number it saw.
  */
 import { strict as assert } from 'node:assert';
+import { decodeFeedback, type FeedbackRecord } from '../../src/amqp/feedback-codec';
 import rhea = require('rhea');
 import { parseConnectionString, type Identity } from '../../src/iothub/connection-string';
 import { HubError } from '../../src/iothub/errors';
@@ -247,8 +248,7 @@ describe('HubReceiver', function () {
       const byId = new Map(device.messages.map((m) => [idOf(m), m]));
       await byId.get('fb-ok')?.settle('complete');
       await byId.get('fb-no')?.settle('reject');
-      const records = (): Array<{ originalMessageId: string; statusCode: string; deviceId: string }> =>
-        feedback.messages.flatMap((m) => JSON.parse(bodyText(m)) as Array<{ originalMessageId: string; statusCode: string; deviceId: string }>);
+      const records = (): FeedbackRecord[] => feedback.messages.flatMap((m) => decodeFeedback(bodyText(m)));
       await waitFor(() => records().length === 2, 'two feedback records');
       const statuses = Object.fromEntries(records().map((r) => [r.originalMessageId, r.statusCode]));
       assert.deepEqual(statuses, { 'fb-ok': 'Success', 'fb-no': 'Rejected' });

@@ -2,7 +2,7 @@
 import { strict as assert } from 'node:assert';
 import rhea = require('rhea');
 import type { Identity } from '../../src/iothub/connection-string';
-import { deviceAddress, resolveTarget, targetName } from '../../src/iothub/device';
+import { deviceAddress, namedTarget, resolveTarget, targetName } from '../../src/iothub/device';
 import { HubError } from '../../src/iothub/errors';
 import { fromC2dMessage, toAmqpMessage } from '../../src/iothub/message';
 
@@ -40,6 +40,15 @@ describe('device targets', () => {
     assert.equal(codeOf(() => resolveTarget(gateway, { deviceId: 42 })), 'InvalidDeviceId');
     assert.equal(codeOf(() => resolveTarget(gateway, { deviceId: 'a b' })), 'InvalidDeviceId');
     assert.equal(codeOf(() => resolveTarget(gateway, { deviceId: 'ok', moduleId: 'a/b' })), 'InvalidModuleId');
+  });
+
+  it('namedTarget (c2d-send): any valid device or module, checked before sending, addressed as the hub routes it', () => {
+    assert.equal(deviceAddress(namedTarget({ deviceId: 'a#b' }), 'devicebound'), '/devices/a%23b/messages/devicebound');
+    assert.equal(deviceAddress(namedTarget({ deviceId: 'pump-1', moduleId: 'flow' }), 'devicebound'), '/devices/pump-1/modules/flow/messages/devicebound');
+    assert.deepEqual(namedTarget({ deviceId: 'pump-1', moduleId: '' }), { deviceId: 'pump-1' });
+    assert.equal(codeOf(() => namedTarget({ deviceId: '' })), 'MissingDeviceId');
+    assert.equal(codeOf(() => namedTarget({ deviceId: 'has space' })), 'InvalidDeviceId');
+    assert.equal(codeOf(() => namedTarget({ deviceId: 'ok', moduleId: 7 })), 'InvalidModuleId');
   });
 
   it('service and Event Hubs identities cannot act for a device', () => {

@@ -1,0 +1,110 @@
+/**
+ * The `iothub-connection` config node's settings read into what its connection needs: the mode, the
+ * identity from the connection string, the HubConnection options, and why the config cannot connect if
+ * it cannot. A pure function of the editor's fields, the credentials, the environment and the files it
+ * is given, so every rule about those fields is tested without Node-RED.
+ */
+import { parseConnectionString, type Identity } from '../iothub/connection-string';
+import { HubError } from '../iothub/errors';
+import type { HubConnectionOptions, Transport } from '../iothub/hub-connection';
+
+/** The editor's fields of the config node (strings when typed into the editor, numbers from a flow file). */
+export interface ConnectionSettings {
+  mode?: 'local' | 'azure';
+  transport?: Transport;
+  caFile?: string;
+  localPort?: number | string;
+  tokenLifetime?: number | string;
+  tokenRenewMargin?: number | string;
+  reconnectMin?: number | string;
+  reconnectMax?: number | string;
+  throttleMin?: number | string;
+  throttleMax?: number | string;
+  idleTimeout?: number | string;
+}
+
+export interface ConnectionCredentials {
+  connectionString?: string;
+}
+
+/** What a config node is: the local simulator, an identity's kind, or a connection string it cannot read. */
+export type Role = 'local' | Identity['kind'] | 'invalid';
+
+export interface ConnectionConfig {
+  mode: 'local' | 'azure';
+  role: Role;
+  /** Azure mode: who the connection string says this is. */
+  identity?: Identity;
+  /** Options of the shared connection; in local mode `localOptions` adds the simulator's address. */
+  options: HubConnectionOptions;
+  /** Local mode: the simulator's AMQP port. */
+  localPort: number;
+  /** Why this config cannot connect at all (no or a bad connection string, an unreadable CA file). */
+  configError?: HubError;
+}
+
+/** What reading the settings may look at besides the settings. */
+export interface ConnectionSources {
+  /** For `${ENV_VAR}` connection strings. */
+  env: Record<string, string | undefined>;
+  /** For the CA file. */
+  readFile: (path: string) => Buffer;
+}
+
+export const DEFAULT_LOCAL_PORT = 5672;
+
+const ENV_REFERENCE = /^\$\{([A-Za-z_][A-Za-z0-9_]*)\}$/;
+
+/** A number of at least `min` from an editor field; anything else (blank, not a number, too small) is the default. */
+function num(value: unknown, fallback: number, min: number): number {
+  // Number('  ') and Number(null) are 0: a blank field would otherwise turn the idle timeout off or pick a random port.
+  const n = typeof value === 'number' ? value : typeof value === 'string' && value.trim() !== '' ? Number(value) : NaN;
+  return Number.isFinite(n) && n >= min ? n : fallback;
+}
+
+export function connectionConfig(settings: ConnectionSettings, credentials: ConnectionCredentials | undefined, sources: ConnectionSources): ConnectionConfig {
+  const mode: 'local' | 'azure' = settings.mode === 'azure' ? 'azure' : 'local';
+  const options: HubConnectionOptions = {
+    transport: settings.transport === 'amqpws' || settings.transport === 'amqp' ? settings.transport : 'amqps',
+    tokenLifetimeSec: num(settings.tokenLifetime, 3600, 5),
+    tokenRenewMarginSec: num(settings.tokenRenewMargin, 900, 1),
+    reconnectMinMs: num(settings.reconnectMin, 1000, 10),
+    reconnectMaxMs: num(settings.reconnectMax, 60_000, 100),
+    throttleMinMs: num(settings.throttleMin, 10_000, 10),
+    throttleMaxMs: num(settings.throttleMax, 60_000, 10),
+    idleTimeoutMs: num(settings.idleTimeout, 120_000, 0),
+  };
+  // A cap below the floor is read as "no growth", not as an error that keeps the node from starting.
+  if ((options.reconnectMaxMs as number) < (options.reconnectMinMs as number)) options.reconnectMaxMs = options.reconnectMinMs;
+  if ((options.throttleMaxMs as number) < (options.throttleMinMs as number)) options.throttleMaxMs = options.throttleMinMs;
+  const config: ConnectionConfig = { mode, role: 'local', options, localPort: num(settings.localPort, DEFAULT_LOCAL_PORT, 0) };
+  if (mode === 'local') return config;
+
+  let text = credentials?.connectionString ?? '';
+  const env = ENV_REFERENCE.exec(text.trim());
+  if (env) text = sources.env[env[1]] ?? '';
+  try {
+    if (!text.trim()) throw new HubError('InvalidConnectionString', 'no connection string is set');
+    // A hub policy string speaks for devices too (gateway); service nodes use it at hub level.
+    config.identity = parseConnectionString(text, { gatewayPolicy: true });
+  } catch (err) {
+    // The parser's messages never quote the string's values (see connection-string.ts).
+    config.configError = new HubError(err instanceof HubError ? err.code : 'InvalidConnectionString', `connection string: ${(err as Error).message}`);
+  }
+  // The Event Hubs emulator form of the string means plain AMQP, as the Event Hubs SDKs read it.
+  if (config.identity?.kind === 'eventhub' && config.identity.emulator) options.transport = 'amqp';
+  if (settings.caFile) {
+    try {
+      options.ca = sources.readFile(settings.caFile);
+    } catch (err) {
+      config.configError = new HubError('InvalidConfig', `cannot read the CA file (${(err as NodeJS.ErrnoException).code ?? 'error'})`);
+    }
+  }
+  config.role = config.identity ? config.identity.kind : 'invalid';
+  return config;
+}
+
+/** The options for the local simulator on `port`: plain AMQP on the loopback address, whatever the transport setting. */
+export function localOptions(options: HubConnectionOptions, port: number): HubConnectionOptions {
+  return { ...options, transport: 'amqp', connectHost: '127.0.0.1', port };
+}
