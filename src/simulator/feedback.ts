@@ -4,7 +4,7 @@
  */
 import rhea = require('rhea');
 import { encodeFeedback } from '../amqp/feedback-codec';
-import { hasCredit, newTag, sendCounted, settleOutgoing, tagKey, type Outcome } from './amqp';
+import { newTag, ReceiversInTurn, sendCounted, settleOutgoing, tagKey, type Outcome } from './amqp';
 import type { FeedbackRecord } from './c2d';
 
 export interface FeedbackOptions {
@@ -28,9 +28,8 @@ export class FeedbackQueue {
   private records: FeedbackRecord[] = [];
   private timer: NodeJS.Timeout | undefined;
   private outbox: FeedbackMessage[] = [];
-  private readonly receivers: rhea.Sender[] = [];
+  private readonly receivers = new ReceiversInTurn();
   private readonly inflight = new Map<string, { sender: rhea.Sender; message: FeedbackMessage }>();
-  private nextReceiver = 0;
 
   constructor(
     private readonly options: FeedbackOptions,
@@ -66,13 +65,12 @@ export class FeedbackQueue {
   }
 
   attach(sender: rhea.Sender): void {
-    this.receivers.push(sender);
+    this.receivers.add(sender);
     this.pump();
   }
 
   detach(sender: rhea.Sender): void {
-    const index = this.receivers.indexOf(sender);
-    if (index >= 0) this.receivers.splice(index, 1);
+    this.receivers.remove(sender);
     // Whatever that receiver had not completed goes back to the front, in order.
     const back: FeedbackMessage[] = [];
     for (const [key, held] of this.inflight) {
@@ -114,7 +112,7 @@ export class FeedbackQueue {
 
   private pump(): void {
     while (this.outbox.length > 0) {
-      const sender = this.nextSendable();
+      const sender = this.receivers.nextWithCredit();
       if (!sender) return;
       const message = this.outbox.shift() as FeedbackMessage;
       const tag = newTag();
@@ -129,16 +127,5 @@ export class FeedbackQueue {
       // rhea's typings say user_id is a string; on the wire it is binary, which C# requires.
       sendCounted(sender, feedbackMessage as unknown as rhea.Message, tag);
     }
-  }
-
-  private nextSendable(): rhea.Sender | undefined {
-    for (let i = 0; i < this.receivers.length; i++) {
-      const sender = this.receivers[(this.nextReceiver + i) % this.receivers.length];
-      if (hasCredit(sender)) {
-        this.nextReceiver = (this.nextReceiver + i + 1) % this.receivers.length;
-        return sender;
-      }
-    }
-    return undefined;
   }
 }
