@@ -29,6 +29,7 @@ import { Registry } from './registry';
 import { setupSasl } from './sasl';
 import { emptyStats, type HubStats } from './stats';
 import { Throttle } from './throttle';
+import { reason, simLog } from './log';
 
 export type { HubStats } from './stats';
 export type { D2cEvent } from './d2c-ingest';
@@ -190,7 +191,7 @@ export class SimulatedHub extends EventEmitter {
       c.on(name, (ctx: rhea.EventContext) => conns.onConnectionGone(ctx.connection));
     }
     // rhea throws on an 'error' event nobody listens to; a broken peer must not take the hub down.
-    c.on('error', () => undefined);
+    c.on('error', (ctx: rhea.EventContext) => simLog.amqp('connection error: %s', reason(ctx.error ?? ctx)));
     c.on('protocol_error', (ctx: rhea.EventContext | Error) => {
       if (ctx && 'connection' in ctx && ctx.connection) conns.onConnectionGone(ctx.connection);
     });

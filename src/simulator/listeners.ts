@@ -14,6 +14,7 @@ import { loadOrMakeCertificate, type Certificate } from './certificate';
 import type { ConnState, Transport } from './connections';
 import { FrameGuard } from './guard';
 import type { SimulatorOptions } from './options';
+import { reason, simLog } from './log';
 
 const FRAMING = (description: string): AmqpError => ({ condition: 'amqp:connection:framing-error', description: `The client sent ${description}.` });
 
@@ -65,7 +66,7 @@ export class Listeners {
         this.accept(socket, 'amqps', () => socket.destroy(new Error('connection dropped by the simulator'))),
       );
       // A client that fails the handshake is its own problem, not the hub's.
-      server.on('tlsClientError', () => undefined);
+      server.on('tlsClientError', (err) => simLog.socket('AMQPS handshake failed: %s', reason(err)));
       this.ports.amqps = await this.bind(server, o.amqpsPort);
     }
     if (o.wsPort !== null) this.ports.ws = await this.listenWebSocket(o.wsPort, certificate as Certificate);
@@ -81,7 +82,7 @@ export class Listeners {
       server.once('error', onError);
       server.listen(port, this.options.host, () => {
         server.off('error', onError);
-        server.on('error', () => undefined);
+        server.on('error', (err) => simLog.socket('listener on port %d: %s', port, reason(err)));
         resolve((server.address() as net.AddressInfo).port);
       });
     });
@@ -91,7 +92,7 @@ export class Listeners {
   private async listenWebSocket(port: number, certificate: Certificate): Promise<number> {
     const https = await import('node:https');
     const server = https.createServer({ cert: certificate.cert, key: certificate.key });
-    server.on('tlsClientError', () => undefined);
+    server.on('tlsClientError', (err) => simLog.socket('WebSocket TLS handshake failed: %s', reason(err)));
     const wss = new WebSocketServer({
       server,
       handleProtocols: (protocols) => (protocols.has('AMQPWSB10') ? 'AMQPWSB10' : false),
@@ -99,9 +100,9 @@ export class Listeners {
       maxPayload: 2 * this.options.maxFrameBytes + 1024,
       verifyClient: (info: { req: http.IncomingMessage }) => /^\/\$iothub\/websocket\/?(\?.*)?$/i.test(info.req.url ?? '') || /^\/\$servicebus\/websocket\/?(\?.*)?$/i.test(info.req.url ?? ''),
     });
-    wss.on('error', () => undefined);
+    wss.on('error', (err) => simLog.socket('WebSocket server: %s', reason(err)));
     wss.on('connection', (ws: WebSocket) => {
-      ws.on('error', () => undefined);
+      ws.on('error', (err) => simLog.socket('WebSocket peer: %s', reason(err)));
       this.acceptWebSocket(ws);
     });
     this.servers.push(wss);
@@ -122,7 +123,7 @@ export class Listeners {
   }
 
   private accept(socket: net.Socket, transport: Transport, destroy: () => void): void {
-    socket.on('error', () => undefined);
+    socket.on('error', (err) => simLog.socket('%s peer: %s', transport, reason(err)));
     const state = this.intake.admit(transport, destroy);
     if (!state) return;
     // Registered before rhea's own listener, so it sees each chunk first and can stop the stream
