@@ -102,12 +102,17 @@ export function useHub(RED: NodeAPI, node: Node, hubId: string | undefined, need
   return {
     config,
     onClose(release = () => undefined) {
-      closeWith(node, async () => {
+      const deregister = (): Promise<void> => new Promise<void>((resolve) => config.deregister(node, resolve));
+      closeWith(node, () => {
+        let releasing: unknown;
         try {
-          await release();
-        } finally {
-          await new Promise<void>((resolve) => config.deregister(node, resolve));
+          releasing = release();
+        } catch {
+          releasing = undefined;
         }
+        // In the same turn when there is nothing to wait for: the config node closes its connection
+        // when its last user leaves, before Node-RED goes on to close the config node itself.
+        return releasing instanceof Promise ? releasing.then(deregister, deregister) : deregister();
       });
     },
   };
