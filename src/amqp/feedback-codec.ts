@@ -4,11 +4,14 @@
  * the one record type here.
  */
 
+/** The outcomes IoT Hub reports (the Azure SDKs' FeedbackStatusCode names). */
+export type FeedbackStatus = 'Success' | 'Expired' | 'DeliveryCountExceeded' | 'Rejected' | 'Purged';
+
 /** One record, with the service's field names (the Azure SDKs' FeedbackRecord). */
 export interface FeedbackRecord {
   originalMessageId: string;
   deviceId: string;
-  /** `Success`, `Expired`, `DeliveryCountExceeded`, `Rejected` or `Purged`. */
+  /** One of FeedbackStatus from the hub; read as text, since a newer hub may report another. */
   statusCode: string;
   description: string;
   enqueuedTimeUtc: string;

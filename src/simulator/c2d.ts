@@ -17,6 +17,7 @@ import {
   type AmqpError,
   type Outcome,
 } from './amqp';
+import type { FeedbackRecord as WireFeedbackRecord, FeedbackStatus } from '../amqp/feedback-codec';
 import { idToString } from '../amqp/message-rules';
 
 export interface C2dOptions {
@@ -26,16 +27,8 @@ export interface C2dOptions {
   defaultTtlMs: number;
 }
 
-export type FeedbackStatus = 'Success' | 'Expired' | 'DeliveryCountExceeded' | 'Rejected' | 'Purged';
-
-export interface FeedbackRecord {
-  originalMessageId: string;
-  deviceGenerationId: string;
-  deviceId: string;
-  description: string;
-  enqueuedTimeUtc: string;
-  statusCode: FeedbackStatus;
-}
+/** A record the simulator makes: the codec's, with a status it knows. */
+export type FeedbackRecord = WireFeedbackRecord & { statusCode: FeedbackStatus };
 
 /** A queued message as it is kept and restored (C2dEntryRecord), with its lock while it is out. */
 interface Entry extends C2dEntryRecord {
