@@ -11,7 +11,14 @@ export const log = {
   connection: createDebug('iothub:connection'),
   cbs: createDebug('iothub:cbs'),
   link: createDebug('iothub:link'),
+  /** The Node-RED adapters: failures already shown in a status or a Catch msg, told again for debugging. */
+  node: createDebug('iothub:node'),
 };
+
+/** The message of whatever failed, for a log line. */
+export function reasonOf(err: unknown): string {
+  return err instanceof Error ? err.message : String(err);
+}
 
 /** Who an identity is, for logs and the Node-RED log: never its key. */
 export function describeIdentity(identity: Identity): string {

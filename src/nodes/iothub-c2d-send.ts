@@ -10,6 +10,7 @@ import { toAmqpMessage } from '../iothub/message';
 import { onInput, registerNode, useHub } from './adapter';
 import { asError, positiveInt } from './common';
 import { LinkStatusWatch } from './link-status';
+import { log, reasonOf } from '../iothub/log';
 
 interface C2dSendDef extends NodeDef {
   hub: string;
@@ -61,7 +62,7 @@ export default function register(RED: NodeAPI): void {
     };
 
     // Attached at deploy, so the status tells at once whether the hub takes this node's messages.
-    senderFor().catch(() => undefined);
+    senderFor().catch((err: unknown) => log.node('c2d-send could not make its sender (the status says why): %s', reasonOf(err)));
 
     const deviceIdFor = (msg: C2dMsg): unknown => {
       if (msg.deviceId !== undefined && msg.deviceId !== null && msg.deviceId !== '') return msg.deviceId;
@@ -99,7 +100,7 @@ export default function register(RED: NodeAPI): void {
       const closing = sender;
       sender = undefined;
       made = undefined;
-      void closing?.then((s) => s.close()).catch(() => undefined);
+      void closing?.then((s) => s.close()).catch((err: unknown) => log.node('closing the c2d-send sender: %s', reasonOf(err)));
     });
   }
 

@@ -11,7 +11,7 @@ import { HubConnection, type HubConnectionOptions, type HubState } from '../ioth
 import { closeWith, registerNode } from './adapter';
 import { connectionConfig, localOptions, type ConnectionCredentials, type ConnectionSettings, type Role } from './connection-options';
 import { acquireLocalHub, type LocalHub } from './local-simulator';
-import { describeIdentity, redactSecrets } from '../iothub/log';
+import { describeIdentity, log, reasonOf, redactSecrets } from '../iothub/log';
 import { statusFor } from './status';
 
 export type { Role } from './connection-options';
@@ -99,7 +99,7 @@ export default function register(RED: NodeAPI): void {
           }
           connectedAs = describeIdentity(made.identity);
           made.on('state', onState);
-          made.on('error', () => undefined);
+          made.on('error', (err) => log.node('connection error (its state tells the users): %s', reasonOf(err)));
           hub = made;
           made.open();
           return made;
@@ -122,7 +122,7 @@ export default function register(RED: NodeAPI): void {
       users.set(user.id, user);
       if (registerOptions.status === false) quiet.add(user.id);
       else user.status(configError ? statusFor('invalid', configError) : lastStatus);
-      if (users.size === 1 && !configError) void node.connection().catch(() => undefined);
+      if (users.size === 1 && !configError) void node.connection().catch((err: unknown) => log.node('opening the shared connection failed (the status says why): %s', reasonOf(err)));
     };
 
     node.deregister = (user: Node, done?: () => void): void => {

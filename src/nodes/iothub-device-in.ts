@@ -7,7 +7,7 @@
 import type { Node, NodeAPI, NodeDef, NodeMessageInFlow } from 'node-red';
 import { C2dInbox, resolveTarget, targetName, type DeviceTarget } from '../iothub/device';
 import { HubError } from '../iothub/errors';
-import { redactSecrets } from '../iothub/log';
+import { log, reasonOf, redactSecrets } from '../iothub/log';
 import type { Received } from '../iothub/links';
 import { fromC2dMessage, type OutputMode } from '../iothub/message';
 import { onInput, registerNode, sendMsg, useHub } from './adapter';
@@ -55,7 +55,7 @@ export default function register(RED: NodeAPI): void {
         // message that can never be read is rejected rather than delivered again and again.
         const raw = { ...fromC2dMessage(received.message, 'buffer'), ...who, lockToken: received.lockToken };
         node.error(asError(err), raw);
-        if (manual) inbox?.settle(received.lockToken, 'reject').catch(() => undefined);
+        if (manual) inbox?.settle(received.lockToken, 'reject').catch((err: unknown) => log.node('rejecting an undecodable message: %s', reasonOf(err)));
         return;
       }
       sendMsg(node, { ...fields, ...who, lockToken: received.lockToken });

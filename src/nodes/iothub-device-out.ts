@@ -7,7 +7,7 @@
  */
 import type { Node, NodeAPI, NodeDef, NodeMessageInFlow } from 'node-red';
 import { DeviceSenders, targetName, type TargetRequest } from '../iothub/device';
-import { redactSecrets } from '../iothub/log';
+import { log, reasonOf, redactSecrets } from '../iothub/log';
 import { toAmqpMessage } from '../iothub/message';
 import { onInput, registerNode, useHub } from './adapter';
 import { asError, positiveInt } from './common';
@@ -76,7 +76,7 @@ export default function register(RED: NodeAPI): void {
     hub.onClose(() => {
       const closing = senders;
       senders = undefined;
-      void closing?.close().catch(() => undefined);
+      void closing?.close().catch((err: unknown) => log.node('closing device-out senders: %s', reasonOf(err)));
     });
   }
 

@@ -11,6 +11,7 @@ import { bodyBuffer } from '../iothub/message';
 import { registerNode, sendMsg, useHub } from './adapter';
 import { asError } from './common';
 import { LinkStatusWatch } from './link-status';
+import { log, reasonOf } from '../iothub/log';
 
 interface FeedbackInDef extends NodeDef {
   hub: string;
@@ -39,7 +40,7 @@ export default function register(RED: NodeAPI): void {
         const error = new HubError('InvalidFeedback', (err as Error).message);
         node.warn(error.message);
         node.error(error, { payload: body, topic: 'feedback' });
-        received.settle('reject').catch(() => undefined);
+        received.settle('reject').catch((err: unknown) => log.node('rejecting an undecodable feedback message: %s', reasonOf(err)));
         return;
       }
       if (def.batch) sendMsg(node, { payload: records, topic: 'feedback' });

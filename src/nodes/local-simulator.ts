@@ -6,6 +6,7 @@
  */
 import { DEFAULT_KEYS, startSimulator, type SimulatedHub } from '../simulator';
 import type { Identity } from '../iothub/connection-string';
+import { log, reasonOf } from '../iothub/log';
 
 export interface LocalHub {
   /** The in-process simulator, or undefined when another process serves the port. */
@@ -51,7 +52,8 @@ export async function stopLocalHubs(): Promise<void> {
   const all = [...running.values()];
   running.clear();
   for (const entry of all) {
-    const local = await entry.catch(() => undefined);
+    // One that never started has nothing to stop; its start already failed its users.
+    const local = await entry.catch((err: unknown) => log.node('a local simulator that did not start: %s', reasonOf(err)));
     await local?.hub?.close();
   }
 }
