@@ -27,11 +27,28 @@ export default tseslint.config(
   // only through its index.
   {
     files: ['src/amqp/**/*.ts'],
-    rules: { 'no-restricted-imports': ['error', { patterns: [{ group: ['../iothub', '../iothub/*', '../nodes', '../nodes/*', '../simulator', '../simulator/*'], message: 'src/amqp is shared by the client and the simulator and imports neither' }] }] },
+    rules: {
+      'no-restricted-imports': [
+        'error',
+        {
+          patterns: [
+            {
+              group: ['../iothub', '../iothub/*', '../nodes', '../nodes/*', '../simulator', '../simulator/*'],
+              message: 'src/amqp is shared by the client and the simulator and imports neither',
+            },
+          ],
+        },
+      ],
+    },
   },
   {
     files: ['src/iothub/**/*.ts'],
-    rules: { 'no-restricted-imports': ['error', { patterns: [{ group: ['../nodes', '../nodes/*', '../simulator', '../simulator/*'], message: 'src/iothub knows neither Node-RED nor the simulator' }] }] },
+    rules: {
+      'no-restricted-imports': [
+        'error',
+        { patterns: [{ group: ['../nodes', '../nodes/*', '../simulator', '../simulator/*'], message: 'src/iothub knows neither Node-RED nor the simulator' }] },
+      ],
+    },
   },
   {
     files: ['src/simulator/**/*.ts'],
@@ -41,7 +58,10 @@ export default tseslint.config(
         {
           patterns: [
             { group: ['../nodes', '../nodes/*'], message: 'the simulator knows no Node-RED' },
-            { group: ['../iothub/*', '!../iothub/sas', '!../iothub/connection-string', '!../iothub/message'], message: 'the simulator may use only the client\'s pure codecs (sas, connection-string, message)' },
+            {
+              group: ['../iothub/*', '!../iothub/sas', '!../iothub/connection-string', '!../iothub/message'],
+              message: "the simulator may use only the client's pure codecs (sas, connection-string, message)",
+            },
           ],
         },
       ],
@@ -49,7 +69,12 @@ export default tseslint.config(
   },
   {
     files: ['src/nodes/**/*.ts'],
-    rules: { 'no-restricted-imports': ['error', { patterns: [{ group: ['../simulator/*'], message: 'nodes reach the simulator only through its index (../simulator)' }] }] },
+    rules: {
+      'no-restricted-imports': [
+        'error',
+        { patterns: [{ group: ['../simulator/*'], message: 'nodes reach the simulator only through its index (../simulator)' }] },
+      ],
+    },
   },
   {
     files: ['**/*.js'],

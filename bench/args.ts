@@ -83,8 +83,12 @@ export function parseFlags(argv: string[]): Flags {
         flags.short = true;
         break;
       case '--only': {
-        const list = value(arg).split(',').map((s) => s.trim()).filter(Boolean);
-        for (const b of list) if (!(BENCHMARKS as readonly string[]).includes(b)) throw new Error(`unknown benchmark "${b}"; choose from ${BENCHMARKS.join(', ')}`);
+        const list = value(arg)
+          .split(',')
+          .map((s) => s.trim())
+          .filter(Boolean);
+        for (const b of list)
+          if (!(BENCHMARKS as readonly string[]).includes(b)) throw new Error(`unknown benchmark "${b}"; choose from ${BENCHMARKS.join(', ')}`);
         flags.only = list as BenchmarkKey[];
         break;
       }

@@ -107,7 +107,11 @@ const d2cSenders = (): ContenderSpec[] => [
   { name: 'd2c.raw', label: 'rhea-promise sender, filling its credit', baseline: true, devices: [D2C_DEVICES.raw] },
   ...(hasDeviceOut() ? [{ name: 'd2c.node', label: 'device-out in a Node-RED flow', devices: [D2C_DEVICES.node] }] : []),
 ];
-const d2cCore = (): ContenderSpec => ({ name: 'd2c.core', label: "HubSender + msg mapping (device-out's core, outside Node-RED)", devices: [D2C_DEVICES.core] });
+const d2cCore = (): ContenderSpec => ({
+  name: 'd2c.core',
+  label: "HubSender + msg mapping (device-out's core, outside Node-RED)",
+  devices: [D2C_DEVICES.core],
+});
 const d2cSdk = (): ContenderSpec[] => [
   { name: 'd2c.sdk-await', label: 'azure-iot-device AMQP, await each sendEvent', devices: [D2C_DEVICES.sdkAwait] },
   { name: 'd2c.sdk-many', label: 'azure-iot-device AMQP, sendEvent with many in flight', devices: [D2C_DEVICES.sdkConcurrent] },
@@ -153,17 +157,14 @@ export const BENCHMARKS: Benchmark[] = [
     title: 'D2C: one device sends telemetry',
     describe: (f) => d2cDescription(f),
     simulator: () => ({ d2c: { maxEventsPerPartition: D2C_RETENTION } }),
-    contenders: () => [
-      ...d2cSenders(),
-      d2cCore(),
-      ...d2cSdk(),
-    ],
+    contenders: () => [...d2cSenders(), d2cCore(), ...d2cSdk()],
     targets: d2cTargets(),
   },
   {
     key: 'telemetry',
     title: 'Telemetry read: drain a pre-filled hub',
-    describe: (f) => `${f.messages.toLocaleString('en-US')} JSON events of about ${f.size} bytes in 4 partitions, read from the start each round, credit/prefetch ${f.prefetch}, ${f.rounds} timed round${f.rounds === 1 ? '' : 's'} after ${f.warmup} warm-up; time from first event to last`,
+    describe: (f) =>
+      `${f.messages.toLocaleString('en-US')} JSON events of about ${f.size} bytes in 4 partitions, read from the start each round, credit/prefetch ${f.prefetch}, ${f.rounds} timed round${f.rounds === 1 ? '' : 's'} after ${f.warmup} warm-up; time from first event to last`,
     simulator: (f) => ({ partitionCount: 4, d2c: { maxEventsPerPartition: Math.max(100_000, f.messages) } }),
     contenders: (f) => [
       { name: 'telemetry.raw', label: 'rhea-promise receivers, one per partition', baseline: true },
@@ -187,12 +188,19 @@ export const BENCHMARKS: Benchmark[] = [
         } as rhea.Message);
       }
       const seconds = (performance.now() - start) / 1000;
-      return [`Pre-filled with the simulator's ingest(): ${params.messages.toLocaleString('en-US')} events in ${seconds.toFixed(2)} s (${Math.round(params.messages / seconds).toLocaleString('en-US')} events/s).`];
+      return [
+        `Pre-filled with the simulator's ingest(): ${params.messages.toLocaleString('en-US')} events in ${seconds.toFixed(2)} s (${Math.round(params.messages / seconds).toLocaleString('en-US')} events/s).`,
+      ];
     },
     targets: [
       ratioTarget('telemetry-in >= 0.6x raw receivers', 'telemetry.node', 'telemetry.raw', 0.6),
       ratioTarget('telemetry-in >= 1.5x @azure/event-hubs at its best (maxBatchSize = credit)', 'telemetry.node', 'telemetry.sdk', 1.5),
-      ratioTarget('telemetry-in >= 1.5x @azure/event-hubs as it comes (default options: batches of 1, prefetch 3)', 'telemetry.node', 'telemetry.sdk-defaults', 1.5),
+      ratioTarget(
+        'telemetry-in >= 1.5x @azure/event-hubs as it comes (default options: batches of 1, prefetch 3)',
+        'telemetry.node',
+        'telemetry.sdk-defaults',
+        1.5,
+      ),
     ],
   },
   {
@@ -207,7 +215,8 @@ export const BENCHMARKS: Benchmark[] = [
   {
     key: 'gateway',
     title: 'Gateway scale: many devices on one connection',
-    describe: (f) => `${f.devices} devices through one connection with a DeviceConnect policy (a CBS token and a D2C link each), ${f.size}-byte payload, every device sending; ${duration(f)}`,
+    describe: (f) =>
+      `${f.devices} devices through one connection with a DeviceConnect policy (a CBS token and a D2C link each), ${f.size}-byte payload, every device sending; ${duration(f)}`,
     simulator: () => ({ d2c: { maxEventsPerPartition: D2C_RETENTION } }),
     contenders: () => [
       { name: 'gateway.core', label: 'HubConnection + one HubSender per device', baseline: true },

@@ -80,7 +80,9 @@ export async function startNodeRed(): Promise<EmbeddedNodeRed> {
       };
       RED.events.on('runtime-event', onEvent);
       try {
-        const { rev } = (await RED.runtime.flows.setFlows({ flows: { flows, ...(credentials ? { credentials } : {}) }, deploymentType: 'full' })) as { rev: string };
+        const { rev } = (await RED.runtime.flows.setFlows({ flows: { flows, ...(credentials ? { credentials } : {}) }, deploymentType: 'full' })) as {
+          rev: string;
+        };
         while (!started.has(rev)) await new Promise<void>((resolve) => (wake = resolve));
       } finally {
         RED.events.off('runtime-event', onEvent);

@@ -37,7 +37,10 @@ function machine(): string {
 }
 
 function load(): string {
-  return os.loadavg().map((l) => l.toFixed(2)).join(' ');
+  return os
+    .loadavg()
+    .map((l) => l.toFixed(2))
+    .join(' ');
 }
 
 /** How contenders reach the simulator; through the relay at `relayPort` when there is one. */
@@ -85,7 +88,11 @@ async function runBenchmark(bench: Benchmark, flags: Flags, params: BenchParams)
     const prepared = bench.prepare?.(hub, params) ?? [];
     const specs = bench.contenders(flags);
     for (const spec of specs) {
-      const worker = new WorkerHandle(spec.name, { certFile: path.join(certDir(), 'cert.pem'), profileDir: flags.profileDir, profileName: `${bench.key}.${spec.name}` });
+      const worker = new WorkerHandle(spec.name, {
+        certFile: path.join(certDir(), 'cert.pem'),
+        profileDir: flags.profileDir,
+        profileName: `${bench.key}.${spec.name}`,
+      });
       workers.push(worker);
       const notes = await worker.setup(hubInfo(hub, spec.devices ?? [], relay?.port), params);
       results.set(spec.name, { spec, rates: [], cpuPerMessage: [], maxRssKb: 0, notes });
@@ -147,7 +154,15 @@ function report(bench: Benchmark, flags: Flags, results: Map<string, ContenderRe
     out();
     out(
       table(
-        ['contender', 'devices', 'time to authenticate and attach all', 'extra RSS, all attached, after GC', 'RSS per device', 'live heap per device', 'extra peak RSS while all send'],
+        [
+          'contender',
+          'devices',
+          'time to authenticate and attach all',
+          'extra RSS, all attached, after GC',
+          'RSS per device',
+          'live heap per device',
+          'extra peak RSS while all send',
+        ],
         scaled.map((r) => [
           r.spec.label,
           formatCount(r.notes.devices),
@@ -195,7 +210,9 @@ async function main(): Promise<void> {
   out(`## Benchmarks${flags.short ? ' (short mode: proves the benchmarks run; the numbers mean little)' : ''}`);
   out();
   out(`Machine: ${machine()}. Load average at start: ${load()}.`);
-  out('Simulator and every contender on loopback over TLS (AMQPS); the simulator runs in the runner process, each contender in a worker process of its own (the *-rtt benchmarks add a relay process that delays every byte).');
+  out(
+    'Simulator and every contender on loopback over TLS (AMQPS); the simulator runs in the runner process, each contender in a worker process of its own (the *-rtt benchmarks add a relay process that delays every byte).',
+  );
   out();
   const all = new Map<string, Map<string, ContenderResult>>();
   for (const key of KEYS) {

@@ -22,7 +22,8 @@ export class WorkerHandle {
     options: WorkerOptions,
   ) {
     const execArgv = ['--expose-gc'];
-    if (options.profileDir) execArgv.push('--cpu-prof', `--cpu-prof-dir=${options.profileDir}`, `--cpu-prof-name=${options.profileName ?? contender}.cpuprofile`);
+    if (options.profileDir)
+      execArgv.push('--cpu-prof', `--cpu-prof-dir=${options.profileDir}`, `--cpu-prof-name=${options.profileName ?? contender}.cpuprofile`);
     this.child = fork(path.join(__dirname, 'worker.js'), [], {
       execArgv,
       env: { ...process.env, NODE_EXTRA_CA_CERTS: options.certFile },

@@ -122,7 +122,12 @@ async function main(): Promise<void> {
 }
 
 function banner(hub: SimulatedHub | undefined, editorPort: number, userDir: string, flowsFile: string): string {
-  const lines = ['', '='.repeat(72), `Node-RED editor:  http://127.0.0.1:${editorPort}`, `User directory:   ${userDir} (flows: ${path.basename(flowsFile)}; --reset restores the demo)`];
+  const lines = [
+    '',
+    '='.repeat(72),
+    `Node-RED editor:  http://127.0.0.1:${editorPort}`,
+    `User directory:   ${userDir} (flows: ${path.basename(flowsFile)}; --reset restores the demo)`,
+  ];
   if (hub) {
     lines.push(
       '',

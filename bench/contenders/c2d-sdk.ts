@@ -16,7 +16,8 @@ export function sdkService(window: 'one' | 'many') {
         await client.open();
         return {};
       },
-      round: () => runWindowed(params.durationMs, window === 'one' ? 1 : params.window, (i) => (client as ServiceClient).send(devices[i % devices.length], payload)),
+      round: () =>
+        runWindowed(params.durationMs, window === 'one' ? 1 : params.window, (i) => (client as ServiceClient).send(devices[i % devices.length], payload)),
       async close() {
         await client?.close().catch(() => undefined);
       },

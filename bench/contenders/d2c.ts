@@ -69,10 +69,9 @@ export function deviceOutNode(hub: HubInfo, params: BenchParams): Contender {
     // The warm-up round pays for connecting and attaching.
     async setup() {
       red = await startNodeRed();
-      await red.deploy(
-        sendingFlow(hub.certFile, { id: 'dout', type: 'iothub-device-out', deviceId: '', deviceIdType: 'str', maxPending: params.window }),
-        { hub: { connectionString: hub.devices[deviceId] } },
-      );
+      await red.deploy(sendingFlow(hub.certFile, { id: 'dout', type: 'iothub-device-out', deviceId: '', deviceIdType: 'str', maxPending: params.window }), {
+        hub: { connectionString: hub.devices[deviceId] },
+      });
       driver = new FlowDriver(red);
       return {};
     },

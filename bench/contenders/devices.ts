@@ -14,6 +14,8 @@ export const ingestDevice = (i: number): string => `bench-ingest-${i}`;
 
 /** Whether this checkout has the device-out node (the D2C benchmark runs it in a flow when it does). */
 export function hasDeviceOut(): boolean {
-  const pkg = JSON.parse(readFileSync(path.resolve(__dirname, '..', '..', '..', 'package.json'), 'utf8')) as { 'node-red'?: { nodes?: Record<string, string> } };
+  const pkg = JSON.parse(readFileSync(path.resolve(__dirname, '..', '..', '..', 'package.json'), 'utf8')) as {
+    'node-red'?: { nodes?: Record<string, string> };
+  };
   return pkg['node-red']?.nodes?.['iothub-device-out'] !== undefined;
 }

@@ -101,7 +101,11 @@ export function deviceOutGateway(hub: HubInfo, params: BenchParams): Contender {
       const before = await settledMemory();
       baseline = before.rss;
       const start = performance.now();
-      await within(Promise.all(devices.map((deviceId, i) => flow.send(-2 - i, { payload, deviceId }))), 300_000, `a first message from each of ${devices.length} devices`);
+      await within(
+        Promise.all(devices.map((deviceId, i) => flow.send(-2 - i, { payload, deviceId }))),
+        300_000,
+        `a first message from each of ${devices.length} devices`,
+      );
       return attachNotes(devices.length, performance.now() - start, before, await settledMemory());
     },
     round: () => runWindowed(params.durationMs, devices.length, (i) => (driver as FlowDriver).send(i, { payload, deviceId: devices[i % devices.length] })),

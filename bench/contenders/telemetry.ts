@@ -69,7 +69,18 @@ export function telemetryInNode(hub: HubInfo, params: BenchParams): Contender {
       await runtime.deploy(
         [
           ...frame(),
-          { id: 'tin', type: 'iothub-telemetry-in', z: 'bench', hub: 'hub', consumerGroup: '$Default', partitions: '', startPosition: 'earliest', output: 'auto', prefetch: params.prefetch, wires: [['sink']] },
+          {
+            id: 'tin',
+            type: 'iothub-telemetry-in',
+            z: 'bench',
+            hub: 'hub',
+            consumerGroup: '$Default',
+            partitions: '',
+            startPosition: 'earliest',
+            output: 'auto',
+            prefetch: params.prefetch,
+            wires: [['sink']],
+          },
           sink('sink'),
         ],
         { hub: { connectionString: hub.serviceConnectionString } },

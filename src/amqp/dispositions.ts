@@ -9,7 +9,6 @@
  */
 import createDebug from 'debug';
 
-
 const log = createDebug('iothub:amqp');
 
 const alone: Array<() => void> = [];

@@ -29,7 +29,18 @@ export function bodyBytes(body: unknown): Buffer {
   return Buffer.from(JSON.stringify(body), 'utf8');
 }
 
-const SYSTEM_PROPERTIES = ['message_id', 'correlation_id', 'user_id', 'to', 'subject', 'reply_to', 'content_type', 'content_encoding', 'group_id', 'reply_to_group_id'] as const;
+const SYSTEM_PROPERTIES = [
+  'message_id',
+  'correlation_id',
+  'user_id',
+  'to',
+  'subject',
+  'reply_to',
+  'content_type',
+  'content_encoding',
+  'group_id',
+  'reply_to_group_id',
+] as const;
 
 /**
  * IoT Hub's size rule: body, system property values, application property names and values (Azure

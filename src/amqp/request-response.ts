@@ -34,7 +34,8 @@ export function responseFor(request: rhea.Message, status: number, description: 
 export function readResponse(message: rhea.Message): Response {
   const props = (message.application_properties ?? {}) as Record<string, unknown>;
   const status = Number(props[STATUS_CODE]);
-  const description = typeof props[STATUS_DESCRIPTION] === 'string' && props[STATUS_DESCRIPTION] ? (props[STATUS_DESCRIPTION] as string) : `status ${String(props[STATUS_CODE])}`;
+  const description =
+    typeof props[STATUS_DESCRIPTION] === 'string' && props[STATUS_DESCRIPTION] ? (props[STATUS_DESCRIPTION] as string) : `status ${String(props[STATUS_CODE])}`;
   return { status, description, message };
 }
 

@@ -66,8 +66,11 @@ export function rheaSenderOf(sender: PromiseSender): rhea.Sender | undefined {
 }
 
 /** The rhea connection inside a rhea-promise one, with the socket rhea keeps in it. */
-export function rheaConnectionOf(connection: Connection): (rhea.Connection & { socket?: { destroy?: (err?: Error) => void; end?: () => void; destroyed?: boolean } }) | undefined {
-  return (connection as unknown as { _connection?: rhea.Connection & { socket?: { destroy?: (err?: Error) => void; end?: () => void; destroyed?: boolean } } })._connection;
+export function rheaConnectionOf(
+  connection: Connection,
+): (rhea.Connection & { socket?: { destroy?: (err?: Error) => void; end?: () => void; destroyed?: boolean } }) | undefined {
+  return (connection as unknown as { _connection?: rhea.Connection & { socket?: { destroy?: (err?: Error) => void; end?: () => void; destroyed?: boolean } } })
+    ._connection;
 }
 
 /** A terminus as rhea decoded it: a composite that writes itself back as the described list it came as. */

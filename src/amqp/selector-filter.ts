@@ -9,11 +9,7 @@ import rhea = require('rhea');
 export const SELECTOR_KEY = 'apache.org:selector-filter:string';
 export const SELECTOR_DESCRIPTOR = 0x468c00000004;
 
-export type StartPosition =
-  | { kind: 'latest' }
-  | { kind: 'earliest' }
-  | { kind: 'enqueuedTime'; value: number }
-  | { kind: 'sequenceNumber'; value: number };
+export type StartPosition = { kind: 'latest' } | { kind: 'earliest' } | { kind: 'enqueuedTime'; value: number } | { kind: 'sequenceNumber'; value: number };
 
 /** The selector expression for "after this sequence number", or for a start position. */
 export function selectorFor(position: StartPosition | { kind: 'after'; sequenceNumber: number }): string {

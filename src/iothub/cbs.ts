@@ -24,7 +24,10 @@ export class CbsChannel {
     /** Called once if a CBS link or its session fails while the channel is meant to be open. */
     private readonly onBroken: (reason: string) => void = () => undefined,
   ) {
-    this.pending = new PendingRequests(timeoutMs, () => new HubError('Timeout', `no answer to put-token within ${Math.round(timeoutMs / 1000)} s`, { retryable: true }));
+    this.pending = new PendingRequests(
+      timeoutMs,
+      () => new HubError('Timeout', `no answer to put-token within ${Math.round(timeoutMs / 1000)} s`, { retryable: true }),
+    );
   }
 
   async open(signal?: AbortSignal): Promise<void> {
@@ -71,7 +74,13 @@ export class CbsChannel {
     if (status === 200 || status === 202) return;
     // 404: the device is not registered; 403 with the token limit's words: IotHubMaxCbsTokenExceeded (403005).
     const tooMany = status === 403 && /maximum number of tokens/i.test(description);
-    const code = tooMany ? 'IotHubMaxCbsTokenExceeded' : status === 401 || status === 403 ? 'Unauthorized' : status === 404 ? 'DeviceNotFound' : 'AuthenticationFailed';
+    const code = tooMany
+      ? 'IotHubMaxCbsTokenExceeded'
+      : status === 401 || status === 403
+        ? 'Unauthorized'
+        : status === 404
+          ? 'DeviceNotFound'
+          : 'AuthenticationFailed';
     throw new HubError(code, `put-token refused: ${description}`, { retryable: false });
   }
 

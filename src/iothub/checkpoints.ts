@@ -16,7 +16,9 @@ export function checkpointKey(host: string, entityPath: string, consumerGroup: s
 
 function positionsOf(value: unknown): Positions {
   if (!value || typeof value !== 'object' || Array.isArray(value)) return {};
-  return Object.fromEntries(Object.entries(value as Record<string, unknown>).filter(([, v]) => typeof v === 'number' && Number.isInteger(v) && v >= 0)) as Positions;
+  return Object.fromEntries(
+    Object.entries(value as Record<string, unknown>).filter(([, v]) => typeof v === 'number' && Number.isInteger(v) && v >= 0),
+  ) as Positions;
 }
 
 /** True for the layout of earlier versions: positions stored flat, for whatever endpoint the node read. */

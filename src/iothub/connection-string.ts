@@ -187,12 +187,7 @@ export function formatServiceConnectionString(host: string, policy: string, key:
   return `HostName=${host};SharedAccessKeyName=${policy};SharedAccessKey=${key}`;
 }
 
-export function formatDeviceConnectionString(
-  host: string,
-  deviceId: string,
-  key: string,
-  extra: { moduleId?: string; gatewayHost?: string } = {},
-): string {
+export function formatDeviceConnectionString(host: string, deviceId: string, key: string, extra: { moduleId?: string; gatewayHost?: string } = {}): string {
   let text = `HostName=${host};DeviceId=${deviceId}`;
   if (extra.moduleId) text += `;ModuleId=${extra.moduleId}`;
   text += `;SharedAccessKey=${key}`;
@@ -200,15 +195,8 @@ export function formatDeviceConnectionString(
   return text;
 }
 
-export function formatEventHubConnectionString(
-  host: string,
-  entityPath: string,
-  policy: string,
-  key: string,
-  emulator: boolean,
-): string {
+export function formatEventHubConnectionString(host: string, entityPath: string, policy: string, key: string, emulator: boolean): string {
   return (
-    `Endpoint=sb://${host}/;SharedAccessKeyName=${policy};SharedAccessKey=${key};EntityPath=${entityPath}` +
-    (emulator ? ';UseDevelopmentEmulator=true' : '')
+    `Endpoint=sb://${host}/;SharedAccessKeyName=${policy};SharedAccessKey=${key};EntityPath=${entityPath}` + (emulator ? ';UseDevelopmentEmulator=true' : '')
   );
 }

@@ -74,7 +74,10 @@ export function makeToken(identity: Identity, scope: Scope, lifetimeSeconds: num
     try {
       expiry = parseSasToken(identity.sas).expiry * 1000;
     } catch (err) {
-      throw new HubError('InvalidToken', `the SharedAccessSignature in the connection string is not valid: ${err instanceof SasError ? err.message : 'malformed'}`);
+      throw new HubError(
+        'InvalidToken',
+        `the SharedAccessSignature in the connection string is not valid: ${err instanceof SasError ? err.message : 'malformed'}`,
+      );
     }
     return { audience, token: identity.sas, expiresAt: expiry, renewable: false };
   }

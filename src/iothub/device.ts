@@ -62,7 +62,10 @@ export function resolveTarget(identity: Identity, requested: TargetRequest): Dev
       throw new HubError('IdentityMismatch', `this connection is device ${own}; it cannot act for device "${String(requested.deviceId).slice(0, 128)}"`);
     }
     if (given(requested.moduleId) && requested.moduleId !== identity.moduleId) {
-      throw new HubError('IdentityMismatch', `this connection is ${identity.moduleId ? `module ${own}` : `device ${own}, not a module`}; it cannot act for module "${String(requested.moduleId).slice(0, 128)}"`);
+      throw new HubError(
+        'IdentityMismatch',
+        `this connection is ${identity.moduleId ? `module ${own}` : `device ${own}, not a module`}; it cannot act for module "${String(requested.moduleId).slice(0, 128)}"`,
+      );
     }
     return identity.moduleId === undefined ? { deviceId: identity.deviceId } : { deviceId: identity.deviceId, moduleId: identity.moduleId };
   }
@@ -77,7 +80,7 @@ export function resolveTarget(identity: Identity, requested: TargetRequest): Dev
  * as the ids are ones IoT Hub accepts, checked before anything goes on the wire.
  */
 export function namedTarget(requested: TargetRequest): DeviceTarget {
-  if (!given(requested.deviceId)) throw new HubError('MissingDeviceId', 'no device id: set msg.deviceId or the node\'s Device setting');
+  if (!given(requested.deviceId)) throw new HubError('MissingDeviceId', "no device id: set msg.deviceId or the node's Device setting");
   if (!isValidId(requested.deviceId)) throw new HubError('InvalidDeviceId', 'the device id is not a valid IoT Hub device id');
   if (!given(requested.moduleId)) return { deviceId: requested.deviceId };
   if (!isValidId(requested.moduleId)) throw new HubError('InvalidModuleId', 'msg.moduleId is not a valid IoT Hub module id');
@@ -365,7 +368,9 @@ export class C2dInbox extends EventEmitter<C2dInboxEvents> {
     if (!held) return;
     this.forget(lockToken, held);
     // The lock has gone: the hub answers lock-lost, and the link gets its credit back.
-    held.received.settle('abandon').catch((err: unknown) => log.link('handing back %s after its lock lapsed: %s', lockToken, err instanceof Error ? err.message : String(err)));
+    held.received
+      .settle('abandon')
+      .catch((err: unknown) => log.link('handing back %s after its lock lapsed: %s', lockToken, err instanceof Error ? err.message : String(err)));
   }
 
   private forget(lockToken: string, held: Held): void {

@@ -24,7 +24,10 @@ export type DurableLinkEvents = {
 };
 
 /** Link-level retry: a detach while the connection stays up (stolen, redirect, forced, token lapsed). */
-export abstract class DurableLink<Events extends DurableLinkEvents & Record<keyof Events, unknown[]> = DurableLinkEvents> extends EventEmitter<Events> implements LinkOwner {
+export abstract class DurableLink<Events extends DurableLinkEvents & Record<keyof Events, unknown[]> = DurableLinkEvents>
+  extends EventEmitter<Events>
+  implements LinkOwner
+{
   protected generation = -1;
   private signal: AbortSignal | undefined;
   protected closed = false;
@@ -143,7 +146,11 @@ export abstract class DurableLink<Events extends DurableLinkEvents & Record<keyo
     // For whoever waits on this link (an attach, an answer): it will never come now.
     this.emitLink('closed', error);
     const link = this.dropLink();
-    if (link) void link.close({ closeSession: false }).catch((err: unknown) => log.link('closing %s failed: %s', this.address, String(err))).finally(() => link.removeAllListeners());
+    if (link)
+      void link
+        .close({ closeSession: false })
+        .catch((err: unknown) => log.link('closing %s failed: %s', this.address, String(err)))
+        .finally(() => link.removeAllListeners());
   }
 
   /** The hub detached this link (or refused the attach): re-attach with backoff on the same connection. */
@@ -159,7 +166,11 @@ export abstract class DurableLink<Events extends DurableLinkEvents & Record<keyo
     this.attached = false;
     this.clearStable();
     const old = this.dropLink();
-    if (old) void old.close({ closeSession: false }).catch((err: unknown) => log.link('closing the detached %s failed: %s', this.address, String(err))).finally(() => old.removeAllListeners());
+    if (old)
+      void old
+        .close({ closeSession: false })
+        .catch((err: unknown) => log.link('closing the detached %s failed: %s', this.address, String(err)))
+        .finally(() => old.removeAllListeners());
     const now = Date.now();
     const refusal = this.judge.judge(error, !wasAttached || now - this.attachedAt < STABLE_MS, now);
     this.emitLink('detached', error);
@@ -227,4 +238,3 @@ export abstract class DurableLink<Events extends DurableLinkEvents & Record<keyo
     this.shutdown(error);
   }
 }
-

@@ -52,7 +52,10 @@ export function discoverEventHub(connection: HubConnection, timeoutMs = 30_000):
       if (err) reject(err);
       else resolve(redirect as Redirect);
     };
-    const timer = setTimeout(() => finish(new HubError('Timeout', 'the hub did not redirect to its built-in endpoint in time', { retryable: true })), timeoutMs);
+    const timer = setTimeout(
+      () => finish(new HubError('Timeout', 'the hub did not redirect to its built-in endpoint in time', { retryable: true })),
+      timeoutMs,
+    );
     probe.on('detached', (err: HubError) => {
       if (err.code === 'LinkRedirect') {
         try {
@@ -69,14 +72,20 @@ export function discoverEventHub(connection: HubConnection, timeoutMs = 30_000):
 
 /** The Event Hubs identity for a redirect, signed with the service policy's key. */
 export function eventHubIdentity(service: Identity, redirect: Redirect): EventHubIdentity {
-  if (service.kind !== 'service' && service.kind !== 'gateway') throw new HubError('WrongRole', 'reading telemetry needs a service policy or an Event Hubs connection string');
+  if (service.kind !== 'service' && service.kind !== 'gateway')
+    throw new HubError('WrongRole', 'reading telemetry needs a service policy or an Event Hubs connection string');
   return { kind: 'eventhub', host: redirect.host, entityPath: redirect.entityPath, policy: service.policy, key: service.key, emulator: false };
 }
 
 /** `$management` READ of the hub: its partition ids. */
 export async function readPartitionIds(connection: HubConnection, entityPath: string, timeoutMs = 30_000): Promise<string[]> {
   const replyTo = `mgmt-${randomUUID()}`;
-  const receiver = new HubReceiver(connection, '$management', {}, { credit: 10, settle: 'auto', attachOptions: () => ({ target: { address: replyTo }, name: replyTo }) });
+  const receiver = new HubReceiver(
+    connection,
+    '$management',
+    {},
+    { credit: 10, settle: 'auto', attachOptions: () => ({ target: { address: replyTo }, name: replyTo }) },
+  );
   const sender = new HubSender(connection, '$management', {}, { maxPending: 10 });
   const id = randomUUID();
   const pending = new PendingRequests(timeoutMs, () => new HubError('Timeout', '$management did not answer in time', { retryable: true }));
@@ -170,22 +179,27 @@ export class PartitionReaders extends EventEmitter<PartitionReadersEvents> {
 
   private open(partitionId: string): void {
     const address = `${this.entityPath}/ConsumerGroups/${this.options.consumerGroup}/Partitions/${partitionId}`;
-    const receiver = new HubReceiver(this.connection, address, {}, {
-      credit: this.options.prefetch,
-      settle: 'auto',
-      attachOptions: () => {
-        const after = this.last.get(partitionId);
-        const expression = selectorFor(after === undefined ? this.options.start : { kind: 'after', sequenceNumber: after });
-        const extra: Record<string, unknown> = {
-          source: { filter: selectorFilter(expression) },
-          // Settled on send, as Azure's .NET Event Hubs clients attach: a reader has nothing to settle
-          // (it resumes by sequence number), so no disposition goes back for each event.
-          snd_settle_mode: SETTLED,
-        };
-        if (this.options.ownerLevel !== undefined) extra.properties = { 'com.microsoft:epoch': rhea.types.wrap_long(this.options.ownerLevel) };
-        return extra;
+    const receiver = new HubReceiver(
+      this.connection,
+      address,
+      {},
+      {
+        credit: this.options.prefetch,
+        settle: 'auto',
+        attachOptions: () => {
+          const after = this.last.get(partitionId);
+          const expression = selectorFor(after === undefined ? this.options.start : { kind: 'after', sequenceNumber: after });
+          const extra: Record<string, unknown> = {
+            source: { filter: selectorFilter(expression) },
+            // Settled on send, as Azure's .NET Event Hubs clients attach: a reader has nothing to settle
+            // (it resumes by sequence number), so no disposition goes back for each event.
+            snd_settle_mode: SETTLED,
+          };
+          if (this.options.ownerLevel !== undefined) extra.properties = { 'com.microsoft:epoch': rhea.types.wrap_long(this.options.ownerLevel) };
+          return extra;
+        },
       },
-    });
+    );
     receiver.on('message', (r: Received) => {
       const annotations = (r.message.message_annotations ?? {}) as Record<string, unknown>;
       const sequenceNumber = Number(annotations['x-opt-sequence-number']);

@@ -134,7 +134,8 @@ export class HubConnection extends EventEmitter<HubConnectionEvents> {
     this.reconnect = new Backoff(this.retrySchedule(), this.options.clock);
     // The identity's own scope is always authorised, so a wrong key shows at connect time rather
     // than at the first message; links add the scopes (devices) they speak for.
-    const base: Scope = identity.kind === 'device' ? (identity.moduleId ? { deviceId: identity.deviceId, moduleId: identity.moduleId } : { deviceId: identity.deviceId }) : {};
+    const base: Scope =
+      identity.kind === 'device' ? (identity.moduleId ? { deviceId: identity.deviceId, moduleId: identity.moduleId } : { deviceId: identity.deviceId }) : {};
     this.scopes.set(scopeKey(base), { scope: base, users: 1, generation: -1, renewal: new Backoff(this.retrySchedule(), this.options.clock) });
   }
 
@@ -256,7 +257,14 @@ export class HubConnection extends EventEmitter<HubConnectionEvents> {
 
   private async runAttempt(generation: number): Promise<void> {
     const transport = this.transportOptions() as RheaConnectionOptions & { host?: string; port?: number };
-    log.connection('connecting to %s:%s over %s as %s (attempt %d)', transport.host, transport.port, this.options.transport, describeIdentity(this.identity), this.reconnect.attempt + 1);
+    log.connection(
+      'connecting to %s:%s over %s as %s (attempt %d)',
+      transport.host,
+      transport.port,
+      this.options.transport,
+      describeIdentity(this.identity),
+      this.reconnect.attempt + 1,
+    );
     const connection = new Connection(transport);
     // rhea-promise adds a listener to the rhea connection for every link being attached and caps
     // them at 1,000: a gateway re-attaching its devices after a reconnect passes that at once.
@@ -358,10 +366,13 @@ export class HubConnection extends EventEmitter<HubConnectionEvents> {
     const margin = Math.min(Math.max(configured, this.options.tokenLifetimeSec * 100), this.options.tokenLifetimeSec * 500);
     const wait = Math.max(0, Math.min(lifetimeMs - margin, lifetimeMs));
     log.cbs('renewal of %s in %d ms', token.audience, wait);
-    state.renewal.after(() => {
-      if (generation !== this.generation || !this.scopes.has(scopeKey(state.scope))) return;
-      this.renew(state, generation);
-    }, () => wait);
+    state.renewal.after(
+      () => {
+        if (generation !== this.generation || !this.scopes.has(scopeKey(state.scope))) return;
+        this.renew(state, generation);
+      },
+      () => wait,
+    );
     // The planned wait is not a retry: should this renewal go unanswered, its retries start at the floor.
     state.renewal.reset();
   }
@@ -511,7 +522,9 @@ export class HubConnection extends EventEmitter<HubConnectionEvents> {
         await cbs?.close();
         if (connection) await closeConnection(connection, this.options.closeTimeoutMs);
       })();
-      await withTimeout(polite, this.options.closeTimeoutMs + 500, 'closing').catch((err: unknown) => log.connection('close did not finish cleanly: %s', err instanceof Error ? err.message : String(err)));
+      await withTimeout(polite, this.options.closeTimeoutMs + 500, 'closing').catch((err: unknown) =>
+        log.connection('close did not finish cleanly: %s', err instanceof Error ? err.message : String(err)),
+      );
       this.removeAllListeners();
     })();
     return this.closing;

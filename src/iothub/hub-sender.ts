@@ -108,7 +108,9 @@ export class HubSender extends DurableLink<DurableLinkEvents> {
     if (this.closed) return Promise.reject(new HubError('Closed', 'the sender is closed'));
     if (this.refusal && !this.isAttached) return Promise.reject(this.refusal);
     if (this.pending >= this.maxPending) {
-      return Promise.reject(new HubError('BufferFull', `${this.pending} messages are already waiting for the hub (the limit is ${this.maxPending})`, { retryable: true }));
+      return Promise.reject(
+        new HubError('BufferFull', `${this.pending} messages are already waiting for the hub (the limit is ${this.maxPending})`, { retryable: true }),
+      );
     }
     if (options.expiresAt !== undefined && options.expiresAt <= Date.now()) {
       return Promise.reject(new HubError('Expired', 'the message expired before it could be sent'));

@@ -99,7 +99,11 @@ export function encodeProperties(properties: unknown): Record<string, string> {
     if (typeof value === 'string') out[key] = value;
     else if (typeof value === 'number' && Number.isFinite(value)) out[key] = String(value);
     else if (typeof value === 'boolean') out[key] = String(value);
-    else fail('InvalidProperty', `property "${key}" must be a string, number or boolean, not ${value === null ? 'null' : Array.isArray(value) ? 'an array' : typeof value}`);
+    else
+      fail(
+        'InvalidProperty',
+        `property "${key}" must be a string, number or boolean, not ${value === null ? 'null' : Array.isArray(value) ? 'an array' : typeof value}`,
+      );
   }
   return out;
 }
@@ -129,7 +133,8 @@ export function toAmqpMessage(input: OutgoingInput, kind: 'c2d' | 'd2c', now = D
   let groupSequence: number | undefined;
   if (input.groupSequence !== undefined && input.groupSequence !== null && input.groupSequence !== '') {
     groupSequence = Number(input.groupSequence);
-    if (!Number.isInteger(groupSequence) || groupSequence < 0 || groupSequence > 0xffffffff) fail('InvalidMessage', 'msg.groupSequence must be a whole number from 0 to 4294967295');
+    if (!Number.isInteger(groupSequence) || groupSequence < 0 || groupSequence > 0xffffffff)
+      fail('InvalidMessage', 'msg.groupSequence must be a whole number from 0 to 4294967295');
   }
   const properties = encodeProperties(input.properties);
 
@@ -166,7 +171,8 @@ export function toAmqpMessage(input: OutgoingInput, kind: 'c2d' | 'd2c', now = D
   // Counted on the message as built, by the rule the simulator applies to what it receives.
   const size = messageSize(message);
   const max = kind === 'c2d' ? C2D_MAX_BYTES : D2C_MAX_BYTES;
-  if (size > max) fail('MessageTooLarge', `the message is ${size} bytes; IoT Hub takes at most ${max} (${kind === 'c2d' ? 'cloud-to-device' : 'device-to-cloud'})`);
+  if (size > max)
+    fail('MessageTooLarge', `the message is ${size} bytes; IoT Hub takes at most ${max} (${kind === 'c2d' ? 'cloud-to-device' : 'device-to-cloud'})`);
   const out: Outgoing = { message, messageId, size };
   if (expiresAt !== undefined) out.expiresAt = expiresAt;
   return out;

@@ -14,7 +14,12 @@ export type Send = (msg: Msg | Array<Msg | Msg[] | null>) => void;
 type RegisterOptions = Parameters<NodeAPI['nodes']['registerType']>[2];
 
 /** Registers a node type: the constructor's `this` is the node, its argument the node's settings. */
-export function registerNode<N extends Node, D extends NodeDef>(RED: NodeAPI, type: string, constructor: (this: N, def: D) => void, options?: RegisterOptions): void {
+export function registerNode<N extends Node, D extends NodeDef>(
+  RED: NodeAPI,
+  type: string,
+  constructor: (this: N, def: D) => void,
+  options?: RegisterOptions,
+): void {
   RED.nodes.registerType(type, constructor, options);
 }
 

@@ -41,9 +41,7 @@ export default function register(RED: NodeAPI): void {
 
     const senderFor = (): Promise<HubSender> => {
       if (!sender) {
-        const making = config
-          .connection()
-          .then((c) => new HubSender(c, '/messages/devicebound', {}, { maxPending, errorContext: 'service' }));
+        const making = config.connection().then((c) => new HubSender(c, '/messages/devicebound', {}, { maxPending, errorContext: 'service' }));
         sender = making;
         making.then(
           (s) => {

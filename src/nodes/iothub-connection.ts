@@ -39,7 +39,10 @@ export default function register(RED: NodeAPI): void {
   function IotHubConnectionNode(this: ConnectionNode & Record<string, unknown>, def: ConnectionNodeDef): void {
     RED.nodes.createNode(this, def);
     const node = this;
-    const { mode, role, identity, options, localPort, configError } = connectionConfig(def, node.credentials, { env: process.env, readFile: (path) => readFileSync(path) });
+    const { mode, role, identity, options, localPort, configError } = connectionConfig(def, node.credentials, {
+      env: process.env,
+      readFile: (path) => readFileSync(path),
+    });
     const users = new Map<string, Node>();
     const quiet = new Set<string>();
     let hub: HubConnection | undefined;
@@ -122,7 +125,8 @@ export default function register(RED: NodeAPI): void {
       users.set(user.id, user);
       if (registerOptions.status === false) quiet.add(user.id);
       else user.status(configError ? statusFor('invalid', configError) : lastStatus);
-      if (users.size === 1 && !configError) void node.connection().catch((err: unknown) => log.node('opening the shared connection failed (the status says why): %s', reasonOf(err)));
+      if (users.size === 1 && !configError)
+        void node.connection().catch((err: unknown) => log.node('opening the shared connection failed (the status says why): %s', reasonOf(err)));
     };
 
     node.deregister = (user: Node, done?: () => void): void => {

@@ -42,7 +42,9 @@ export default function register(RED: NodeAPI): void {
     let startError: HubError | undefined;
     let closed = false;
     const status = new LinkStatusWatch(node, () =>
-      manual && inbox && inbox.unsettled > 0 ? { fill: 'green', shape: 'dot', text: `${inbox.unsettled} ${RED._('iothub-device-in.status.unsettled')}` } : statusFor('open'),
+      manual && inbox && inbox.unsettled > 0
+        ? { fill: 'green', shape: 'dot', text: `${inbox.unsettled} ${RED._('iothub-device-in.status.unsettled')}` }
+        : statusFor('open'),
     );
 
     const emit = (target: DeviceTarget, received: Received): void => {
@@ -70,7 +72,8 @@ export default function register(RED: NodeAPI): void {
       box.on('message', (received: Received) => emit(target, received));
       box.on('unsettled', status.updateSoon);
       refusals = new RefusalLog(box, {
-        refused: (error) => node.warn(`device ${targetName(target)}: ${error.code}: ${redactSecrets(error.message)}; no cloud-to-device messages until the hub accepts it`),
+        refused: (error) =>
+          node.warn(`device ${targetName(target)}: ${error.code}: ${redactSecrets(error.message)}; no cloud-to-device messages until the hub accepts it`),
         taken: () => node.log(`device ${targetName(target)}: receiving cloud-to-device messages again`),
       });
       status.watch(made, box);

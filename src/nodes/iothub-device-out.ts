@@ -41,7 +41,9 @@ export default function register(RED: NodeAPI): void {
 
     // Each device's messages fail with their error; the log says once that the hub refuses the device.
     const watchSenders = (made: DeviceSenders): DeviceSenders => {
-      made.on('gaveUp', (target, error) => node.warn(`device ${targetName(target)}: ${error.code}: ${redactSecrets(error.message)}; its messages fail until the hub accepts it`));
+      made.on('gaveUp', (target, error) =>
+        node.warn(`device ${targetName(target)}: ${error.code}: ${redactSecrets(error.message)}; its messages fail until the hub accepts it`),
+      );
       made.on('resumed', (target) => node.log(`device ${targetName(target)}: the hub accepts its messages again`));
       return made;
     };

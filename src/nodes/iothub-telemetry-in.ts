@@ -99,7 +99,10 @@ export default function register(RED: NodeAPI): void {
       connection: () => config.connection(),
       connectionOptions: () => config.connectionOptions(),
       consumerGroup: (def.consumerGroup ?? '').trim() || '$Default',
-      partitions: (def.partitions ?? '').split(',').map((p) => p.trim()).filter((p) => p !== ''),
+      partitions: (def.partitions ?? '')
+        .split(',')
+        .map((p) => p.trim())
+        .filter((p) => p !== ''),
       start,
       prefetch: positiveInt(def.prefetch, 300),
       ownerLevel: def.ownerLevel === undefined || def.ownerLevel === '' ? undefined : Number(def.ownerLevel),
@@ -116,13 +119,17 @@ export default function register(RED: NodeAPI): void {
       node.warn(text);
     });
     reader.on('reset', (partitionId, after, err) => {
-      node.warn(`partition ${partitionId}: the checkpoint (after sequence number ${after}) is past the end of the partition (${err.message}); the hub was recreated or the checkpoints are another hub's: reading starts over from the node's start position`);
+      node.warn(
+        `partition ${partitionId}: the checkpoint (after sequence number ${after}) is past the end of the partition (${err.message}); the hub was recreated or the checkpoints are another hub's: reading starts over from the node's start position`,
+      );
     });
     reader.on('retrying', (err, attempt) => {
       if (attempt === 0) node.warn(`${err.code}: ${err.message}; trying again`);
     });
     reader.on('failed', (err) => node.error(asError(err)));
-    reader.on('checkpointError', (operation, err) => node.warn(operation === 'load' ? `checkpoints not read: ${err.message}` : `checkpoint not saved: ${err.message}`));
+    reader.on('checkpointError', (operation, err) =>
+      node.warn(operation === 'load' ? `checkpoints not read: ${err.message}` : `checkpoint not saved: ${err.message}`),
+    );
     reader.start();
     hub.onClose(() => reader.close());
   }

@@ -62,7 +62,10 @@ export function grantFromToken(token: string, ctx: TokenContext): Grant {
   const hostPart = withoutScheme.split('/')[0].split(':')[0].toLowerCase();
   if (!ctx.hosts.includes(hostPart)) throw new AuthError('token is for another host');
   // `resource` is already URL-decoded: split it, never decode again (ids may contain '%').
-  const segments = withoutScheme.split('/').slice(1).filter((part) => part !== '');
+  const segments = withoutScheme
+    .split('/')
+    .slice(1)
+    .filter((part) => part !== '');
   const eventHub = isSb || (segments.length > 0 && segments[0].toLowerCase() === ctx.entityName.toLowerCase());
   const expiresAt = parsed.expiry * 1000;
 
@@ -205,11 +208,7 @@ function grantAllows(grant: Grant, req: Requirement, now: number): boolean {
   if (grant.expiresAt <= now || !grant.rights.has(req.right) || grant.eventHub !== req.eventHub) return false;
   if (grant.signer.type === 'device') {
     // A device key speaks only for that device, a module key only for that module.
-    return (
-      req.device !== undefined &&
-      grant.signer.deviceId === req.device.deviceId &&
-      grant.signer.moduleId === req.device.moduleId
-    );
+    return req.device !== undefined && grant.signer.deviceId === req.device.deviceId && grant.signer.moduleId === req.device.moduleId;
   }
   return covers(grant.scope, req.path);
 }

@@ -31,7 +31,10 @@ export class C2dIntake {
     const message = ctx.message as rhea.Message;
     const to = parseAddress(typeof message.to === 'string' ? message.to : undefined, options.hubName);
     if (to.kind !== 'c2d') {
-      settleIncoming(delivery, 'rejected', { condition: 'com.microsoft:argument-error', description: "The message 'to' must be /devices/<id>/messages/devicebound." });
+      settleIncoming(delivery, 'rejected', {
+        condition: 'com.microsoft:argument-error',
+        description: "The message 'to' must be /devices/<id>/messages/devicebound.",
+      });
       return;
     }
     const device = registry.getDevice(to.deviceId);

@@ -109,7 +109,10 @@ export function makeSelfSignedCertificate(extraNames: string[] = []): Certificat
   );
   const signature = sign('sha256', tbs, privateKey);
   const certDer = seq(tbs, ecdsaSha256, der(0x03, Buffer.concat([Buffer.from([0]), signature])));
-  const body = certDer.toString('base64').replace(/(.{64})/g, '$1\n').trim();
+  const body = certDer
+    .toString('base64')
+    .replace(/(.{64})/g, '$1\n')
+    .trim();
   return {
     cert: `-----BEGIN CERTIFICATE-----\n${body}\n-----END CERTIFICATE-----\n`,
     key: privateKey.export({ type: 'pkcs8', format: 'pem' }).toString(),

@@ -38,9 +38,11 @@ let scratch: Buffer = Buffer.allocUnsafe(64 * 1024);
 /** The AMQP encoding of a message, section for section what `rhea.message.encode` writes. */
 export function encodeMessage(message: rhea.Message): Buffer {
   const sections: unknown[] = [composites.header(message).described()];
-  if (message.message_annotations) sections.push(types.described_nc(types.wrap_ulong(MESSAGE_ANNOTATIONS), types.wrap_symbolic_map(message.message_annotations)));
+  if (message.message_annotations)
+    sections.push(types.described_nc(types.wrap_ulong(MESSAGE_ANNOTATIONS), types.wrap_symbolic_map(message.message_annotations)));
   sections.push(composites.properties(message).described());
-  if (message.application_properties) sections.push(types.described_nc(types.wrap_ulong(APPLICATION_PROPERTIES), types.wrap_map(message.application_properties)));
+  if (message.application_properties)
+    sections.push(types.described_nc(types.wrap_ulong(APPLICATION_PROPERTIES), types.wrap_map(message.application_properties)));
   const body = message.body as Body | undefined;
   if (body && typeof body.collect_sections === 'function') body.collect_sections(sections);
   else sections.push(types.described(types.wrap_ulong(AMQP_VALUE), types.wrap(message.body)));

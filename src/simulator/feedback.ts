@@ -118,11 +118,11 @@ export class FeedbackQueue {
       const tag = newTag();
       this.inflight.set(tagKey(tag), { sender, message });
       const feedbackMessage = {
-          content_type: FEEDBACK_CONTENT_TYPE,
-          content_encoding: 'utf-8',
-          user_id: Buffer.from(this.hubName, 'utf8'),
-          message_annotations: { 'iothub-enqueuedtime': new Date(message.enqueuedTime) },
-          body: rhea.message.data_section(encodeFeedback(message.records)),
+        content_type: FEEDBACK_CONTENT_TYPE,
+        content_encoding: 'utf-8',
+        user_id: Buffer.from(this.hubName, 'utf8'),
+        message_annotations: { 'iothub-enqueuedtime': new Date(message.enqueuedTime) },
+        body: rhea.message.data_section(encodeFeedback(message.records)),
       };
       // rhea's typings say user_id is a string; on the wire it is binary, which C# requires.
       sendCounted(sender, feedbackMessage as unknown as rhea.Message, tag);

@@ -5,11 +5,7 @@
  */
 import { EventEmitter } from 'node:events';
 import rhea = require('rhea');
-import {
-  formatDeviceConnectionString,
-  formatEventHubConnectionString,
-  formatServiceConnectionString,
-} from '../iothub/connection-string';
+import { formatDeviceConnectionString, formatEventHubConnectionString, formatServiceConnectionString } from '../iothub/connection-string';
 import { grantFromToken, type Grant, type TokenContext } from './auth';
 import { C2dQueues } from './c2d';
 import { C2dIntake } from './c2d-intake';

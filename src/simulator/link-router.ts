@@ -116,7 +116,10 @@ export class LinkRouter {
   private serveLink(conn: ConnState, state: LinkState): AmqpError | undefined {
     const { registry, c2d, feedback, eventHub, d2c, c2dIntake, replies } = this.parts;
     const { address, role } = state;
-    const wrongRole = (): AmqpError => ({ condition: 'amqp:not-allowed', description: `The address '${state.addressText.slice(0, 200)}' cannot be used in this direction.` });
+    const wrongRole = (): AmqpError => ({
+      condition: 'amqp:not-allowed',
+      description: `The address '${state.addressText.slice(0, 200)}' cannot be used in this direction.`,
+    });
     switch (address.kind) {
       case 'd2c': {
         if (role !== 'receiver') return wrongRole();
@@ -231,7 +234,12 @@ export class LinkRouter {
     const state = ctx.receiver && connections.linkState(ctx.receiver);
     // What arrives after we closed the link, its session or the connection (or dropped the socket)
     // is not taken: its outcome could never reach the client, which will send it again.
-    const live = state?.onMessage && !connections.find(ctx.connection)?.dropped && ctx.connection.is_open() && (ctx.session as rhea.Session).is_open() && state.link.is_open();
+    const live =
+      state?.onMessage &&
+      !connections.find(ctx.connection)?.dropped &&
+      ctx.connection.is_open() &&
+      (ctx.session as rhea.Session).is_open() &&
+      state.link.is_open();
     if (!live) {
       // Not settled on the wire (nobody is there to hear it), but not left to fill the session's buffer.
       if (ctx.delivery) forgetDelivery(ctx.delivery);

@@ -77,7 +77,9 @@ export class Listeners {
     this.servers.push(server);
     return new Promise((resolve, reject) => {
       const onError = (err: NodeJS.ErrnoException): void => {
-        reject(new Error(err.code === 'EADDRINUSE' ? `port ${port} on ${this.options.host} is already in use` : `cannot listen on port ${port}: ${err.message}`));
+        reject(
+          new Error(err.code === 'EADDRINUSE' ? `port ${port} on ${this.options.host} is already in use` : `cannot listen on port ${port}: ${err.message}`),
+        );
       };
       server.once('error', onError);
       server.listen(port, this.options.host, () => {
@@ -98,7 +100,8 @@ export class Listeners {
       handleProtocols: (protocols) => (protocols.has('AMQPWSB10') ? 'AMQPWSB10' : false),
       // rhea writes a frame per WebSocket message; more than a couple of frames' worth is not AMQP.
       maxPayload: 2 * this.options.maxFrameBytes + 1024,
-      verifyClient: (info: { req: http.IncomingMessage }) => /^\/\$iothub\/websocket\/?(\?.*)?$/i.test(info.req.url ?? '') || /^\/\$servicebus\/websocket\/?(\?.*)?$/i.test(info.req.url ?? ''),
+      verifyClient: (info: { req: http.IncomingMessage }) =>
+        /^\/\$iothub\/websocket\/?(\?.*)?$/i.test(info.req.url ?? '') || /^\/\$servicebus\/websocket\/?(\?.*)?$/i.test(info.req.url ?? ''),
     });
     wss.on('error', (err) => simLog.socket('WebSocket server: %s', reason(err)));
     wss.on('connection', (ws: WebSocket) => {

@@ -51,7 +51,8 @@ export class ManagementReplies {
     } else {
       const token = typeof message.body === 'string' ? message.body : bodyBytes(message.body).toString('utf8');
       try {
-        if (!audienceMatches(props.name, token)) throw new AuthError(`the put-token name '${String(props.name).slice(0, 200)}' does not name the resource the token is for`);
+        if (!audienceMatches(props.name, token))
+          throw new AuthError(`the put-token name '${String(props.name).slice(0, 200)}' does not name the resource the token is for`);
         const grant = grantFor(token);
         conn.auth.add(grant);
         stats.putTokens++;

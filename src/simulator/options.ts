@@ -162,7 +162,8 @@ function validate(o: SimulatorOptions): void {
   checkPositive('idleTimeoutMs', o.idleTimeoutMs, 0);
   checkPositive('sweepIntervalMs', o.sweepIntervalMs, 10);
   // AMQP lets no peer ask for frames under 512 bytes.
-  if (!Number.isInteger(o.maxFrameBytes) || o.maxFrameBytes < 512 || o.maxFrameBytes > 0xffffffff) throw new OptionsError('maxFrameBytes must be a whole number from 512 to 4294967295');
+  if (!Number.isInteger(o.maxFrameBytes) || o.maxFrameBytes < 512 || o.maxFrameBytes > 0xffffffff)
+    throw new OptionsError('maxFrameBytes must be a whole number from 512 to 4294967295');
   checkPositive('openTimeoutMs', o.openTimeoutMs, 10);
   checkPositive('linklessTimeoutMs', o.linklessTimeoutMs, 0);
   if (o.location !== undefined && (typeof o.location !== 'string' || o.location.trim() === '')) throw new OptionsError('location must be a folder path');

@@ -152,12 +152,24 @@ export function lookup3(data: Buffer): { b: number; c: number } {
   let c = a;
   let k = 0;
   const mix = (): void => {
-    a = (a - c) >>> 0; a = (a ^ rot(c, 4)) >>> 0; c = (c + b) >>> 0;
-    b = (b - a) >>> 0; b = (b ^ rot(a, 6)) >>> 0; a = (a + c) >>> 0;
-    c = (c - b) >>> 0; c = (c ^ rot(b, 8)) >>> 0; b = (b + a) >>> 0;
-    a = (a - c) >>> 0; a = (a ^ rot(c, 16)) >>> 0; c = (c + b) >>> 0;
-    b = (b - a) >>> 0; b = (b ^ rot(a, 19)) >>> 0; a = (a + c) >>> 0;
-    c = (c - b) >>> 0; c = (c ^ rot(b, 4)) >>> 0; b = (b + a) >>> 0;
+    a = (a - c) >>> 0;
+    a = (a ^ rot(c, 4)) >>> 0;
+    c = (c + b) >>> 0;
+    b = (b - a) >>> 0;
+    b = (b ^ rot(a, 6)) >>> 0;
+    a = (a + c) >>> 0;
+    c = (c - b) >>> 0;
+    c = (c ^ rot(b, 8)) >>> 0;
+    b = (b + a) >>> 0;
+    a = (a - c) >>> 0;
+    a = (a ^ rot(c, 16)) >>> 0;
+    c = (c + b) >>> 0;
+    b = (b - a) >>> 0;
+    b = (b ^ rot(a, 19)) >>> 0;
+    a = (a + c) >>> 0;
+    c = (c - b) >>> 0;
+    c = (c ^ rot(b, 4)) >>> 0;
+    b = (b + a) >>> 0;
   };
   while (length > 12) {
     a = (a + data.readUInt32LE(k)) >>> 0;
@@ -171,9 +183,18 @@ export function lookup3(data: Buffer): { b: number; c: number } {
   const byte = (i: number, shift: number): number => (data[k + i] << shift) >>> 0;
   // Tail bytes, highest first, as in the reference implementation.
   const adds: Array<[number, 'a' | 'b' | 'c', number]> = [
-    [11, 'c', 24], [10, 'c', 16], [9, 'c', 8], [8, 'c', 0],
-    [7, 'b', 24], [6, 'b', 16], [5, 'b', 8], [4, 'b', 0],
-    [3, 'a', 24], [2, 'a', 16], [1, 'a', 8], [0, 'a', 0],
+    [11, 'c', 24],
+    [10, 'c', 16],
+    [9, 'c', 8],
+    [8, 'c', 0],
+    [7, 'b', 24],
+    [6, 'b', 16],
+    [5, 'b', 8],
+    [4, 'b', 0],
+    [3, 'a', 24],
+    [2, 'a', 16],
+    [1, 'a', 8],
+    [0, 'a', 0],
   ];
   for (const [i, word, shift] of adds) {
     if (i >= length) continue;
@@ -182,12 +203,19 @@ export function lookup3(data: Buffer): { b: number; c: number } {
     else if (word === 'b') b = (b + v) >>> 0;
     else c = (c + v) >>> 0;
   }
-  c = (c ^ b) >>> 0; c = (c - rot(b, 14)) >>> 0;
-  a = (a ^ c) >>> 0; a = (a - rot(c, 11)) >>> 0;
-  b = (b ^ a) >>> 0; b = (b - rot(a, 25)) >>> 0;
-  c = (c ^ b) >>> 0; c = (c - rot(b, 16)) >>> 0;
-  a = (a ^ c) >>> 0; a = (a - rot(c, 4)) >>> 0;
-  b = (b ^ a) >>> 0; b = (b - rot(a, 14)) >>> 0;
-  c = (c ^ b) >>> 0; c = (c - rot(b, 24)) >>> 0;
+  c = (c ^ b) >>> 0;
+  c = (c - rot(b, 14)) >>> 0;
+  a = (a ^ c) >>> 0;
+  a = (a - rot(c, 11)) >>> 0;
+  b = (b ^ a) >>> 0;
+  b = (b - rot(a, 25)) >>> 0;
+  c = (c ^ b) >>> 0;
+  c = (c - rot(b, 16)) >>> 0;
+  a = (a ^ c) >>> 0;
+  a = (a - rot(c, 4)) >>> 0;
+  b = (b ^ a) >>> 0;
+  b = (b - rot(a, 14)) >>> 0;
+  c = (c ^ b) >>> 0;
+  c = (c - rot(b, 24)) >>> 0;
   return { b, c };
 }

@@ -74,7 +74,8 @@ export class Persistence {
     store.snapshotSource = () => persistence.storedState();
     registry.observer = {
       deviceAdded: (d) => store.device({ deviceId: d.deviceId, primaryKey: d.primaryKey, secondaryKey: d.secondaryKey, generationId: d.generationId }),
-      moduleAdded: (deviceId, m) => store.module(deviceId, { moduleId: m.moduleId, primaryKey: m.primaryKey, secondaryKey: m.secondaryKey, generationId: m.generationId }),
+      moduleAdded: (deviceId, m) =>
+        store.module(deviceId, { moduleId: m.moduleId, primaryKey: m.primaryKey, secondaryKey: m.secondaryKey, generationId: m.generationId }),
       deviceRemoved: (deviceId) => store.deviceRemoved(deviceId),
     };
     c2d.observer = {
@@ -105,7 +106,12 @@ export class Persistence {
         primaryKey: d.primaryKey,
         secondaryKey: d.secondaryKey,
         generationId: d.generationId,
-        modules: [...d.modules.values()].map((m) => ({ moduleId: m.moduleId, primaryKey: m.primaryKey, secondaryKey: m.secondaryKey, generationId: m.generationId })),
+        modules: [...d.modules.values()].map((m) => ({
+          moduleId: m.moduleId,
+          primaryKey: m.primaryKey,
+          secondaryKey: m.secondaryKey,
+          generationId: m.generationId,
+        })),
       });
     }
     for (const p of partitions) {

@@ -49,7 +49,6 @@ export const DEFAULT_POLICY_RIGHTS: Record<string, Right[]> = {
   registryReadWrite: ['RegistryRead', 'RegistryWrite'],
 };
 
-
 export interface RegistryOptions {
   /** Register a device the first time a token for it is presented with the default device key. */
   autoRegister: boolean;
@@ -109,7 +108,12 @@ export class Registry {
   restoreDevice(stored: Omit<DeviceRecord, 'modules'> & { modules: ModuleRecord[] }): void {
     if (!isValidId(stored.deviceId)) return;
     const configured = this.devices.get(stored.deviceId);
-    const device: DeviceRecord = configured ?? { deviceId: stored.deviceId, primaryKey: stored.primaryKey, generationId: stored.generationId, modules: new Map() };
+    const device: DeviceRecord = configured ?? {
+      deviceId: stored.deviceId,
+      primaryKey: stored.primaryKey,
+      generationId: stored.generationId,
+      modules: new Map(),
+    };
     device.generationId = stored.generationId;
     if (!configured && stored.secondaryKey) device.secondaryKey = stored.secondaryKey;
     for (const m of stored.modules) {

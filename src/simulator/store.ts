@@ -160,7 +160,15 @@ export class Store {
   }
 
   event(e: StoredEventRecord): void {
-    this.append({ t: 'event', p: e.partitionId, seq: e.sequenceNumber, off: e.offset, time: e.enqueuedTime, dev: e.deviceId, data: e.encoded.toString('base64') });
+    this.append({
+      t: 'event',
+      p: e.partitionId,
+      seq: e.sequenceNumber,
+      off: e.offset,
+      time: e.enqueuedTime,
+      dev: e.deviceId,
+      data: e.encoded.toString('base64'),
+    });
   }
 
   c2dAdded(target: string, m: StoredC2d): void {
@@ -204,7 +212,14 @@ function apply(state: StoredState, line: Line): void {
       break;
     case 'event': {
       const partition = state.partitions.get(line.p) ?? { events: [] };
-      partition.events.push({ partitionId: line.p, sequenceNumber: line.seq, offset: line.off, enqueuedTime: line.time, deviceId: line.dev, encoded: Buffer.from(line.data, 'base64') });
+      partition.events.push({
+        partitionId: line.p,
+        sequenceNumber: line.seq,
+        offset: line.off,
+        enqueuedTime: line.time,
+        deviceId: line.dev,
+        encoded: Buffer.from(line.data, 'base64'),
+      });
       state.partitions.set(line.p, partition);
       break;
     }

@@ -34,7 +34,10 @@ function sectionOf(output: string, title: string): string | undefined {
 function rowOf(output: string, label: string): string[] | undefined {
   for (const line of output.split('\n')) {
     if (!line.startsWith('|')) continue;
-    const cells = line.split('|').slice(1, -1).map((c) => c.trim());
+    const cells = line
+      .split('|')
+      .slice(1, -1)
+      .map((c) => c.trim());
     if (cells[0] === label || cells[0] === `${label} (baseline)`) return cells;
   }
   return undefined;
@@ -62,7 +65,8 @@ describe('npm run bench -- --short', function () {
         assert.ok(rate > 0, `${spec.name} moved no messages in ${bench.key}: ${row.join(' | ')}`);
       }
       // Every target of a benchmark whose contenders all ran is judged, met or missed.
-      for (const target of bench.targets) assert.match(section, new RegExp(`^- ${escape(target.text)}: [^\\n]+ (met|MISSED)$`, 'm'), `${bench.key}: no verdict on "${target.text}"`);
+      for (const target of bench.targets)
+        assert.match(section, new RegExp(`^- ${escape(target.text)}: [^\\n]+ (met|MISSED)$`, 'm'), `${bench.key}: no verdict on "${target.text}"`);
     }
     assert.match(stdout, /\| contender +\| devices \| time to authenticate and attach all \|/);
     assert.match(stdout, /simulator ingest [\d,]+ msgs\/s above every D2C client figure/);

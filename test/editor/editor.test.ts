@@ -56,7 +56,9 @@ describe('the editor in headless Chromium against a real Node-RED 4.x', function
     reportRuntimeOnFailure(this.currentTest, runtime);
     if (editor && this.currentTest?.state === 'failed') {
       const shot = await editor.screenshot('failed').catch(() => 'none');
-      process.stdout.write(`screenshot of the failure: ${shot}\npage errors: ${JSON.stringify(editor.pageErrors)}\nconsole: ${JSON.stringify(editor.consoleProblems)}\n`);
+      process.stdout.write(
+        `screenshot of the failure: ${shot}\npage errors: ${JSON.stringify(editor.pageErrors)}\nconsole: ${JSON.stringify(editor.consoleProblems)}\n`,
+      );
     }
     await editor?.close().catch(() => undefined);
     editor = undefined;
@@ -180,7 +182,8 @@ describe('the editor in headless Chromium against a real Node-RED 4.x', function
 
     const exported = await nodeRed.flows();
     const exportedText = JSON.stringify(exported);
-    for (const secret of [...secrets, 'SharedAccessKey=']) assert.ok(!exportedText.includes(secret), `GET /flows contains ${secret === key ? 'the key' : secret}`);
+    for (const secret of [...secrets, 'SharedAccessKey='])
+      assert.ok(!exportedText.includes(secret), `GET /flows contains ${secret === key ? 'the key' : secret}`);
     const config = exported.flows.find((n) => n.id === 'azure-hub');
     assert.equal(config?.name, 'azure hub (renamed)');
     assert.equal(config?.credentials, undefined, 'the exported config node carries credentials');

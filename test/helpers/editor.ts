@@ -104,11 +104,22 @@ export class Editor {
     page.on('console', (m) => {
       if (m.type() === 'error' || DEFINITION_ERROR.test(m.text())) editor.consoleProblems.push(m.text());
     });
-    page.on('response', (r) => editor.received.push(r.body().then((b) => b.toString('utf8'), () => '')));
+    page.on('response', (r) =>
+      editor.received.push(
+        r.body().then(
+          (b) => b.toString('utf8'),
+          () => '',
+        ),
+      ),
+    );
     page.on('websocket', (ws) => ws.on('framereceived', (f) => editor.received.push(Promise.resolve(String(f.payload)))));
     await page.goto(url);
     // Loaded: this package's types are registered and the deployed flows are on the canvas (an empty flow file gives one tab).
-    await page.waitForFunction(`typeof RED !== 'undefined' && !!RED.nodes.getType('iothub-device-in') && RED.nodes.version() !== null && RED.workspaces.count() > 0`, null, { timeout: 120_000 });
+    await page.waitForFunction(
+      `typeof RED !== 'undefined' && !!RED.nodes.getType('iothub-device-in') && RED.nodes.version() !== null && RED.workspaces.count() > 0`,
+      null,
+      { timeout: 120_000 },
+    );
     return editor;
   }
 
@@ -194,7 +205,10 @@ export class Editor {
   /** Waits for the status a node shows on the canvas: its dot colour and its (translated) text. */
   async waitForCanvasStatus(id: string, fill: string, text: string, timeout = STEP_TIMEOUT): Promise<void> {
     await this.node(id).locator(`.red-ui-flow-node-status-dot-${fill}`).waitFor({ timeout });
-    await this.node(id).locator('.red-ui-flow-node-status-label').filter({ hasText: new RegExp(`^${text}$`) }).waitFor({ timeout });
+    await this.node(id)
+      .locator('.red-ui-flow-node-status-label')
+      .filter({ hasText: new RegExp(`^${text}$`) })
+      .waitFor({ timeout });
   }
 
   async showDebugSidebar(): Promise<void> {
@@ -204,7 +218,9 @@ export class Editor {
 
   /** The messages a debug node (by name) shows in the debug sidebar. */
   debugMessages(debugNodeName: string): Locator {
-    return this.page.locator('.red-ui-debug-msg').filter({ has: this.page.locator('.red-ui-debug-msg-name', { hasText: new RegExp(`^node: ${debugNodeName}$`) }) });
+    return this.page
+      .locator('.red-ui-debug-msg')
+      .filter({ has: this.page.locator('.red-ui-debug-msg-name', { hasText: new RegExp(`^node: ${debugNodeName}$`) }) });
   }
 
   /** Everything the page has received over HTTP and the editor's websocket so far. */

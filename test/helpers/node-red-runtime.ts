@@ -68,7 +68,6 @@ process.on('exit', () => {
   for (const child of running) child.kill('SIGKILL');
 });
 
-
 /** Polls an async condition until it holds; rejects after `ms` naming `what` and the last reason. */
 export async function waitUntil(check: () => Promise<boolean> | boolean, what: string, ms = 30_000): Promise<void> {
   const start = Date.now();
@@ -91,7 +90,11 @@ export async function waitUntil(check: () => Promise<boolean> | boolean, what: s
 export function logProblems(log: string): string[] {
   return log
     .split('\n')
-    .filter((line) => /\[error\]|Waiting for missing types|Cannot find module|Uncaught Exception|UnhandledPromiseRejection|unhandledRejection|MaxListenersExceededWarning|\bWarning: .*leak/i.test(line));
+    .filter((line) =>
+      /\[error\]|Waiting for missing types|Cannot find module|Uncaught Exception|UnhandledPromiseRejection|unhandledRejection|MaxListenersExceededWarning|\bWarning: .*leak/i.test(
+        line,
+      ),
+    );
 }
 
 export class NodeRedRuntime {
@@ -157,11 +160,15 @@ export class NodeRedRuntime {
     delete env.NODE_EXTRA_CA_CERTS;
     delete env.NODE_OPTIONS;
     const from = this.mark();
-    const child = spawn(this.options.nodeBinary ?? process.execPath, [...(this.options.nodeArgs ?? []), redJs, '--userDir', this.userDir, '--settings', path.join(this.userDir, 'settings.js')], {
-      cwd: this.userDir,
-      env,
-      stdio: ['ignore', 'pipe', 'pipe'],
-    });
+    const child = spawn(
+      this.options.nodeBinary ?? process.execPath,
+      [...(this.options.nodeArgs ?? []), redJs, '--userDir', this.userDir, '--settings', path.join(this.userDir, 'settings.js')],
+      {
+        cwd: this.userDir,
+        env,
+        stdio: ['ignore', 'pipe', 'pipe'],
+      },
+    );
     running.add(child);
     this.child = child;
     this.exited = new Promise<void>((resolve) => {
@@ -263,11 +270,15 @@ export class NodeRedRuntime {
   }
 
   async waitForLog(pattern: RegExp, since = 0, ms = 30_000): Promise<void> {
-    await waitUntil(() => {
-      if (pattern.test(this.logSince(since))) return true;
-      if (!this.running) throw new Error('Node-RED exited');
-      return false;
-    }, `Node-RED log to match ${pattern}`, ms);
+    await waitUntil(
+      () => {
+        if (pattern.test(this.logSince(since))) return true;
+        if (!this.running) throw new Error('Node-RED exited');
+        return false;
+      },
+      `Node-RED log to match ${pattern}`,
+      ms,
+    );
   }
 
   async waitForStatus(nodeId: string, check: (status: NodeStatus) => boolean, what: string, ms = 30_000): Promise<void> {
@@ -329,11 +340,15 @@ export class CommsClient {
 
   /** `alive` throws when waiting makes no more sense (the process died). */
   async waitForStatus(nodeId: string, check: (status: NodeStatus) => boolean, what: string, ms = 30_000, alive: () => void = () => undefined): Promise<void> {
-    await waitUntil(() => {
-      alive();
-      const status = this.statuses.get(nodeId);
-      return status !== undefined && check(status);
-    }, `${nodeId} status: ${what} (last: ${JSON.stringify(this.statuses.get(nodeId) ?? null)})`, ms);
+    await waitUntil(
+      () => {
+        alive();
+        const status = this.statuses.get(nodeId);
+        return status !== undefined && check(status);
+      },
+      `${nodeId} status: ${what} (last: ${JSON.stringify(this.statuses.get(nodeId) ?? null)})`,
+      ms,
+    );
   }
 }
 export { freePort };

@@ -27,7 +27,8 @@ export function pythonPeersMissing(): string | undefined {
     return `the Python peers are not installed (apt-get install -y python3-uamqp python3-azure python3-qpid-proton): ${(modules.stderr || String(modules.error)).trim().split('\n').pop()}`;
   }
   const ns = spawnSync('unshare', ['--net', '--mount', '--', 'ip', 'link', 'set', 'lo', 'up'], { encoding: 'utf8' });
-  if (ns.status !== 0) return `a private network namespace cannot be made here (unshare and ip from util-linux and iproute2, as root): ${(ns.stderr || String(ns.error)).trim()}`;
+  if (ns.status !== 0)
+    return `a private network namespace cannot be made here (unshare and ip from util-linux and iproute2, as root): ${(ns.stderr || String(ns.error)).trim()}`;
   if (!existsSync(SYSTEM_BUNDLE)) return `${SYSTEM_BUNDLE} is missing (apt-get install -y ca-certificates)`;
   return undefined;
 }
@@ -124,7 +125,11 @@ export class NamespacedHub {
         const line = stdout.trim().split('\n').pop() ?? '';
         const tail = stderr.trim().split('\n').slice(-25).join('\n');
         if (code !== 0) {
-          reject(new Error(`${script} ${signal === 'SIGKILL' ? `did not finish within ${timeoutMs} ms` : `exited with ${code ?? signal}`}:\n${tail}\n${stdout.slice(-2000)}`));
+          reject(
+            new Error(
+              `${script} ${signal === 'SIGKILL' ? `did not finish within ${timeoutMs} ms` : `exited with ${code ?? signal}`}:\n${tail}\n${stdout.slice(-2000)}`,
+            ),
+          );
           return;
         }
         try {

@@ -61,7 +61,9 @@ export function readFrames(bytes: Buffer): WireFrame[] {
     }
     const size = bytes.readUInt32BE(offset);
     if (offset + size > bytes.length) break;
-    const frame = frames.read_frame(bytes.subarray(offset, offset + size)) as { performative?: { value: unknown[]; constructor: { descriptor?: { numeric: number } } } } | null;
+    const frame = frames.read_frame(bytes.subarray(offset, offset + size)) as {
+      performative?: { value: unknown[]; constructor: { descriptor?: { numeric: number } } };
+    } | null;
     offset += size;
     // An empty frame (a heartbeat) carries no performative.
     if (!frame?.performative) continue;

@@ -40,7 +40,10 @@ describe('iothub-sim CLI', function () {
     const r = run(['--amqp-port', '0', '--amqps-port', '0', '--cert-dir', testCertDir(), '--device', 'pump-1']);
     try {
       await until(() => r.stdout().includes('Press Ctrl-C'));
-      const lines = r.stdout().split('\n').map((l) => l.trim());
+      const lines = r
+        .stdout()
+        .split('\n')
+        .map((l) => l.trim());
       const service = lines.find((l) => l.startsWith('HostName=') && l.includes('SharedAccessKeyName=iothubowner'));
       const device = lines.find((l) => l.includes('DeviceId=pump-1'));
       const eventHub = lines.find((l) => l.startsWith('Endpoint=sb://'));

@@ -60,7 +60,10 @@ describe('device links', function () {
     await waitFor(() => got.length === 1, 'the first message');
     // Handed back: the hub answers lock-lost, the credit returns, and the first comes again.
     await waitFor(() => got.length === 2, 'the first message again after the hand-back');
-    assert.deepEqual(got.map((r) => String(r.message.message_id)), ['first', 'first']);
+    assert.deepEqual(
+      got.map((r) => String(r.message.message_id)),
+      ['first', 'first'],
+    );
     assert.notEqual(got[1].lockToken, got[0].lockToken);
     assert.equal(await codeOf(inbox.settle(got[0].lockToken, 'complete')), 'MessageLockLost');
     assert.equal(await codeOf(inbox.settle(got[1].lockToken, 'complete')), 'ok');

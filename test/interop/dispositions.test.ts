@@ -84,7 +84,9 @@ describe('outcomes decided in the same tick', function () {
     const sim = await startTestHub();
     hub = sim;
     // Reconnects would retry after 50-200 ms; the throttling pause is at least 600 ms here (10 s by default).
-    const sender = new HubSender(deviceConnection(sim, 'slow-down', { throttleMinMs: 600, throttleMaxMs: 1200 }), '/devices/slow-down/messages/events', { deviceId: 'slow-down' });
+    const sender = new HubSender(deviceConnection(sim, 'slow-down', { throttleMinMs: 600, throttleMaxMs: 1200 }), '/devices/slow-down/messages/events', {
+      deviceId: 'slow-down',
+    });
     await sender.send(message('warm-up'));
     const sends: number[] = [];
     sim.on('d2c', () => sends.push(Date.now()));
@@ -102,7 +104,12 @@ describe('outcomes decided in the same tick', function () {
     service = await openService(sim);
     const feedback = await collectFeedback(service);
     const device = sim.registry.addDevice('mixed-3');
-    const receiver = new HubReceiver(deviceConnection(sim, 'mixed-3'), '/devices/mixed-3/messages/devicebound', { deviceId: 'mixed-3' }, { credit: 10, settle: 'manual' });
+    const receiver = new HubReceiver(
+      deviceConnection(sim, 'mixed-3'),
+      '/devices/mixed-3/messages/devicebound',
+      { deviceId: 'mixed-3' },
+      { credit: 10, settle: 'manual' },
+    );
     const got: Received[] = [];
     receiver.on('message', (r: Received) => got.push(r));
     const plan: Array<[string, Settlement]> = [
@@ -125,10 +132,7 @@ describe('outcomes decided in the same tick', function () {
     assert.equal(Number(got[4].message.message_annotations?.['iothub-deliverycount']), 1);
     await waitFor(() => feedback.length === 3, 'three feedback records');
     await delay(100);
-    assert.deepEqual(
-      feedback.map((f) => `${f.originalMessageId}:${f.statusCode}`).sort(),
-      ['a:Success', 'c:Rejected', 'd:Success'],
-    );
+    assert.deepEqual(feedback.map((f) => `${f.originalMessageId}:${f.statusCode}`).sort(), ['a:Success', 'c:Rejected', 'd:Success']);
     await receiver.close();
   });
 });

@@ -112,12 +112,18 @@ describe('Event Hubs-compatible endpoint', function () {
     const fromSeq: Seen[] = [];
     subscription = subscribe(consumer, fromSeq, { sequenceNumber: 2, isInclusive: true }, partitionId);
     await waitFor(() => fromSeq.length >= 2, 'events from sequence 2');
-    assert.deepEqual(fromSeq.map((s) => s.event.sequenceNumber), [2, 3]);
+    assert.deepEqual(
+      fromSeq.map((s) => s.event.sequenceNumber),
+      [2, 3],
+    );
     await subscription.close();
     const afterSeq: Seen[] = [];
     subscription = subscribe(consumer, afterSeq, { sequenceNumber: 2 }, partitionId);
     await waitFor(() => afterSeq.length >= 1, 'events after sequence 2');
-    assert.deepEqual(afterSeq.map((s) => s.event.sequenceNumber), [3]);
+    assert.deepEqual(
+      afterSeq.map((s) => s.event.sequenceNumber),
+      [3],
+    );
     await subscription.close();
 
     // From an enqueued time between the old events and new ones.
@@ -128,7 +134,10 @@ describe('Event Hubs-compatible endpoint', function () {
     const fromTime: Seen[] = [];
     subscription = subscribe(consumer, fromTime, { enqueuedOn: cut }, partitionId);
     await waitFor(() => fromTime.length >= 2, 'events after the cut');
-    assert.deepEqual(fromTime.map((s) => s.event.messageId), [`new-${id}-0`, `new-${id}-1`]);
+    assert.deepEqual(
+      fromTime.map((s) => s.event.messageId),
+      [`new-${id}-0`, `new-${id}-1`],
+    );
     await subscription.close();
 
     // From latest: only what arrives after the reader is attached.
@@ -138,7 +147,10 @@ describe('Event Hubs-compatible endpoint', function () {
     await sendFromDevices([id], 1, 'live');
     await waitFor(() => fromLatest.length >= 1, 'the live event');
     await delay(200);
-    assert.deepEqual(fromLatest.map((s) => s.event.messageId), [`live-${id}-0`]);
+    assert.deepEqual(
+      fromLatest.map((s) => s.event.messageId),
+      [`live-${id}-0`],
+    );
   });
 
   it('a raw rhea-promise receiver on the IoT Hub endpoint gets the redirect, and its info map leads to a working Event Hubs connection', async () => {
@@ -184,7 +196,10 @@ describe('Event Hubs-compatible endpoint', function () {
       const seen: Seen[] = [];
       subscription = subscribe(consumer, seen, earliestEventPosition);
       await waitFor(() => seen.length >= 2, 'events through the redirected endpoint');
-      assert.deepEqual(seen.map((s) => s.event.messageId), [`redir-${id}-0`, `redir-${id}-1`]);
+      assert.deepEqual(
+        seen.map((s) => s.event.messageId),
+        [`redir-${id}-0`, `redir-${id}-1`],
+      );
     } finally {
       await connection.close();
     }
@@ -198,7 +213,14 @@ describe('Event Hubs-compatible endpoint', function () {
     const token = makeSasToken({ resource: audience, key: owner.primaryKey, keyName: 'iothubowner', expiry: expiryIn(300), encoding: 'text' });
     const attach = async (sasl: boolean): Promise<string | undefined> => {
       // A user name without a password is how rhea (and @azure/core-amqp) ask for SASL ANONYMOUS.
-      const connection = new Connection({ host: '127.0.0.1', hostname: 'localhost', port: Number(hub.ports.amqp), transport: 'tcp', reconnect: false, ...(sasl ? { username: 'iothubowner' } : {}) });
+      const connection = new Connection({
+        host: '127.0.0.1',
+        hostname: 'localhost',
+        port: Number(hub.ports.amqp),
+        transport: 'tcp',
+        reconnect: false,
+        ...(sasl ? { username: 'iothubowner' } : {}),
+      });
       await connection.open();
       try {
         const cbs = new CbsChannel(connection);
@@ -235,7 +257,13 @@ describe('Event Hubs-compatible endpoint', function () {
     assert.ok(owner);
     const token = makeSasToken({ resource: h.hostWithPort, key: owner.primaryKey, keyName: 'iothubowner', expiry: expiryIn(300) });
     const redirectOf = async (plain: boolean): Promise<Record<string, unknown>> => {
-      const common = { host: '127.0.0.1', hostname: 'localhost', username: `iothubowner@sas.root.${h.options.hubName}`, password: token, reconnect: false as const };
+      const common = {
+        host: '127.0.0.1',
+        hostname: 'localhost',
+        username: `iothubowner@sas.root.${h.options.hubName}`,
+        password: token,
+        reconnect: false as const,
+      };
       const connection = plain
         ? new Connection({ ...common, port: Number(h.ports.amqp), transport: 'tcp' })
         : new Connection({ ...common, port: h.ports.amqps, transport: 'tls', servername: 'localhost', ca: h.certificate?.cert });
@@ -266,13 +294,25 @@ describe('Event Hubs-compatible endpoint', function () {
     hub = await startTestHub();
     consumer = new EventHubConsumerClient('$Default', hub.eventHubConnectionString());
     const errors: string[] = [];
-    const first = consumer.subscribe('0', { processEvents: async () => undefined, processError: async (err) => { errors.push((err as { code?: string }).code ?? err.name); } }, { ownerLevel: 1 });
+    const first = consumer.subscribe(
+      '0',
+      {
+        processEvents: async () => undefined,
+        processError: async (err) => {
+          errors.push((err as { code?: string }).code ?? err.name);
+        },
+      },
+      { ownerLevel: 1 },
+    );
     await waitFor(() => hub.eventHub.readerCount === 1, 'the first reader');
     const second = new EventHubConsumerClient('$Default', hub.eventHubConnectionString());
     const sub2 = second.subscribe('0', { processEvents: async () => undefined, processError: async () => undefined }, { ownerLevel: 2 });
     try {
       await waitFor(() => errors.length > 0, 'the first reader to be told it lost the partition');
-      assert.ok(errors.some((e) => /ReceiverDisconnected|stolen/i.test(e)), errors.join(','));
+      assert.ok(
+        errors.some((e) => /ReceiverDisconnected|stolen/i.test(e)),
+        errors.join(','),
+      );
     } finally {
       await first.close();
       await sub2.close();

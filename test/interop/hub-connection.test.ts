@@ -187,7 +187,10 @@ describe('HubConnection', function () {
     assert.equal(connection.state, 'open');
     // Order per device survives: first arrivals of each id are in send order.
     const firsts = ids.filter((id, i) => id.startsWith('r-') && ids.indexOf(id) === i).map((id) => Number(id.slice(2)));
-    assert.deepEqual(firsts, [...firsts].sort((a, b) => a - b));
+    assert.deepEqual(
+      firsts,
+      [...firsts].sort((a, b) => a - b),
+    );
   });
 
   it('holds messages sent while the hub refuses connections and delivers them when it is back', async () => {
@@ -296,7 +299,14 @@ describe('HubConnection', function () {
     hub = await startTestHub({ autoRegister: false, devices: [{ deviceId: 'doomed' }] });
     const identity = parseConnectionString(hub.deviceConnectionString('doomed'));
     // 4 s tokens renewed 2 s before expiry (the smallest margin is 10 %, the largest 50 % of the lifetime).
-    const connection = await open(identity, { ...transportOptions(hub, 'amqp'), tokenLifetimeSec: 4, tokenRenewMarginSec: 2, reconnectMinMs: 400, reconnectMaxMs: 5000, random: () => 0.5 });
+    const connection = await open(identity, {
+      ...transportOptions(hub, 'amqp'),
+      tokenLifetimeSec: 4,
+      tokenRenewMarginSec: 2,
+      reconnectMinMs: 400,
+      reconnectMaxMs: 5000,
+      random: () => 0.5,
+    });
     const delays: number[] = [];
     connection.on('retry', (ms: number) => delays.push(ms));
     const senders = new DeviceSenders(Promise.resolve(connection), { maxPending: 10 });
@@ -310,7 +320,7 @@ describe('HubConnection', function () {
       () => 'accepted',
       (err: { code?: string }) => String(err.code),
     );
-    assert.equal(failed, 'DeviceNotFound', 'a message for the deleted device fails with the hub\'s code instead of waiting for ever');
+    assert.equal(failed, 'DeviceNotFound', "a message for the deleted device fails with the hub's code instead of waiting for ever");
     // Retries back off as reconnects do, one refused put-token per retry: with the jitter fixed at the
     // middle, waits of 3/4 of 400, 800, 1600, 3200 ms.
     await waitFor(() => delays.length >= 4, 'four retries after the device was deleted', 15_000);
@@ -357,23 +367,28 @@ describe('HubConnection', function () {
     await senders.close();
   });
 
-  it('the simulator closes a connection that holds only $cbs after linklessTimeoutMs, in Event Hubs\' words, and keeps one with a link', async () => {
+  it("the simulator closes a connection that holds only $cbs after linklessTimeoutMs, in Event Hubs' words, and keeps one with a link", async () => {
     hub = await startTestHub({ linklessTimeoutMs: 300, sweepIntervalMs: 50 });
     const sim = hub;
     const idle = await open(parseConnectionString(sim.serviceConnectionString('device'), { gatewayPolicy: true }), transportOptions(sim, 'amqp'));
     const busy = await open(parseConnectionString(sim.deviceConnectionString('busy-1')), transportOptions(sim, 'amqp'));
     const errors: Array<string | undefined> = [];
-    idle.on('state', (_state: HubState, error?: { condition?: string; message: string }) => errors.push(error && `${String(error.condition)}: ${error.message}`));
+    idle.on('state', (_state: HubState, error?: { condition?: string; message: string }) =>
+      errors.push(error && `${String(error.condition)}: ${error.message}`),
+    );
     idle.open();
     const sender = new HubSender(busy, '/devices/busy-1/messages/events', { deviceId: 'busy-1' });
     await sender.send(body('keeps it open'));
     await waitFor(() => idle.state === 'idle' && errors.length > 1, 'the linkless connection closed', 5000);
-    assert.match(String(errors.at(-1)), /^amqp:connection:forced: The connection was closed by container '\S+' because it did not have any active links in the past 300 milliseconds\.$/);
+    assert.match(
+      String(errors.at(-1)),
+      /^amqp:connection:forced: The connection was closed by container '\S+' because it did not have any active links in the past 300 milliseconds\.$/,
+    );
     await delay(500);
     assert.equal(busy.state, 'open', 'a connection with a link stays');
   });
 
-  it('a device whose id holds \'#\', \'?\' and a \'%\' escape authenticates, sends and receives: the CBS name carries the id URL-encoded, as the C# SDK writes it', async () => {
+  it("a device whose id holds '#', '?' and a '%' escape authenticates, sends and receives: the CBS name carries the id URL-encoded, as the C# SDK writes it", async () => {
     hub = await startTestHub();
     const sim = hub;
     const id = 'line%41#3?x';
@@ -407,7 +422,7 @@ describe('HubConnection', function () {
     }
   });
 
-  it('when a gateway\'s one token lapses under 200 device links, they share one fresh put-token instead of one each', async () => {
+  it("when a gateway's one token lapses under 200 device links, they share one fresh put-token instead of one each", async () => {
     hub = await startTestHub();
     const sim = hub;
     const identity = parseConnectionString(sim.serviceConnectionString('device'), { gatewayPolicy: true });
@@ -445,6 +460,9 @@ describe('HubConnection', function () {
     hub = await startTestHub();
     const identity = parseConnectionString(hub.deviceConnectionString('me'));
     const connection = await open(identity, transportOptions(hub, 'amqp'));
-    assert.throws(() => new HubSender(connection, '/devices/you/messages/events', { deviceId: 'you' }), (err: Error & { code?: string }) => err.code === 'IdentityMismatch');
+    assert.throws(
+      () => new HubSender(connection, '/devices/you/messages/events', { deviceId: 'you' }),
+      (err: Error & { code?: string }) => err.code === 'IdentityMismatch',
+    );
   });
 });

@@ -348,7 +348,10 @@ describe('HubReceiver', function () {
       enqueue('detached', message('d-before'));
       await waitFor(() => device.messages.length === 1, 'the first message');
       assert.equal(device.attaches, 1);
-      assert.equal(started().faults.detachLinks((a) => a.kind === 'c2d'), 1);
+      assert.equal(
+        started().faults.detachLinks((a) => a.kind === 'c2d'),
+        1,
+      );
       await waitFor(() => device.attaches >= 2, 'the receiver to attach again');
       assert.equal(device.detaches[0]?.code, 'ServiceUnavailable');
       assert.ok(device.receiver.isAttached);
@@ -508,20 +511,25 @@ describe('HubReceiver', function () {
       const connection = connect(identity);
       let lastSeen = startAfter;
       const selectors: string[] = [];
-      const reader = receive(connection, `${h.options.hubName}/ConsumerGroups/$Default/Partitions/0`, {}, {
-        credit: 10,
-        settle: 'auto',
-        attachOptions: () => {
-          const expression = `amqp.annotation.x-opt-sequence-number > '${lastSeen}'`;
-          selectors.push(expression);
-          return {
-            source: {
-              address: `${h.options.hubName}/ConsumerGroups/$Default/Partitions/0`,
-              filter: { 'apache.org:selector-filter:string': rhea.types.wrap_described(expression, SELECTOR_DESCRIPTOR) },
-            },
-          };
+      const reader = receive(
+        connection,
+        `${h.options.hubName}/ConsumerGroups/$Default/Partitions/0`,
+        {},
+        {
+          credit: 10,
+          settle: 'auto',
+          attachOptions: () => {
+            const expression = `amqp.annotation.x-opt-sequence-number > '${lastSeen}'`;
+            selectors.push(expression);
+            return {
+              source: {
+                address: `${h.options.hubName}/ConsumerGroups/$Default/Partitions/0`,
+                filter: { 'apache.org:selector-filter:string': rhea.types.wrap_described(expression, SELECTOR_DESCRIPTOR) },
+              },
+            };
+          },
         },
-      });
+      );
       reader.receiver.on('message', (m: Received) => {
         lastSeen = sequenceOf(m);
       });

@@ -41,19 +41,36 @@ describe('debug logs (DEBUG=iothub:*)', function () {
     const sim = hub;
     const text = sim.deviceConnectionString('logged');
     const identity = parseConnectionString(text);
-    connection = new HubConnection(identity, { transport: 'amqp', port: sim.ports.amqp, connectHost: '127.0.0.1', tokenLifetimeSec: 4, tokenRenewMarginSec: 2, reconnectMinMs: 50, reconnectMaxMs: 200 });
+    connection = new HubConnection(identity, {
+      transport: 'amqp',
+      port: sim.ports.amqp,
+      connectHost: '127.0.0.1',
+      tokenLifetimeSec: 4,
+      tokenRenewMarginSec: 2,
+      reconnectMinMs: 50,
+      reconnectMaxMs: 200,
+    });
     const sender = new HubSender(connection, '/devices/logged/messages/events', { deviceId: 'logged' });
     await sender.send({ message_id: 'one', body: rhea.message.data_section(Buffer.from('one')) } as rhea.Message);
     await waitFor(() => lines.some((l) => /put-token .* \(renewal\)/.test(l)), 'a renewal', 6000);
     sim.faults.detachLinks((a) => a.kind === 'd2c');
-    await waitFor(() => lines.some((l) => /\/devices\/logged\/messages\/events detached: ServiceUnavailable .*attaching again in \d+ ms/.test(l)), 'the detach');
+    await waitFor(
+      () => lines.some((l) => /\/devices\/logged\/messages\/events detached: ServiceUnavailable .*attaching again in \d+ ms/.test(l)),
+      'the detach',
+    );
     sim.faults.dropConnections();
     await waitFor(() => lines.some((l) => /lost: \S+ .*reconnecting in \d+ ms/.test(l)), 'the loss');
     await waitFor(() => connection?.state === 'open', 'the reconnect');
     await connection.close();
     connection = undefined;
     const joined = lines.join('\n');
-    for (const wanted of [/iothub:connection connecting to 127\.0\.0\.1:\d+ over amqp as device logged on localhost/, /iothub:cbs put-token localhost:\d+\/devices\/logged/, /iothub:cbs renewal of .* in \d+ ms/, /iothub:connection open: device logged/, /iothub:connection closing/]) {
+    for (const wanted of [
+      /iothub:connection connecting to 127\.0\.0\.1:\d+ over amqp as device logged on localhost/,
+      /iothub:cbs put-token localhost:\d+\/devices\/logged/,
+      /iothub:cbs renewal of .* in \d+ ms/,
+      /iothub:connection open: device logged/,
+      /iothub:connection closing/,
+    ]) {
       assert.match(joined, wanted);
     }
     const key = /SharedAccessKey=([^;]+)/.exec(text)?.[1] as string;

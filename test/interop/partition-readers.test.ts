@@ -30,7 +30,12 @@ describe('PartitionReaders', function () {
     const sim = hub;
     for (let i = 0; i < 6; i++) sim.ingest(`dev-${i}`, undefined, { message_id: `m-${i}`, body: `reading ${i}` });
     const stored = [...sim.events()];
-    connection = new HubConnection(parseConnectionString(sim.eventHubConnectionString()), { transport: 'amqp', connectHost: '127.0.0.1', reconnectMinMs: 50, reconnectMaxMs: 200 });
+    connection = new HubConnection(parseConnectionString(sim.eventHubConnectionString()), {
+      transport: 'amqp',
+      connectHost: '127.0.0.1',
+      reconnectMinMs: 50,
+      reconnectMaxMs: 200,
+    });
     const resets: Array<{ partitionId: string; after: number; error: HubError }> = [];
     const events: TelemetryEvent[] = [];
     // Positions from a hub that had read far more: 5,000 in partition 0; partition 1 is still valid.

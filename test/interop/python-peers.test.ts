@@ -60,7 +60,7 @@ describe('real AMQP clients from other stacks (Python uAMQP, azure-eventhub, Qpi
     assert.deepEqual(sent.results, ['MessageState.SendComplete'], `${deviceId}'s telemetry was not completed`);
   }
 
-  it('runs the five uAMQP flows of IoT Hub\'s AMQP guide: C2D with full ack, device receive, feedback, device send, telemetry through the redirect', async () => {
+  it("runs the five uAMQP flows of IoT Hub's AMQP guide: C2D with full ack, device receive, feedback, device send, telemetry through the redirect", async () => {
     const messageId = randomUUID();
     // 1. The service sends a C2D message with iothub-ack full (SASL PLAIN `service@sas.root.devhub`).
     const sent = await peers().run('guide_c2d_send.py', { ...SERVICE, device: 'guide-dev', message_id: messageId, body: 'start line 3' });
@@ -94,7 +94,12 @@ describe('real AMQP clients from other stacks (Python uAMQP, azure-eventhub, Qpi
     const partition = partitionForDevice('guide-dev', PARTITIONS);
     const read = await peers().run('guide_telemetry.py', { ...SERVICE, partition, filter: 'amqp.annotation.x-opt-sequence-number > -1' });
     assert.equal(read.redirect, `amqps://localhost:5671/devhub/ConsumerGroups/$Default/Partitions/${partition}`);
-    const events = read.events as Array<{ body: string; message_id: string; annotations: Record<string, unknown>; application_properties: Record<string, unknown> }>;
+    const events = read.events as Array<{
+      body: string;
+      message_id: string;
+      annotations: Record<string, unknown>;
+      application_properties: Record<string, unknown>;
+    }>;
     const event = events.find((e) => e.message_id === telemetryId);
     assert.ok(event, `the telemetry was not read back: ${JSON.stringify(read)}`);
     assert.equal(event.body, '{"temperature":21.5}');
@@ -162,7 +167,11 @@ describe('real AMQP clients from other stacks (Python uAMQP, azure-eventhub, Qpi
     }
     // Within a partition, sequence numbers arrive in order and without gaps from the filter's start.
     for (const [partition, numbers] of byPartition(events)) {
-      assert.deepEqual(numbers, numbers.map((_, i) => i), `partition ${partition} from 0, in order`);
+      assert.deepEqual(
+        numbers,
+        numbers.map((_, i) => i),
+        `partition ${partition} from 0, in order`,
+      );
     }
   });
 
@@ -184,7 +193,9 @@ describe('real AMQP clients from other stacks (Python uAMQP, azure-eventhub, Qpi
     assert.equal(c2d[0].to, '/devices/proton-dev/messages/devicebound');
 
     const feedback = await peers().run('guide_feedback.py', { ...SERVICE, count: 2 });
-    const statuses = Object.fromEntries((feedback.records as Feedback[]).filter((r) => ids.includes(r.originalMessageId)).map((r) => [r.originalMessageId, r.statusCode]));
+    const statuses = Object.fromEntries(
+      (feedback.records as Feedback[]).filter((r) => ids.includes(r.originalMessageId)).map((r) => [r.originalMessageId, r.statusCode]),
+    );
     assert.deepEqual(statuses, { [ids[0]]: 'Success', [ids[1]]: 'Rejected' });
 
     // The Proton device's telemetry reached its partition with its properties.

@@ -56,10 +56,7 @@ describe('simulator wire behaviour', function () {
     const viaCbs = await raw({ sasl_mechanisms: mssbcbs } as unknown as Partial<ConnectionOptions>);
     await viaCbs.cbs.putToken(`${hub.hostWithPort}/devices/cbs-dev`, deviceToken(hub, 'cbs-dev'));
     assert.equal(await sendExpectingError(viaCbs, '/devices/cbs-dev/messages/events', { body: 'via mssbcbs' }), 'accepted');
-    assert.deepEqual(
-      [...hub.events()].map((e) => e.message.message_annotations?.['iothub-connection-device-id']).sort(),
-      ['cbs-dev', 'plain-dev'],
-    );
+    assert.deepEqual([...hub.events()].map((e) => e.message.message_annotations?.['iothub-connection-device-id']).sort(), ['cbs-dev', 'plain-dev']);
   });
 
   it('refuses SASL PLAIN with a bad token at the SASL layer', async () => {
@@ -98,7 +95,10 @@ describe('simulator wire behaviour', function () {
     const d2c = await sendExpectingError(client, '/devices/big/messages/events', { body: rhea.message.data_section(Buffer.alloc(256 * 1024 + 1)) });
     assert.equal(d2c, 'amqp:link:message-size-exceeded');
     assert.equal(await sendExpectingError(client, '/devices/big/messages/events', { body: rhea.message.data_section(Buffer.alloc(200 * 1024)) }), 'accepted');
-    const c2d = await sendExpectingError(client, '/messages/devicebound', { to: '/devices/big/messages/devicebound', body: rhea.message.data_section(Buffer.alloc(64 * 1024 + 1)) });
+    const c2d = await sendExpectingError(client, '/messages/devicebound', {
+      to: '/devices/big/messages/devicebound',
+      body: rhea.message.data_section(Buffer.alloc(64 * 1024 + 1)),
+    });
     assert.equal(c2d, 'amqp:link:message-size-exceeded');
     assert.equal(hub.c2d.depth('big'), 0);
     assert.equal([...hub.events()].length, 1);
@@ -108,12 +108,20 @@ describe('simulator wire behaviour', function () {
     hub = await startTestHub();
     const client = await raw();
     await client.cbs.putToken(`${hub.hostWithPort}/devices/batcher`, deviceToken(hub, 'batcher'));
-    const parts = [0, 1, 2].map((i) => rhea.message.encode({ message_id: `b${i}`, application_properties: { i }, body: rhea.message.data_section(Buffer.from(`part ${i}`)) }));
+    const parts = [0, 1, 2].map((i) =>
+      rhea.message.encode({ message_id: `b${i}`, application_properties: { i }, body: rhea.message.data_section(Buffer.from(`part ${i}`)) }),
+    );
     const batch = rhea.message.encode({ body: rhea.message.data_sections(parts) });
     assert.equal(await sendExpectingError(client, '/devices/batcher/messages/events', batch as unknown as rhea.Message, 0x80013700), 'accepted');
     const events = [...hub.events()];
-    assert.deepEqual(events.map((e) => e.message.message_id), ['b0', 'b1', 'b2']);
-    assert.deepEqual(events.map((e) => e.event.sequenceNumber), [0, 1, 2]);
+    assert.deepEqual(
+      events.map((e) => e.message.message_id),
+      ['b0', 'b1', 'b2'],
+    );
+    assert.deepEqual(
+      events.map((e) => e.event.sequenceNumber),
+      [0, 1, 2],
+    );
   });
 
   it('settles back to receivers in rcv-settle-mode second, and answers a settle after the lock expired with message-lock-lost', async () => {
@@ -123,7 +131,10 @@ describe('simulator wire behaviour', function () {
     const service = await raw();
     await asOwner(hub, service);
     for (const id of ['one', 'two']) {
-      assert.equal(await sendExpectingError(service, '/messages/devicebound', { message_id: id, to: '/devices/second/messages/devicebound', body: id }), 'accepted');
+      assert.equal(
+        await sendExpectingError(service, '/messages/devicebound', { message_id: id, to: '/devices/second/messages/devicebound', body: id }),
+        'accepted',
+      );
     }
     const received: Array<{ id: string; delivery: Delivery; tag: Buffer }> = [];
     const receiver: Receiver = await client.connection.createReceiver({
@@ -223,7 +234,10 @@ describe('simulator wire behaviour', function () {
             onMessage: () => undefined,
             onError: (ctx) => resolve(String((ctx.receiver?.error as { condition?: string } | undefined)?.condition)),
           })
-          .then(() => setTimeout(() => resolve('attached'), 150), () => resolve('refused'));
+          .then(
+            () => setTimeout(() => resolve('attached'), 150),
+            () => resolve('refused'),
+          );
       });
     assert.equal(await attach('dashboard'), 'attached');
     assert.equal(await attach('$default'), 'attached');
@@ -244,7 +258,10 @@ describe('simulator wire behaviour', function () {
       target: { address: '/devices/f1/messages/events' },
       onError: (ctx) => (detached = String((ctx.sender?.error as { condition?: string } | undefined)?.condition)),
     });
-    assert.equal(hub.faults.detachLinks((a) => a.kind === 'd2c'), 1);
+    assert.equal(
+      hub.faults.detachLinks((a) => a.kind === 'd2c'),
+      1,
+    );
     await waitFor(() => detached !== '', 'the forced detach');
     assert.equal(detached, 'amqp:link:detach-forced');
 

@@ -80,7 +80,12 @@ describe('TelemetryReader', function () {
     return connection;
   }
 
-  function reader(sim: SimulatedHub, connection: HubConnection, extra: Partial<TelemetryReaderOptions> = {}, connectionExtra: HubConnectionOptions = {}): TelemetryReader {
+  function reader(
+    sim: SimulatedHub,
+    connection: HubConnection,
+    extra: Partial<TelemetryReaderOptions> = {},
+    connectionExtra: HubConnectionOptions = {},
+  ): TelemetryReader {
     const made = new TelemetryReader({
       connection: async () => connection,
       connectionOptions: async () => options(sim, connectionExtra),
@@ -119,8 +124,8 @@ describe('TelemetryReader', function () {
     assert.equal(sim.snapshot().connections, 2, 'the shared connection and the one to the built-in endpoint');
     await waitFor(() => statuses.some((s) => s.kind === 'connection' && s.state === 'open'), 'an open status');
     await telemetry.close();
-    await waitFor(() => sim.snapshot().connections === 1, 'the reader\'s own connection closed');
-    assert.equal(connection.state, 'open', 'the shared connection is not the reader\'s to close');
+    await waitFor(() => sim.snapshot().connections === 1, "the reader's own connection closed");
+    assert.equal(connection.state, 'open', "the shared connection is not the reader's to close");
   });
 
   it('reads an Event Hubs connection directly, with no second connection', async () => {
@@ -138,7 +143,7 @@ describe('TelemetryReader', function () {
     assert.equal(connection.state, 'open');
   });
 
-  it('resumes after its endpoint\'s checkpoints, saves on the clock and on close under the endpoint\'s key, and keeps other endpoints\' positions', async () => {
+  it("resumes after its endpoint's checkpoints, saves on the clock and on close under the endpoint's key, and keeps other endpoints' positions", async () => {
     hub = await startTestHub({ partitionCount: 1 });
     const sim = hub;
     ingest(sim, 5, 'old');
@@ -153,7 +158,11 @@ describe('TelemetryReader', function () {
     telemetry.start();
     await waitFor(() => events.length === 2, 'the events after the checkpoint');
     await delay(100);
-    assert.deepEqual(events.map((e) => e.sequenceNumber), [3, 4], 'resumed right after sequence number 2');
+    assert.deepEqual(
+      events.map((e) => e.sequenceNumber),
+      [3, 4],
+      'resumed right after sequence number 2',
+    );
     assert.equal(store.saves, 0, 'nothing saved before the clock says so');
     const saveWait = clock.pending().find((w) => w.ms === 5000);
     assert.ok(saveWait, `a checkpoint wait of checkpointEveryMs: ${JSON.stringify(clock.pending().map((w) => w.ms))}`);
@@ -212,7 +221,15 @@ describe('TelemetryReader', function () {
       clock.run(clock.pending()[0]);
     }
     await waitFor(() => retries.length === 4, 'the fourth failure');
-    assert.deepEqual(retries.map((r) => [r.code, r.attempt]), [['Timeout', 0], ['Timeout', 1], ['Timeout', 2], ['Timeout', 3]]);
+    assert.deepEqual(
+      retries.map((r) => [r.code, r.attempt]),
+      [
+        ['Timeout', 0],
+        ['Timeout', 1],
+        ['Timeout', 2],
+        ['Timeout', 3],
+      ],
+    );
     // backoffDelay: attempt n waits between half and all of min(max, min * 2^n).
     retries.forEach((r, n) => {
       const ceiling = Math.min(8000, 1000 * 2 ** n);

@@ -29,32 +29,42 @@ describe('node adapter: no usable config node', function () {
   });
 
   it('without a config node: the status says so, each msg fails with NoConnection, and the flow closes', async () => {
-    await helper.load([c2dSendNode, feedbackInNode], [
-      { id: 'tab', type: 'tab', label: 'none' },
-      { id: 'send1', type: 'iothub-c2d-send', z: 'tab', hub: '', deviceId: 'd1', wires: [[]] },
-      { id: 'fb1', type: 'iothub-feedback-in', z: 'tab', hub: 'missing', wires: [[]] },
-      { id: 'catcher', type: 'catch', z: 'tab', scope: null, uncaught: false, wires: [['caught']] },
-      { id: 'caught', type: 'helper', z: 'tab', wires: [] },
-    ]);
+    await helper.load(
+      [c2dSendNode, feedbackInNode],
+      [
+        { id: 'tab', type: 'tab', label: 'none' },
+        { id: 'send1', type: 'iothub-c2d-send', z: 'tab', hub: '', deviceId: 'd1', wires: [[]] },
+        { id: 'fb1', type: 'iothub-feedback-in', z: 'tab', hub: 'missing', wires: [[]] },
+        { id: 'catcher', type: 'catch', z: 'tab', scope: null, uncaught: false, wires: [['caught']] },
+        { id: 'caught', type: 'helper', z: 'tab', wires: [] },
+      ],
+    );
     const caught = collect('caught');
     assert.deepEqual(statuses('send1'), ['iothub-common.status.no-connection']);
     assert.deepEqual(statuses('fb1'), ['iothub-common.status.no-connection']);
     inject('send1', { payload: 'x' });
     inject('send1', { payload: 'y' });
     await waitFor(() => caught.length === 2, 'both failures');
-    assert.deepEqual(caught.map((m) => m.error?.code), ['NoConnection', 'NoConnection']);
+    assert.deepEqual(
+      caught.map((m) => m.error?.code),
+      ['NoConnection', 'NoConnection'],
+    );
     assert.match(String(caught[0].error?.message), /c2d-send has no IoT Hub connection configured$/);
   });
 
   it('with a config node of the wrong role: the status says so, each msg fails with WrongRole, and the config node is not used', async () => {
     hub = await startTestHub();
-    await helper.load([connectionNode, deviceOutNode], [
-      { id: 'tab', type: 'tab', label: 'wrong' },
-      { id: 'conn1', type: 'iothub-connection', z: 'tab', mode: 'azure', transport: 'amqp' },
-      { id: 'out1', type: 'iothub-device-out', z: 'tab', hub: 'conn1', wires: [[]] },
-      { id: 'catcher', type: 'catch', z: 'tab', scope: null, uncaught: false, wires: [['caught']] },
-      { id: 'caught', type: 'helper', z: 'tab', wires: [] },
-    ], { conn1: { connectionString: hub.eventHubConnectionString() } });
+    await helper.load(
+      [connectionNode, deviceOutNode],
+      [
+        { id: 'tab', type: 'tab', label: 'wrong' },
+        { id: 'conn1', type: 'iothub-connection', z: 'tab', mode: 'azure', transport: 'amqp' },
+        { id: 'out1', type: 'iothub-device-out', z: 'tab', hub: 'conn1', wires: [[]] },
+        { id: 'catcher', type: 'catch', z: 'tab', scope: null, uncaught: false, wires: [['caught']] },
+        { id: 'caught', type: 'helper', z: 'tab', wires: [] },
+      ],
+      { conn1: { connectionString: hub.eventHubConnectionString() } },
+    );
     const caught = collect('caught');
     assert.deepEqual(statuses('out1'), ['iothub-common.status.wrong-role']);
     inject('out1', { payload: 'x', deviceId: 'd1' });

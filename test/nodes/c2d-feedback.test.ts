@@ -32,7 +32,18 @@ function flow(extra: Record<string, unknown> = {}): object[] {
   return [
     { id: 'tab', type: 'tab', label: 'c2d' },
     { id: 'conn1', type: 'iothub-connection', z: 'tab', mode: 'azure', transport: 'amqps', reconnectMin: 50, reconnectMax: 200 },
-    { id: 'send1', type: 'iothub-c2d-send', z: 'tab', hub: 'conn1', deviceId: 'fridge', deviceIdType: 'str', ack: 'full', maxPending: 5, wires: [['sent']], ...extra },
+    {
+      id: 'send1',
+      type: 'iothub-c2d-send',
+      z: 'tab',
+      hub: 'conn1',
+      deviceId: 'fridge',
+      deviceIdType: 'str',
+      ack: 'full',
+      maxPending: 5,
+      wires: [['sent']],
+      ...extra,
+    },
     { id: 'sent', type: 'helper', z: 'tab', wires: [] },
     { id: 'fb1', type: 'iothub-feedback-in', z: 'tab', hub: 'conn1', wires: [['feedback']] },
     { id: 'feedback', type: 'helper', z: 'tab', wires: [] },
@@ -99,7 +110,11 @@ describe('c2d-send and feedback-in', function () {
     await device.complete(m);
     await waitFor(() => feedback.length === 1, 'Success feedback');
     assert.deepEqual(
-      { id: (feedback[0].payload as { originalMessageId: string }).originalMessageId, status: (feedback[0].payload as { statusCode: string }).statusCode, topic: feedback[0].topic },
+      {
+        id: (feedback[0].payload as { originalMessageId: string }).originalMessageId,
+        status: (feedback[0].payload as { statusCode: string }).statusCode,
+        topic: feedback[0].topic,
+      },
       { id: messageId, status: 'Success', topic: 'fridge' },
     );
 
@@ -143,7 +158,10 @@ describe('c2d-send and feedback-in', function () {
     for (let i = 0; i < 51; i++) input({ payload: `m${i}` });
     await waitFor(() => sent.length + caught.length === 51, 'all 51 settled');
     assert.equal(sent.length, 50);
-    assert.deepEqual(caught.map((m) => m.error?.code), ['DeviceMaximumQueueDepthExceeded']);
+    assert.deepEqual(
+      caught.map((m) => m.error?.code),
+      ['DeviceMaximumQueueDepthExceeded'],
+    );
   });
 
   it('holds messages while the hub refuses connections, delivers them when it is back, and fails the overflow with BufferFull', async () => {
@@ -159,11 +177,17 @@ describe('c2d-send and feedback-in', function () {
     await delay(100);
     for (let i = 0; i < 7; i++) input({ payload: `held-${i}`, messageId: `held-${i}` });
     await waitFor(() => caught.length === 2, 'the overflow to fail');
-    assert.deepEqual(caught.map((m) => m.error?.code), ['BufferFull', 'BufferFull']);
+    assert.deepEqual(
+      caught.map((m) => m.error?.code),
+      ['BufferFull', 'BufferFull'],
+    );
     assert.equal(sent.length, 1, 'nothing went out while the hub refused');
     hub.faults.refuseConnections(0);
     await waitFor(() => sent.length === 6, 'the held messages after the hub came back');
-    assert.deepEqual(sent.slice(1).map((m) => m.messageId), ['held-0', 'held-1', 'held-2', 'held-3', 'held-4']);
+    assert.deepEqual(
+      sent.slice(1).map((m) => m.messageId),
+      ['held-0', 'held-1', 'held-2', 'held-3', 'held-4'],
+    );
     assert.equal(hub.c2d.depth('fridge'), 6);
   });
 
@@ -177,7 +201,10 @@ describe('c2d-send and feedback-in', function () {
     await waitFor(() => statuses('send1').includes('Unauthorized') && statuses('fb1').includes('Unauthorized'), 'both statuses to show the refusal');
     for (let i = 0; i < 3; i++) input({ payload: `m${i}` });
     await waitFor(() => caught.length === 3, 'every msg to fail');
-    assert.deepEqual(caught.map((m) => m.error?.code), ['Unauthorized', 'Unauthorized', 'Unauthorized']);
+    assert.deepEqual(
+      caught.map((m) => m.error?.code),
+      ['Unauthorized', 'Unauthorized', 'Unauthorized'],
+    );
     assert.match(String(caught[0].error?.message), /refuses \/messages\/devicebound with these credentials/);
     assert.equal(sent.length, 0);
     assert.equal(hub.c2d.depth('fridge'), 0);

@@ -46,7 +46,6 @@ function byName(flow: FlowNode[], type: string, name?: string): string {
   return found[0].id;
 }
 
-
 /** The example as a user imports it, on a free port; returns its simulator. */
 async function loadExample(flow: FlowNode[]): Promise<SimulatedHub> {
   const port = await freePort();

@@ -87,8 +87,14 @@ describe('device nodes through a gateway', function () {
     }
     for (const [id, deviceId] of Object.entries(LISTENERS)) {
       await waitFor(() => got[id].length === 2, `${id}'s two messages`);
-      assert.deepEqual(got[id].map((m) => m.messageId), [`c-${deviceId}-0`, `c-${deviceId}-1`]);
-      assert.deepEqual(got[id].map((m) => m.deviceId), [deviceId, deviceId]);
+      assert.deepEqual(
+        got[id].map((m) => m.messageId),
+        [`c-${deviceId}-0`, `c-${deviceId}-1`],
+      );
+      assert.deepEqual(
+        got[id].map((m) => m.deviceId),
+        [deviceId, deviceId],
+      );
     }
     assert.equal(sim.c2d.depth('gw-010'), 2, 'a device with no listener keeps its messages');
     // One more connection each for the Event Hubs reader (closed) and the service SDK (open).

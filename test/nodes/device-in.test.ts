@@ -27,7 +27,11 @@ function flow(node: Record<string, unknown> = {}): object[] {
   ];
 }
 
-function c2d(body: string | object, id: string, extra: { ack?: string; props?: Record<string, string>; correlationId?: string } = {}): InstanceType<typeof Message> {
+function c2d(
+  body: string | object,
+  id: string,
+  extra: { ack?: string; props?: Record<string, string>; correlationId?: string } = {},
+): InstanceType<typeof Message> {
   const m = new Message(typeof body === 'string' ? body : JSON.stringify(body));
   m.messageId = id;
   if (extra.ack) m.ack = extra.ack;
@@ -186,7 +190,10 @@ describe('device-in', function () {
     inject('in1', { settle: 'complete' });
     inject('in1', { payload: 'no settle at all' });
     await waitFor(() => caught.length === 3, 'three errors');
-    assert.deepEqual(caught.map((m) => m.error?.code), ['InvalidMessage', 'InvalidMessage', 'InvalidMessage']);
+    assert.deepEqual(
+      caught.map((m) => m.error?.code),
+      ['InvalidMessage', 'InvalidMessage', 'InvalidMessage'],
+    );
     await helper.unload();
     ({ caught } = await load(sim.deviceConnectionString('fridge-5')));
     inject('in1', { settle: 'complete', lockToken: 'x' });
@@ -207,7 +214,10 @@ describe('device-in', function () {
     await waitFor(() => got.length === 3, 'one more after a settle');
     await delay(300);
     assert.equal(got.length, 3);
-    assert.deepEqual(got.map((m) => m.messageId), ['p-0', 'p-1', 'p-2']);
+    assert.deepEqual(
+      got.map((m) => m.messageId),
+      ['p-0', 'p-1', 'p-2'],
+    );
     for (const m of got.slice(1)) settle(m, 'complete');
     await waitFor(() => got.length === 5, 'the rest');
   });
@@ -250,7 +260,10 @@ describe('device-in', function () {
     assert.ok(device, 'registered by the token');
     sim.c2d.enqueue('press-9', 'vision', device.generationId, { message_id: 'to-module', body: rhea.message.data_section(Buffer.from('hi')) } as rhea.Message);
     await waitFor(() => got.length === 1, 'the module message');
-    assert.deepEqual([got[0].messageId, got[0].deviceId, got[0].moduleId, got[0].topic, got[0].payload], ['to-module', 'press-9', 'vision', 'press-9/vision', 'hi']);
+    assert.deepEqual(
+      [got[0].messageId, got[0].deviceId, got[0].moduleId, got[0].topic, got[0].payload],
+      ['to-module', 'press-9', 'vision', 'press-9/vision', 'hi'],
+    );
   });
 
   it('a device id that does not fit the identity, or none with a gateway, is an error at Catch and in the status', async () => {

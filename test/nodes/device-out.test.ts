@@ -13,7 +13,17 @@ helper.init(require.resolve('node-red'));
 function flow(out: Record<string, unknown> = {}): object[] {
   return [
     { id: 'tab', type: 'tab', label: 'device-out' },
-    { id: 'conn1', type: 'iothub-connection', z: 'tab', mode: 'azure', transport: 'amqps', reconnectMin: 50, reconnectMax: 200, throttleMin: 50, throttleMax: 200 },
+    {
+      id: 'conn1',
+      type: 'iothub-connection',
+      z: 'tab',
+      mode: 'azure',
+      transport: 'amqps',
+      reconnectMin: 50,
+      reconnectMax: 200,
+      throttleMin: 50,
+      throttleMax: 200,
+    },
     { id: 'out1', type: 'iothub-device-out', z: 'tab', hub: 'conn1', deviceId: '', deviceIdType: 'str', maxPending: 1000, wires: [['sent']], ...out },
     { id: 'sent', type: 'helper', z: 'tab', wires: [] },
     { id: 'catcher', type: 'catch', z: 'tab', scope: null, uncaught: false, wires: [['caught']] },
@@ -150,7 +160,9 @@ describe('device-out', function () {
       delete process.env.IOTHUB_TEST_DEVICE;
     }
     const events = await readTelemetry(hub, 5);
-    const who = events.map((e) => `${String(e.systemProperties?.['iothub-connection-device-id'])}/${String(e.systemProperties?.['iothub-connection-module-id'] ?? '')}`).sort();
+    const who = events
+      .map((e) => `${String(e.systemProperties?.['iothub-connection-device-id'])}/${String(e.systemProperties?.['iothub-connection-module-id'] ?? '')}`)
+      .sort();
     assert.deepEqual(who, ['from-env/', 'from-msg/', 'from-path/', 'from-setting/', 'gw-module-dev/edge']);
   });
 
@@ -193,7 +205,10 @@ describe('device-out', function () {
     inject('out1', { payload: 'bad', deviceId: 'has space' });
     inject('out1', { payload: 'bad module', deviceId: 'ok-dev', moduleId: 'has/slash' });
     await waitFor(() => caught.length === 3, 'three errors');
-    assert.deepEqual(caught.map((m) => m.error?.code), ['MissingDeviceId', 'InvalidDeviceId', 'InvalidModuleId']);
+    assert.deepEqual(
+      caught.map((m) => m.error?.code),
+      ['MissingDeviceId', 'InvalidDeviceId', 'InvalidModuleId'],
+    );
     assert.equal(hub.stats.d2cAccepted, 0);
   });
 
@@ -211,7 +226,10 @@ describe('device-out', function () {
     hub.registry.addDevice('ghost-1');
     inject('out1', { payload: 'ghost again', deviceId: 'ghost-1', messageId: 'ghost-again' });
     await waitFor(() => sent.length === 2, 'the retry after registering');
-    assert.deepEqual(storedFor(hub, 'ghost-1').map((m) => m.message_id), ['ghost-again']);
+    assert.deepEqual(
+      storedFor(hub, 'ghost-1').map((m) => m.message_id),
+      ['ghost-again'],
+    );
   });
 
   it('buffers while the hub refuses connections, sends in order per device after it is back; overflow is BufferFull at Catch', async () => {
@@ -231,14 +249,29 @@ describe('device-out', function () {
       inject('out1', { payload: `b${i}`, deviceId: 'line-b', messageId: `b-${i}` });
     }
     await waitFor(() => caught.length === 2, 'the overflow to fail');
-    assert.deepEqual(caught.map((m) => m.error?.code), ['BufferFull', 'BufferFull']);
-    assert.deepEqual(caught.map((m) => m.messageId), ['a-3', 'b-3'], 'the last two, past the bound of 6');
+    assert.deepEqual(
+      caught.map((m) => m.error?.code),
+      ['BufferFull', 'BufferFull'],
+    );
+    assert.deepEqual(
+      caught.map((m) => m.messageId),
+      ['a-3', 'b-3'],
+      'the last two, past the bound of 6',
+    );
     await waitFor(() => sim.stats.connectionsRefused > refusedBefore, 'the node to try (and be refused)');
     assert.equal(sent.length, 1, 'nothing went out while the hub refused');
     hub.faults.refuseConnections(0);
     await waitFor(() => sent.length === 7, 'the held messages after the hub came back');
-    assert.deepEqual(storedFor(hub, 'line-a').map((m) => m.message_id).slice(1), ['a-0', 'a-1', 'a-2']);
-    assert.deepEqual(storedFor(hub, 'line-b').map((m) => m.message_id), ['b-0', 'b-1', 'b-2']);
+    assert.deepEqual(
+      storedFor(hub, 'line-a')
+        .map((m) => m.message_id)
+        .slice(1),
+      ['a-0', 'a-1', 'a-2'],
+    );
+    assert.deepEqual(
+      storedFor(hub, 'line-b').map((m) => m.message_id),
+      ['b-0', 'b-1', 'b-2'],
+    );
     const events = await readTelemetry(hub, 7);
     assert.deepEqual(
       events.filter((e) => e.systemProperties?.['iothub-connection-device-id'] === 'line-b').map((e) => e.messageId),
@@ -258,7 +291,12 @@ describe('device-out', function () {
     await waitFor(() => sent.length === 5, 'every send after the throttling');
     assert.deepEqual(caught, []);
     // Pipelined sends: those behind a throttled one may be accepted first, so only the set is fixed.
-    assert.deepEqual(storedFor(hub, 'busy-1').map((m) => m.message_id).sort(), ['t-0', 't-1', 't-2', 't-3', 't-4']);
+    assert.deepEqual(
+      storedFor(hub, 'busy-1')
+        .map((m) => m.message_id)
+        .sort(),
+      ['t-0', 't-1', 't-2', 't-3', 't-4'],
+    );
     assert.equal(hub.stats.d2cAccepted, 5);
   });
 });

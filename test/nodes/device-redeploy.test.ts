@@ -17,18 +17,49 @@ import { freePort, waitFor } from '../helpers/hub';
 
 helper.init(require.resolve('node-red'));
 
-
 function flow(port: number, round: number): object[] {
   return [
     { id: 'tab', type: 'tab', label: 'redeploy' },
     { id: 'conn1', type: 'iothub-connection', z: 'tab', mode: 'local', localPort: port, reconnectMin: 50, reconnectMax: 200 },
-    { id: 'out1', type: 'iothub-device-out', z: 'tab', name: `out ${round}`, hub: 'conn1', deviceId: 'redeploy-dev', deviceIdType: 'str', maxPending: 100, wires: [['sent']] },
+    {
+      id: 'out1',
+      type: 'iothub-device-out',
+      z: 'tab',
+      name: `out ${round}`,
+      hub: 'conn1',
+      deviceId: 'redeploy-dev',
+      deviceIdType: 'str',
+      maxPending: 100,
+      wires: [['sent']],
+    },
     { id: 'sent', type: 'helper', z: 'tab', wires: [] },
-    { id: 'in1', type: 'iothub-device-in', z: 'tab', name: `in ${round}`, hub: 'conn1', deviceId: 'redeploy-dev', settle: 'manual', output: 'auto', prefetch: 5, wires: [['got']] },
+    {
+      id: 'in1',
+      type: 'iothub-device-in',
+      z: 'tab',
+      name: `in ${round}`,
+      hub: 'conn1',
+      deviceId: 'redeploy-dev',
+      settle: 'manual',
+      output: 'auto',
+      prefetch: 5,
+      wires: [['got']],
+    },
     { id: 'got', type: 'helper', z: 'tab', wires: [] },
     // Never changed: on a changed-nodes deploy it keeps the shared connection open, so whatever the
     // redeployed nodes leave on it would pile up.
-    { id: 'in2', type: 'iothub-device-in', z: 'tab', name: 'steady', hub: 'conn1', deviceId: 'redeploy-other', settle: 'auto', output: 'auto', prefetch: 5, wires: [[]] },
+    {
+      id: 'in2',
+      type: 'iothub-device-in',
+      z: 'tab',
+      name: 'steady',
+      hub: 'conn1',
+      deviceId: 'redeploy-other',
+      settle: 'auto',
+      output: 'auto',
+      prefetch: 5,
+      wires: [[]],
+    },
     { id: 'catcher', type: 'catch', z: 'tab', scope: null, uncaught: false, wires: [['caught']] },
     { id: 'caught', type: 'helper', z: 'tab', wires: [] },
   ];
@@ -61,7 +92,10 @@ describe('device nodes across redeploys', function () {
     inject('out1', { payload: tag, messageId: `d2c-${tag}` });
     await waitFor(() => sent.some((m) => m.messageId === `d2c-${tag}`), `the telemetry ${tag}`);
     const device = sim.registry.addDevice('redeploy-dev');
-    sim.c2d.enqueue('redeploy-dev', undefined, device.generationId, { message_id: `c2d-${tag}`, body: rhea.message.data_section(Buffer.from(tag)) } as rhea.Message);
+    sim.c2d.enqueue('redeploy-dev', undefined, device.generationId, {
+      message_id: `c2d-${tag}`,
+      body: rhea.message.data_section(Buffer.from(tag)),
+    } as rhea.Message);
     await waitFor(() => got.length === 1, `the C2D message ${tag}`);
     inject('in1', { settle: 'complete', lockToken: got[0].lockToken });
     await waitFor(() => sim.c2d.depth('redeploy-dev') === 0, `the C2D message ${tag} completed`);
@@ -92,7 +126,11 @@ describe('device nodes across redeploys', function () {
     }
 
     await roundTrip(sim, 'after');
-    await waitFor(() => sim.snapshot().connections === 1 && sim.snapshot().links === linksBefore, 'the simulator back to one connection and the same links', 15_000);
+    await waitFor(
+      () => sim.snapshot().connections === 1 && sim.snapshot().links === linksBefore,
+      'the simulator back to one connection and the same links',
+      15_000,
+    );
     assert.equal(await connection(), shared, 'the changed-nodes deploys kept the connection');
     assert.equal((await connection()).listenerCount('state'), stateListeners, 'no state listener left behind on the shared connection');
     assert.equal((await connection()).listenerCount('scopeError'), scopeListeners, 'no scopeError listener left behind');

@@ -18,7 +18,6 @@ interface SpiedNode {
   receive(msg: object): void;
 }
 
-
 function tabFlow(config: Record<string, unknown>, deviceId = 'flow-device'): object[] {
   return [
     { id: 'tab', type: 'tab', label: 'test' },
@@ -66,7 +65,10 @@ describe('iothub-connection config node', function () {
     user.receive({ payload: 'hello-local' });
     await arrived;
     const events = [...(local.hub as SimulatedHub).events()];
-    assert.deepEqual(events.map((e) => e.message.message_id), ['hello-local']);
+    assert.deepEqual(
+      events.map((e) => e.message.message_id),
+      ['hello-local'],
+    );
     assert.equal(events[0].message.message_annotations?.['iothub-connection-device-id'], 'flow-device');
   });
 
@@ -82,7 +84,10 @@ describe('iothub-connection config node', function () {
     const arrived = new Promise<void>((resolve) => out.on('input', () => resolve()));
     user.receive({ payload: 'hello-azure' });
     await arrived;
-    assert.deepEqual([...hub.events()].map((e) => e.message.message_id), ['hello-azure']);
+    assert.deepEqual(
+      [...hub.events()].map((e) => e.message.message_id),
+      ['hello-azure'],
+    );
     const config = helper.getNode('conn1') as unknown as { role: string };
     assert.equal(config.role, 'gateway');
   });
@@ -97,7 +102,10 @@ describe('iothub-connection config node', function () {
       const arrived = new Promise<void>((resolve) => out.on('input', () => resolve()));
       user.receive({ payload: 'from-env' });
       await arrived;
-      assert.deepEqual([...hub.events()].map((e) => e.message.message_id), ['from-env']);
+      assert.deepEqual(
+        [...hub.events()].map((e) => e.message.message_id),
+        ['from-env'],
+      );
     } finally {
       delete process.env.IOTHUB_TEST_CONNECTION;
     }
@@ -111,7 +119,9 @@ describe('iothub-connection config node', function () {
     const user = helper.getNode('user') as unknown as SpiedNode;
     const seen = statuses(user);
     const caught = helper.getNode('caught') as unknown as SpiedNode;
-    const error = new Promise<{ message?: string; code?: string }>((resolve) => caught.on('input', ((msg: { error: { message?: string; code?: string } }) => resolve(msg.error)) as unknown as (c: StatusCall) => void));
+    const error = new Promise<{ message?: string; code?: string }>((resolve) =>
+      caught.on('input', ((msg: { error: { message?: string; code?: string } }) => resolve(msg.error)) as unknown as (c: StatusCall) => void),
+    );
     user.receive({ payload: 'x' });
     const err = await error;
     assert.match(String(err.message), /connection string/);

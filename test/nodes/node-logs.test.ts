@@ -76,7 +76,9 @@ describe('log lines for flow authors', function () {
     const sim = await startTestHub();
     hub = sim;
     const connectionString = sim.serviceConnectionString();
-    await helper.load([connectionNode, deviceOutNode], flow([{ id: 'out1', type: 'iothub-device-out', deviceId: 'line-1', wires: [['sent']] }]), { conn1: { connectionString } });
+    await helper.load([connectionNode, deviceOutNode], flow([{ id: 'out1', type: 'iothub-device-out', deviceId: 'line-1', wires: [['sent']] }]), {
+      conn1: { connectionString },
+    });
     await waitFor(() => statuses('out1').includes(CONNECTED), 'connected');
     // A link in use: a connection with none rests when the hub closes it, instead of reconnecting.
     const sent = collect('sent');
@@ -114,7 +116,10 @@ describe('log lines for flow authors', function () {
       inject('out1', { payload: `ghost ${i}`, deviceId: 'ghost-1' });
       await waitFor(() => caught.length === i, `failure ${i}`);
     }
-    assert.deepEqual(caught.map((m) => m.error?.code), ['DeviceNotFound', 'DeviceNotFound', 'DeviceNotFound']);
+    assert.deepEqual(
+      caught.map((m) => m.error?.code),
+      ['DeviceNotFound', 'DeviceNotFound', 'DeviceNotFound'],
+    );
     const refused = said('out1', 'warn');
     assert.equal(refused.length, 1, `one warning for the device: ${JSON.stringify(refused)}`);
     assert.match(refused[0], /^device ghost-1: DeviceNotFound: /);
@@ -132,7 +137,9 @@ describe('log lines for flow authors', function () {
     const sim = await startTestHub({ autoRegister: false });
     hub = sim;
     const connectionString = sim.serviceConnectionString('device');
-    await helper.load([connectionNode, deviceInNode], flow([{ id: 'in1', type: 'iothub-device-in', deviceId: 'ghost-2', settle: 'auto', wires: [['sent']] }]), { conn1: { connectionString } });
+    await helper.load([connectionNode, deviceInNode], flow([{ id: 'in1', type: 'iothub-device-in', deviceId: 'ghost-2', settle: 'auto', wires: [['sent']] }]), {
+      conn1: { connectionString },
+    });
     await waitFor(() => said('in1', 'warn').length === 1, 'the warning');
     // The link keeps trying (50 to 200 ms apart here): the same refusal is not told again.
     await delay(1000);

@@ -129,30 +129,42 @@ describe('telemetry-in', function () {
       [{ startPosition: 'enqueuedTime', startValue: new Date(cut).toISOString() }, `mid-${id}-0`],
     ];
     for (const [settings, first] of cases) {
-      await helper.load([connectionNode, telemetryInNode], flow({ ...settings, partitions: partition }), { conn1: { connectionString: hub.serviceConnectionString() } });
+      await helper.load([connectionNode, telemetryInNode], flow({ ...settings, partitions: partition }), {
+        conn1: { connectionString: hub.serviceConnectionString() },
+      });
       const out = collect();
       await waitFor(() => out.length > 0, `the first message for ${JSON.stringify(settings)}`);
       assert.equal(out[0].messageId, first, JSON.stringify(settings));
       await helper.unload();
     }
     // latest: only what arrives after the reader attached.
-    await helper.load([connectionNode, telemetryInNode], flow({ startPosition: 'latest', partitions: partition }), { conn1: { connectionString: hub.serviceConnectionString() } });
+    await helper.load([connectionNode, telemetryInNode], flow({ startPosition: 'latest', partitions: partition }), {
+      conn1: { connectionString: hub.serviceConnectionString() },
+    });
     const out = collect();
     await waitFor(() => hub.eventHub.readerCount === 1, 'the reader');
     await send(id, 1, 'new');
     await waitFor(() => out.length > 0, 'the new event');
     await delay(200);
-    assert.deepEqual(out.map((m) => m.messageId), [`new-${id}-0`]);
+    assert.deepEqual(
+      out.map((m) => m.messageId),
+      [`new-${id}-0`],
+    );
   });
 
   it('works on the local simulator and with an Event Hubs connection string', async () => {
     hub = await startTestHub();
     const [id] = spreadDevices();
     await send(id, 2, 'eh');
-    await helper.load([connectionNode, telemetryInNode], flow({ startPosition: 'earliest' }, { mode: 'azure', transport: 'amqp' }), { conn1: { connectionString: hub.eventHubConnectionString() } });
+    await helper.load([connectionNode, telemetryInNode], flow({ startPosition: 'earliest' }, { mode: 'azure', transport: 'amqp' }), {
+      conn1: { connectionString: hub.eventHubConnectionString() },
+    });
     const out = collect();
     await waitFor(() => out.length === 2, 'events through the Event Hubs string');
-    assert.deepEqual(out.map((m) => m.messageId), [`eh-${id}-0`, `eh-${id}-1`]);
+    assert.deepEqual(
+      out.map((m) => m.messageId),
+      [`eh-${id}-0`, `eh-${id}-1`],
+    );
   });
 
   it('resumes after a dropped connection with no gap and no repeat', async () => {
@@ -166,13 +178,18 @@ describe('telemetry-in', function () {
     const second = await send(id, 5, 'after');
     await waitFor(() => out.length >= 10, 'the rest after the reconnect');
     await delay(300);
-    assert.deepEqual(out.map((m) => m.messageId), [...first, ...second]);
+    assert.deepEqual(
+      out.map((m) => m.messageId),
+      [...first, ...second],
+    );
   });
 
   it('reports a partition that is taken over and keeps reading the others', async () => {
     hub = await startTestHub();
     const ids = spreadDevices();
-    await helper.load([connectionNode, telemetryInNode], flow({ startPosition: 'earliest', ownerLevel: 1 }), { conn1: { connectionString: hub.serviceConnectionString() } });
+    await helper.load([connectionNode, telemetryInNode], flow({ startPosition: 'earliest', ownerLevel: 1 }), {
+      conn1: { connectionString: hub.serviceConnectionString() },
+    });
     const out = collect();
     await waitFor(() => hub.eventHub.readerCount === 4, 'four readers');
     hub.faults.detachLinks((a) => a.kind === 'eh-partition' && a.partition === '0');
@@ -187,7 +204,9 @@ describe('telemetry-in', function () {
   it('a sixth reader of a partition in one consumer group: the status says what to do, and it reads once a place is free', async () => {
     hub = await startTestHub({ partitionCount: 1 });
     const others = Array.from({ length: 5 }, () => new EventHubConsumerClient('$Default', hub.eventHubConnectionString()));
-    const subscriptions = others.map((c) => c.subscribe({ processEvents: async () => undefined, processError: async () => undefined }, { startPosition: latestEventPosition }));
+    const subscriptions = others.map((c) =>
+      c.subscribe({ processEvents: async () => undefined, processError: async () => undefined }, { startPosition: latestEventPosition }),
+    );
     try {
       await waitFor(() => hub.eventHub.readerCount === 5, 'five readers of partition 0');
       await helper.load([connectionNode, telemetryInNode], flow({ startPosition: 'earliest' }), { conn1: { connectionString: hub.serviceConnectionString() } });
@@ -219,6 +238,9 @@ describe('telemetry-in', function () {
     const out = collect();
     await waitFor(() => out.length >= sent.length, 'the events once the hub is back', 90_000);
     await delay(300);
-    assert.deepEqual(out.map((m) => m.messageId), sent);
+    assert.deepEqual(
+      out.map((m) => m.messageId),
+      sent,
+    );
   });
 });

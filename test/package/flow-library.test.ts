@@ -14,7 +14,13 @@ const types = Object.keys(pkg['node-red']?.nodes ?? {});
 
 /** Whether `version` satisfies a range made of plain comparators (`>=4.0.0`, `>=20 <23`). */
 function satisfies(version: string, range: string): boolean {
-  const parse = (v: string): number[] => v.replace(/^v/, '').split('.').map((p) => Number(p) || 0).concat([0, 0, 0]).slice(0, 3);
+  const parse = (v: string): number[] =>
+    v
+      .replace(/^v/, '')
+      .split('.')
+      .map((p) => Number(p) || 0)
+      .concat([0, 0, 0])
+      .slice(0, 3);
   const compare = (a: number[], b: number[]): number => a[0] - b[0] || a[1] - b[1] || a[2] - b[2];
   const have = parse(version);
   return range

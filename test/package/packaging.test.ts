@@ -95,12 +95,21 @@ describe('the packed package in a real Node-RED', function () {
   it('holds the built runtime, editor files, locales, icons and examples, and no sources or tests', () => {
     const has = (file: string): void => assert.ok(packed.includes(file), `${file} is packed`);
     for (const type of types) {
-      for (const file of [`nodes/${type}.js`, `nodes/${type}.html`, `nodes/locales/en-US/${type}.json`, `nodes/locales/de/${type}.json`, `dist/src/nodes/${type}.js`]) has(file);
+      for (const file of [
+        `nodes/${type}.js`,
+        `nodes/${type}.html`,
+        `nodes/locales/en-US/${type}.json`,
+        `nodes/locales/de/${type}.json`,
+        `dist/src/nodes/${type}.js`,
+      ])
+        has(file);
     }
     for (const icon of icons) has(`nodes/icons/${icon}`);
     for (const example of examples) has(`examples/${example}`);
     for (const file of ['package.json', 'README.md', 'LICENSE']) has(file);
-    const stray = packed.filter((f) => /^(src|test|scripts|dist\/test|dist\/scripts)\//.test(f) || (f.endsWith('.ts') && !f.endsWith('.d.ts')) || f.endsWith('.tsbuildinfo'));
+    const stray = packed.filter(
+      (f) => /^(src|test|scripts|dist\/test|dist\/scripts)\//.test(f) || (f.endsWith('.ts') && !f.endsWith('.d.ts')) || f.endsWith('.tsbuildinfo'),
+    );
     assert.deepEqual(stray, []);
   });
 
@@ -109,7 +118,11 @@ describe('the packed package in a real Node-RED', function () {
     const userDir = mkdtempSync(path.join(os.tmpdir(), 'iothub-user-'));
     userDirs.push(userDir);
     writeFileSync(path.join(userDir, 'package.json'), JSON.stringify({ name: 'node-red-project', version: '0.0.1', private: true }) + '\n');
-    const { stderr } = await run('npm', ['install', '--no-audit', '--no-fund', '--prefer-offline', '--omit=dev', tarball], { cwd: userDir, timeout: 180_000, env: NPM_ENV });
+    const { stderr } = await run('npm', ['install', '--no-audit', '--no-fund', '--prefer-offline', '--omit=dev', tarball], {
+      cwd: userDir,
+      timeout: 180_000,
+      env: NPM_ENV,
+    });
     assert.ok(!/\bwarn\b/i.test(stderr), `npm install warned:\n${stderr}`);
     const installed = path.join(userDir, 'node_modules', ...pkg.name.split('/'));
     assert.ok(existsSync(path.join(installed, 'package.json')), 'the package is installed');

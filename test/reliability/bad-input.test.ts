@@ -97,7 +97,10 @@ function outgoingMsg(deviceIds: string[]): fc.Arbitrary<Record<string, unknown>>
       contentType: fc.oneof(fc.constantFrom('application/json', 'text/plain'), anyValue),
       contentEncoding: fc.oneof(fc.constantFrom('utf-8', 'base64'), anyValue),
       userId: fc.oneof(fc.string({ maxLength: 10 }), anyValue),
-      properties: fc.oneof(fc.dictionary(fc.string({ maxLength: 10 }), fc.oneof(fc.string({ maxLength: 10 }), fc.integer(), fc.boolean(), anyValue), { maxKeys: 5 }), anyValue),
+      properties: fc.oneof(
+        fc.dictionary(fc.string({ maxLength: 10 }), fc.oneof(fc.string({ maxLength: 10 }), fc.integer(), fc.boolean(), anyValue), { maxKeys: 5 }),
+        anyValue,
+      ),
       ack: fc.oneof(fc.constantFrom('none', 'positive', 'negative', 'full', 'FULL', 'sometimes'), anyValue),
       ttl: fc.oneof(fc.integer({ min: -10, max: 100_000 }), fc.double(), anyValue),
       expiryTime: time,
@@ -145,7 +148,11 @@ async function feed<T>(
       const flush = next++;
       tags.push([flush, undefined]);
       node.receive({ ...sentinel(), _fc: flush });
-      await until(() => tags.every(([t]) => outcomes.has(t)), () => `outcomes for ${tags.filter(([t]) => !outcomes.has(t)).length} of ${tags.length} msgs`, 15_000);
+      await until(
+        () => tags.every(([t]) => outcomes.has(t)),
+        () => `outcomes for ${tags.filter(([t]) => !outcomes.has(t)).length} of ${tags.length} msgs`,
+        15_000,
+      );
       const wrong = tags.filter(([t]) => outcomes.get(t)?.length !== 1).map(([t]) => `${t}: ${outcomes.get(t)?.join(' + ')}`);
       assert.deepEqual(wrong, [], 'every msg ends in exactly one done() or done(err)');
       for (const [t, item] of tags) if (item !== undefined) check(item, (outcomes.get(t) as string[])[0]);
@@ -205,7 +212,14 @@ describe('reliability: generated bad input', function () {
       ...outcomeNodes('c2d'),
     ];
     await helper.load([connectionNode, c2dSendNode], flow, { svc: { connectionString: hub.serviceConnectionString() } });
-    const outcomes = await feed('c2d', fc.array(outgoingMsg(['fc-dev', 'fc-other', 'nobody']), { minLength: 1, maxLength: 8 }), (m) => m, () => ({ payload: 'flush' }), undefined, [KNOWN_BAD]);
+    const outcomes = await feed(
+      'c2d',
+      fc.array(outgoingMsg(['fc-dev', 'fc-other', 'nobody']), { minLength: 1, maxLength: 8 }),
+      (m) => m,
+      () => ({ payload: 'flush' }),
+      undefined,
+      [KNOWN_BAD],
+    );
     const kinds = new Set([...outcomes.values()].flat());
     if (process.env.RELIABILITY_VERBOSE) process.stdout.write(`      outcomes: ${[...kinds].join(', ')}\n`);
     // The generator reached both ends: messages the hub took and messages refused for many reasons.
@@ -226,7 +240,14 @@ describe('reliability: generated bad input', function () {
       ...outcomeNodes('dout'),
     ];
     await helper.load([connectionNode, deviceOutNode], flow, { gw: { connectionString: hub.serviceConnectionString('device') } });
-    const outcomes = await feed('dout', fc.array(outgoingMsg(['fc-dev', 'fc-other', 'nobody']), { minLength: 1, maxLength: 8 }), (m) => m, () => ({ payload: 'flush' }), undefined, [KNOWN_BAD]);
+    const outcomes = await feed(
+      'dout',
+      fc.array(outgoingMsg(['fc-dev', 'fc-other', 'nobody']), { minLength: 1, maxLength: 8 }),
+      (m) => m,
+      () => ({ payload: 'flush' }),
+      undefined,
+      [KNOWN_BAD],
+    );
     const kinds = new Set([...outcomes.values()].flat());
     if (process.env.RELIABILITY_VERBOSE) process.stdout.write(`      outcomes: ${[...kinds].join(', ')}\n`);
     assert.ok(kinds.has('done'), 'some msgs were sent');
@@ -265,7 +286,10 @@ describe('reliability: generated bad input', function () {
       if (typeof m.lockToken === 'string') fresh.push(m.lockToken);
     });
     await topUp();
-    await until(() => fresh.length >= 10, () => `messages at device-in (${fresh.length})`);
+    await until(
+      () => fresh.length >= 10,
+      () => `messages at device-in (${fresh.length})`,
+    );
     const SETTLES = ['complete', 'reject', 'abandon'];
     const command = fc.record({
       token: fc.oneof(fc.constantFrom('fresh', 'fresh', 'used'), fc.string({ maxLength: 40 }), fc.uuid(), anyValue),

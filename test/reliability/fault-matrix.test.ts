@@ -38,7 +38,9 @@ describe('reliability: fault matrix', function () {
           const injected = await pipeline.runFault(fault, PER_PHASE);
           assert.ok(injected.hits > 0, `the fault ${fault} hit nothing`);
           if (process.env.RELIABILITY_VERBOSE) {
-            process.stdout.write(`        ${JSON.stringify({ faults: pipeline.faultsInjected, d2cRepeats: pipeline.d2c.report().duplicates, c2dRepeats: pipeline.c2d.report().duplicates })}\n`);
+            process.stdout.write(
+              `        ${JSON.stringify({ faults: pipeline.faultsInjected, d2cRepeats: pipeline.d2c.report().duplicates, c2dRepeats: pipeline.c2d.report().duplicates })}\n`,
+            );
           }
           assert.deepEqual(pipeline.problems(), []);
           assert.equal(pipeline.d2c.report().sent, DEVICES.length * PER_PHASE * 4);

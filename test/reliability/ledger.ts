@@ -67,7 +67,10 @@ export class Ledger {
     if (error !== undefined) {
       this.failureCount++;
       const code = (error as { code?: unknown })?.code;
-      if (this.failures.length < KEEP) this.failures.push(`${id}: ${typeof code === 'string' ? code : 'Error'}: ${error instanceof Error ? error.message : String((error as { message?: unknown })?.message ?? error)}`);
+      if (this.failures.length < KEEP)
+        this.failures.push(
+          `${id}: ${typeof code === 'string' ? code : 'Error'}: ${error instanceof Error ? error.message : String((error as { message?: unknown })?.message ?? error)}`,
+        );
     }
     this.forgetIfDone(id, record);
   }
@@ -104,7 +107,8 @@ export class Ledger {
       this.firstArrivalCount++;
       const highest = this.highest.get(record.deviceId) ?? -1;
       if (record.index < highest) {
-        if (!this.reordered.has(record.deviceId)) this.reordered.set(record.deviceId, `${record.deviceId}: ${id} (sent as number ${record.index}) after number ${highest}`);
+        if (!this.reordered.has(record.deviceId))
+          this.reordered.set(record.deviceId, `${record.deviceId}: ${id} (sent as number ${record.index}) after number ${highest}`);
       } else this.highest.set(record.deviceId, record.index);
     } else {
       this.duplicateCount++;

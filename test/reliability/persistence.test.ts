@@ -75,7 +75,12 @@ describe('reliability: the simulator keeps its state (--location)', function () 
   }
 
   /** Receives C2D for a device, settling each as `decide` says; returns what arrived with its delivery count. */
-  async function receiveC2d(client: RawClient, deviceId: string, count: number, decide: (id: string) => 'accept' | 'release' | 'hold' = () => 'accept'): Promise<Array<{ id: string; deliveryCount: number }>> {
+  async function receiveC2d(
+    client: RawClient,
+    deviceId: string,
+    count: number,
+    decide: (id: string) => 'accept' | 'release' | 'hold' = () => 'accept',
+  ): Promise<Array<{ id: string; deliveryCount: number }>> {
     const got: Array<{ id: string; deliveryCount: number }> = [];
     const receiver = await client.connection.createReceiver({
       source: { address: `/devices/${deviceId}/messages/devicebound` },
@@ -94,7 +99,10 @@ describe('reliability: the simulator keeps its state (--location)', function () 
       onError: () => undefined,
     });
     receiver.addCredit(1);
-    await until(() => got.length >= count, () => `${count} C2D messages for ${deviceId} (${got.length})`);
+    await until(
+      () => got.length >= count,
+      () => `${count} C2D messages for ${deviceId} (${got.length})`,
+    );
     await receiver.close();
     return got;
   }
@@ -109,7 +117,10 @@ describe('reliability: the simulator keeps its state (--location)', function () 
     await sendC2d(client, 'auto-1', ['c1', 'c2', 'c3', 'c4']);
     // c1 completed, c2 abandoned once (delivery count 1), c3 and c4 left waiting.
     await receiveC2d(client, 'auto-1', 2, (id) => (id === 'c1' ? 'accept' : 'release'));
-    await until(() => first.c2d.depth('auto-1') === 3 && first.c2d.lockedMessageIds().length === 0, () => 'the settlements');
+    await until(
+      () => first.c2d.depth('auto-1') === 3 && first.c2d.lockedMessageIds().length === 0,
+      () => 'the settlements',
+    );
     const before = eventsOf(first);
     const generation = auto.generationId;
     await first.close();
@@ -136,21 +147,30 @@ describe('reliability: the simulator keeps its state (--location)', function () 
   });
 
   it('a simulator killed outright loses nothing it accepted, and ignores a last line cut short', async () => {
-    const child = spawn(process.execPath, [CLI, '--amqp-port', '0', '--amqps-port', 'off', '--location', dir, '--cert-dir', testCertDir()], { stdio: ['ignore', 'pipe', 'pipe'] });
+    const child = spawn(process.execPath, [CLI, '--amqp-port', '0', '--amqps-port', 'off', '--location', dir, '--cert-dir', testCertDir()], {
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
     let out = '';
     child.stdout.on('data', (d: Buffer) => (out += d.toString()));
     const exited = new Promise<void>((resolve) => child.on('exit', () => resolve()));
     try {
-      await until(() => /AMQP\s+\S+:(\d+)/.test(out), () => `the simulator to start (${out})`);
+      await until(
+        () => /AMQP\s+\S+:(\d+)/.test(out),
+        () => `the simulator to start (${out})`,
+      );
       const port = Number(/AMQP\s+\S+:(\d+)/.exec(out)?.[1]);
       const connection = new Connection({ transport: 'tcp', host: '127.0.0.1', port, reconnect: false });
       await connection.open();
       const cbs = new CbsChannel(connection);
       await cbs.open();
-      const client: RawClient = { connection, cbs, close: async () => {
-        await cbs.close();
-        await connection.close().catch(() => undefined);
-      } };
+      const client: RawClient = {
+        connection,
+        cbs,
+        close: async () => {
+          await cbs.close();
+          await connection.close().catch(() => undefined);
+        },
+      };
       clients.push(client);
       await cbs.putToken('localhost', makeSasToken({ resource: 'localhost', key: DEFAULT_KEYS.iothubowner, keyName: 'iothubowner', expiry: expiryIn(300) }));
       await sendD2c(client, 'crash-dev', ['k1', 'k2', 'k3']);

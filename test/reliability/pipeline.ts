@@ -376,7 +376,11 @@ export class Pipeline {
   }
 
   async waitReady(ms = 30_000): Promise<void> {
-    await until(() => this.ready(), () => `the pipeline to be connected (${this.describeReadiness()})`, ms);
+    await until(
+      () => this.ready(),
+      () => `the pipeline to be connected (${this.describeReadiness()})`,
+      ms,
+    );
   }
 
   /** Sends `count` messages per device in both directions, without waiting for them. */
@@ -451,7 +455,11 @@ export class Pipeline {
     };
     this.hub.on('d2c', trigger);
     this.burst(perPhase);
-    await until(() => injected !== undefined, () => `the fault trigger (${this.d2c.arrivals} of ${target} stored)`, ms);
+    await until(
+      () => injected !== undefined,
+      () => `the fault trigger (${this.d2c.arrivals} of ${target} stored)`,
+      ms,
+    );
     const fired = injected as Injected;
     const statusesBefore = new Map([...this.statuses].map(([id, list]) => [id, list.length]));
     this.burst(perPhase);
@@ -462,7 +470,8 @@ export class Pipeline {
     if (CONNECTION_FAULTS.has(fault)) {
       for (const [id, list] of this.statuses) {
         const after = list.slice(statusesBefore.get(id) ?? 0);
-        if (!after.some((s) => s !== CONNECTED)) this.unexpected.push(`${id} never showed the connection loss (statuses after the fault: ${after.join(', ') || 'none'})`);
+        if (!after.some((s) => s !== CONNECTED))
+          this.unexpected.push(`${id} never showed the connection loss (statuses after the fault: ${after.join(', ') || 'none'})`);
       }
     }
     return fired;
@@ -482,7 +491,11 @@ export class Pipeline {
   }
 
   async drain(ms = 60_000): Promise<void> {
-    await until(() => this.drained(), () => `every message: ${this.describeDrain()}`, ms);
+    await until(
+      () => this.drained(),
+      () => `every message: ${this.describeDrain()}`,
+      ms,
+    );
   }
 
   problems(options: { order?: boolean } = {}): string[] {

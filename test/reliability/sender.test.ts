@@ -36,17 +36,29 @@ describe('reliability: HubSender edge cases', function () {
     started.faults.refuseConnections(60_000);
     started.faults.dropConnections();
     const conn = connection;
-    await until(() => conn.state !== 'open', () => 'the client to notice the drop');
+    await until(
+      () => conn.state !== 'open',
+      () => 'the client to notice the drop',
+    );
     let outcome = 'pending';
     sender.send(message('held'), { expiresAt: Date.now() + 30 * 24 * 3600_000 }).then(
       () => (outcome = 'accepted'),
       (err: { code?: string }) => (outcome = String(err.code)),
     );
-    await until(() => started.stats.connectionsRefused >= refused + 2, () => 'reconnects to be refused');
+    await until(
+      () => started.stats.connectionsRefused >= refused + 2,
+      () => 'reconnects to be refused',
+    );
     assert.equal(outcome, 'pending', 'the held message stays held');
     started.faults.refuseConnections(0);
-    await until(() => outcome !== 'pending', () => 'the held message');
+    await until(
+      () => outcome !== 'pending',
+      () => 'the held message',
+    );
     assert.equal(outcome, 'accepted');
-    assert.deepEqual([...started.events()].map((e) => String(e.message.message_id)), ['first', 'held']);
+    assert.deepEqual(
+      [...started.events()].map((e) => String(e.message.message_id)),
+      ['first', 'held'],
+    );
   });
 });

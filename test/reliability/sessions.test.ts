@@ -51,7 +51,8 @@ describe('reliability: sessions never stall', function () {
     const sender = await client.connection.createAwaitableSender({ target: { address: '/messages/devicebound' } });
     for (let i = 0; i < count; i += 200) {
       const chunk: Array<Promise<unknown>> = [];
-      for (let j = i; j < Math.min(count, i + 200); j++) chunk.push(sender.send({ ...message(`c-${j}`), to: `/devices/${deviceId}/messages/devicebound` } as rhea.Message));
+      for (let j = i; j < Math.min(count, i + 200); j++)
+        chunk.push(sender.send({ ...message(`c-${j}`), to: `/devices/${deviceId}/messages/devicebound` } as rhea.Message));
       await Promise.all(chunk);
     }
     await sender.close();
@@ -78,7 +79,10 @@ describe('reliability: sessions never stall', function () {
       onError: () => undefined,
     } as never);
     receiver.on(ReceiverEvents.settled, (ctx: EventContext) => settleLocally(ctx.delivery));
-    await until(() => got === total, () => `every C2D message (${got} of ${total})`);
+    await until(
+      () => got === total,
+      () => `every C2D message (${got} of ${total})`,
+    );
     await receiver.close();
   });
 
@@ -100,9 +104,18 @@ describe('reliability: sessions never stall', function () {
         onMessage: (ctx: EventContext) => got.push(ctx.delivery),
         onError: () => undefined,
       });
-      await until(() => got.length === 500, () => `round ${round}: 500 messages (${got.length})`);
-      assert.equal(started.faults.detachLinks((a) => a.kind === 'c2d'), 1);
-      await until(() => !receiver.isOpen(), () => 'the detach');
+      await until(
+        () => got.length === 500,
+        () => `round ${round}: 500 messages (${got.length})`,
+      );
+      assert.equal(
+        started.faults.detachLinks((a) => a.kind === 'c2d'),
+        1,
+      );
+      await until(
+        () => !receiver.isOpen(),
+        () => 'the detach',
+      );
       // The client forgets them too (as HubReceiver does): this test is about the hub's side.
       got.forEach(settleLocally);
       receiver.removeAllListeners();
@@ -137,8 +150,14 @@ describe('reliability: sessions never stall', function () {
       const all: Array<Promise<void>> = [];
       for (let i = 0; i < 1000; i++) all.push(sender.send(message(`b-${sent++}`)));
       const outcomes = Promise.allSettled(all);
-      await until(() => sender.pending === 0, () => `round ${round}: the burst (${sender.pending} pending, ${stored} stored)`);
-      assert.deepEqual((await outcomes).filter((o) => o.status === 'rejected'), []);
+      await until(
+        () => sender.pending === 0,
+        () => `round ${round}: the burst (${sender.pending} pending, ${stored} stored)`,
+      );
+      assert.deepEqual(
+        (await outcomes).filter((o) => o.status === 'rejected'),
+        [],
+      );
       started.off('d2c', detach);
     }
     assert.equal(conn.state, 'open', 'link faults only: the connection stayed');

@@ -95,14 +95,26 @@ class SteadyClient {
 
   async stopAndCheck(): Promise<void> {
     // Some traffic alongside the abuse, however slow the machine.
-    await until(() => this.accepted >= 20, () => `the steady client to send (${this.accepted} accepted)`);
+    await until(
+      () => this.accepted >= 20,
+      () => `the steady client to send (${this.accepted} accepted)`,
+    );
     clearInterval(this.timer);
-    await until(() => this.accepted + this.failures.length === this.n, () => `the steady client's last sends (${this.accepted} of ${this.n})`);
+    await until(
+      () => this.accepted + this.failures.length === this.n,
+      () => `the steady client's last sends (${this.accepted} of ${this.n})`,
+    );
     assert.deepEqual(this.failures, []);
     const stored = [...this.hub.events()].filter((e) => e.event.deviceId === 'steady').map((e) => String(e.message.message_id));
-    assert.deepEqual(stored, Array.from({ length: this.n }, (_, i) => `steady-${i}`));
+    assert.deepEqual(
+      stored,
+      Array.from({ length: this.n }, (_, i) => `steady-${i}`),
+    );
     // Opened once and never lost: the abuse of others did not reach it.
-    assert.deepEqual(this.states.filter((s) => s === 'reconnecting'), []);
+    assert.deepEqual(
+      this.states.filter((s) => s === 'reconnecting'),
+      [],
+    );
   }
 
   close(): Promise<void> {
@@ -120,7 +132,10 @@ describe('reliability: the simulator under abuse', function () {
   beforeEach(async () => {
     hub = await startTestHub({ wsPort: 0, openTimeoutMs: 300 });
     steady = new SteadyClient(hub);
-    await until(() => steady.connection.state === 'open', () => 'the steady client');
+    await until(
+      () => steady.connection.state === 'open',
+      () => 'the steady client',
+    );
     steady.start();
   });
 
@@ -134,7 +149,10 @@ describe('reliability: the simulator under abuse', function () {
 
   /** The hub forgot every connection but the steady client's. */
   async function onlySteadyLeft(): Promise<void> {
-    await until(() => hub.snapshot().connections === 1, () => `the hub to forget dropped connections (${hub.snapshot().connections} left)`);
+    await until(
+      () => hub.snapshot().connections === 1,
+      () => `the hub to forget dropped connections (${hub.snapshot().connections} left)`,
+    );
   }
 
   it('garbage, truncated, undersized and oversized frames, bad headers and garbage SASL: each closed', async () => {
@@ -154,8 +172,17 @@ describe('reliability: the simulator under abuse', function () {
       ['a truncated frame, then silence', [AMQP_HEADER, OPEN.subarray(0, 10)]],
       ['a truncated frame, then the end', [AMQP_HEADER, OPEN.subarray(0, 10)], { endAfter: true }],
       ['open, then a performative that is not one', [AMQP_HEADER, OPEN, Buffer.from([0, 0, 0, 12, 2, 0, 0, 0, 0x00, 0x53, 0x99, 0x45])]],
-      ['SASL with an unknown mechanism, then silence', [SASL_HEADER, frames.write_frame(frames.sasl_frame(frames.sasl_init({ mechanism: 'NOPE' }).described()))]],
-      ['SASL PLAIN with a garbage token', [SASL_HEADER, frames.write_frame(frames.sasl_frame(frames.sasl_init({ mechanism: 'PLAIN', initial_response: Buffer.from('\0user\0garbage') }).described()))]],
+      [
+        'SASL with an unknown mechanism, then silence',
+        [SASL_HEADER, frames.write_frame(frames.sasl_frame(frames.sasl_init({ mechanism: 'NOPE' }).described()))],
+      ],
+      [
+        'SASL PLAIN with a garbage token',
+        [
+          SASL_HEADER,
+          frames.write_frame(frames.sasl_frame(frames.sasl_init({ mechanism: 'PLAIN', initial_response: Buffer.from('\0user\0garbage') }).described())),
+        ],
+      ],
       ['a SASL frame that is garbage', [SASL_HEADER, Buffer.from([0, 0, 0, 12, 2, 1, 0, 0, 0x00, 0x53, 0x41, 0x45])]],
     ];
     for (const [what, chunks, options] of cases) {
@@ -197,22 +224,55 @@ describe('reliability: the simulator under abuse', function () {
     clean.push(() => ws.close());
     const sender = new HubSender(ws, '/devices/ws-after/messages/events', { deviceId: 'ws-after' });
     await sender.send({ message_id: 'via-ws', body: 'x' } as rhea.Message);
-    assert.equal(hub.faults.dropConnections((c) => c.transport === 'ws'), 1, 'the WebSocket connection is the one tracked');
+    assert.equal(
+      hub.faults.dropConnections((c) => c.transport === 'ws'),
+      1,
+      'the WebSocket connection is the one tracked',
+    );
     await onlySteadyLeft();
     await steady.stopAndCheck();
   });
 
   it('generated performatives after open: the hub answers or closes, and never falls over', async () => {
-    const field = fc.oneof(fc.constant(undefined), fc.constant(null), fc.integer({ min: -1, max: 70_000 }), fc.string({ maxLength: 30 }), fc.boolean(), fc.uint8Array({ maxLength: 20 }).map((a) => Buffer.from(a)));
+    const field = fc.oneof(
+      fc.constant(undefined),
+      fc.constant(null),
+      fc.integer({ min: -1, max: 70_000 }),
+      fc.string({ maxLength: 30 }),
+      fc.boolean(),
+      fc.uint8Array({ maxLength: 20 }).map((a) => Buffer.from(a)),
+    );
     const address = fc.oneof(
-      fc.constantFrom('$cbs', '/messages/devicebound', '/devices/x/messages/events', '/devices/x/messages/devicebound', 'devhub/$management', '/messages/events/$management', ''),
+      fc.constantFrom(
+        '$cbs',
+        '/messages/devicebound',
+        '/devices/x/messages/events',
+        '/devices/x/messages/devicebound',
+        'devhub/$management',
+        '/messages/events/$management',
+        '',
+      ),
       fc.string({ maxLength: 40 }),
     );
     const performative = fc.oneof(
       fc.record({ kind: fc.constant('begin' as const), channel: fc.integer({ min: 0, max: 3 }), remote: field, window: field }),
-      fc.record({ kind: fc.constant('attach' as const), channel: fc.integer({ min: 0, max: 3 }), handle: fc.integer({ min: 0, max: 3 }), role: fc.boolean(), name: fc.string({ maxLength: 10 }), address }),
+      fc.record({
+        kind: fc.constant('attach' as const),
+        channel: fc.integer({ min: 0, max: 3 }),
+        handle: fc.integer({ min: 0, max: 3 }),
+        role: fc.boolean(),
+        name: fc.string({ maxLength: 10 }),
+        address,
+      }),
       fc.record({ kind: fc.constant('flow' as const), channel: fc.integer({ min: 0, max: 3 }), handle: field, credit: field }),
-      fc.record({ kind: fc.constant('transfer' as const), channel: fc.integer({ min: 0, max: 3 }), handle: fc.integer({ min: 0, max: 3 }), id: field, more: fc.boolean(), body: fc.uint8Array({ maxLength: 100 }) }),
+      fc.record({
+        kind: fc.constant('transfer' as const),
+        channel: fc.integer({ min: 0, max: 3 }),
+        handle: fc.integer({ min: 0, max: 3 }),
+        id: field,
+        more: fc.boolean(),
+        body: fc.uint8Array({ maxLength: 100 }),
+      }),
       fc.record({ kind: fc.constant('disposition' as const), channel: fc.integer({ min: 0, max: 3 }), first: field, role: fc.boolean() }),
       fc.record({ kind: fc.constant('detach' as const), channel: fc.integer({ min: 0, max: 3 }), handle: field }),
       fc.record({ kind: fc.constant('end' as const), channel: fc.integer({ min: 0, max: 3 }) }),
@@ -220,17 +280,36 @@ describe('reliability: the simulator under abuse', function () {
     const encode = (q: Record<string, unknown> & { kind: string; channel: number }): Buffer => {
       switch (q.kind) {
         case 'begin':
-          return frame(frames.begin({ remote_channel: q.remote, next_outgoing_id: 0, incoming_window: q.window ?? 100, outgoing_window: 100 }), undefined, q.channel);
+          return frame(
+            frames.begin({ remote_channel: q.remote, next_outgoing_id: 0, incoming_window: q.window ?? 100, outgoing_window: 100 }),
+            undefined,
+            q.channel,
+          );
         case 'attach':
           return frame(
-            frames.attach({ name: q.name, handle: q.handle, role: q.role, source: { address: q.address }, target: { address: q.address }, initial_delivery_count: 0 }),
+            frames.attach({
+              name: q.name,
+              handle: q.handle,
+              role: q.role,
+              source: { address: q.address },
+              target: { address: q.address },
+              initial_delivery_count: 0,
+            }),
             undefined,
             q.channel,
           );
         case 'flow':
-          return frame(frames.flow({ handle: q.handle, link_credit: q.credit, incoming_window: 100, next_incoming_id: 0, outgoing_window: 100, next_outgoing_id: 0 }), undefined, q.channel);
+          return frame(
+            frames.flow({ handle: q.handle, link_credit: q.credit, incoming_window: 100, next_incoming_id: 0, outgoing_window: 100, next_outgoing_id: 0 }),
+            undefined,
+            q.channel,
+          );
         case 'transfer':
-          return frame(frames.transfer({ handle: q.handle, delivery_id: q.id, delivery_tag: Buffer.from('t'), more: q.more }), Buffer.from(q.body as Uint8Array), q.channel);
+          return frame(
+            frames.transfer({ handle: q.handle, delivery_id: q.id, delivery_tag: Buffer.from('t'), more: q.more }),
+            Buffer.from(q.body as Uint8Array),
+            q.channel,
+          );
         case 'disposition':
           return frame(frames.disposition({ role: q.role, first: q.first, settled: true }), undefined, q.channel);
         case 'detach':
@@ -241,13 +320,18 @@ describe('reliability: the simulator under abuse', function () {
     };
     await fc.assert(
       fc.asyncProperty(fc.array(performative, { minLength: 1, maxLength: 12 }), async (list) => {
-        const chunks = [AMQP_HEADER, OPEN, frame(frames.begin({ next_outgoing_id: 0, incoming_window: 100, outgoing_window: 100 })), ...list.map((p) => {
-          try {
-            return encode(p);
-          } catch {
-            return Buffer.alloc(0); // rhea would not encode it; nothing to send
-          }
-        })];
+        const chunks = [
+          AMQP_HEADER,
+          OPEN,
+          frame(frames.begin({ next_outgoing_id: 0, incoming_window: 100, outgoing_window: 100 })),
+          ...list.map((p) => {
+            try {
+              return encode(p);
+            } catch {
+              return Buffer.alloc(0); // rhea would not encode it; nothing to send
+            }
+          }),
+        ];
         // A valid sequence may leave the connection open: end it, and the hub must close its side.
         await probe(tcp, chunks, { endAfter: true });
       }),
@@ -269,7 +353,15 @@ describe('reliability: the simulator under abuse', function () {
       onError: () => undefined,
     });
     const cbs = await connection.createAwaitableSender({ target: { address: '$cbs' } });
-    const body = fc.oneof(fc.string({ maxLength: 300 }), fc.integer(), fc.constant(null), fc.uint8Array({ maxLength: 100 }).map((a) => rhea.message.data_section(Buffer.from(a))), fc.dictionary(fc.string({ maxLength: 5 }), fc.string({ maxLength: 5 })), fc.constant('x'.repeat(60_000)), fc.constant('SharedAccessSignature sr=localhost&sig=AAAA&se=9999999999&skn=iothubowner'));
+    const body = fc.oneof(
+      fc.string({ maxLength: 300 }),
+      fc.integer(),
+      fc.constant(null),
+      fc.uint8Array({ maxLength: 100 }).map((a) => rhea.message.data_section(Buffer.from(a))),
+      fc.dictionary(fc.string({ maxLength: 5 }), fc.string({ maxLength: 5 })),
+      fc.constant('x'.repeat(60_000)),
+      fc.constant('SharedAccessSignature sr=localhost&sig=AAAA&se=9999999999&skn=iothubowner'),
+    );
     const requests = fc.array(
       fc.record({
         body,
@@ -281,13 +373,37 @@ describe('reliability: the simulator under abuse', function () {
     );
     const sample = fc.sample(requests, { numRuns: 1, seed: Number(process.env.FC_SEED ?? 7) })[0];
     sample.forEach((r, i) => {
-      void cbs.send({ message_id: `garbage-${i}`, reply_to: 'cbs-abuse', to: '$cbs', body: r.body, application_properties: { operation: r.operation, type: r.type, name: r.name } } as rhea.Message).catch(() => undefined);
+      void cbs
+        .send({
+          message_id: `garbage-${i}`,
+          reply_to: 'cbs-abuse',
+          to: '$cbs',
+          body: r.body,
+          application_properties: { operation: r.operation, type: r.type, name: r.name },
+        } as rhea.Message)
+        .catch(() => undefined);
     });
-    await until(() => answers.length === sample.length, () => `answers to every request (${answers.length} of ${sample.length})`);
-    assert.deepEqual(answers.filter((a) => a.status === 200), [], 'no garbage token was taken');
+    await until(
+      () => answers.length === sample.length,
+      () => `answers to every request (${answers.length} of ${sample.length})`,
+    );
+    assert.deepEqual(
+      answers.filter((a) => a.status === 200),
+      [],
+      'no garbage token was taken',
+    );
     assert.deepEqual(new Set(answers.map((a) => a.id)), new Set(sample.map((_, i) => `garbage-${i}`)));
-    await cbs.send({ message_id: 'good', reply_to: 'cbs-abuse', to: '$cbs', body: serviceToken(hub), application_properties: { operation: 'put-token', type: 'servicebus.windows.net:sastoken', name: hub.hostWithPort } } as rhea.Message);
-    await until(() => answers.some((a) => a.id === 'good'), () => 'the answer to the good token');
+    await cbs.send({
+      message_id: 'good',
+      reply_to: 'cbs-abuse',
+      to: '$cbs',
+      body: serviceToken(hub),
+      application_properties: { operation: 'put-token', type: 'servicebus.windows.net:sastoken', name: hub.hostWithPort },
+    } as rhea.Message);
+    await until(
+      () => answers.some((a) => a.id === 'good'),
+      () => 'the answer to the good token',
+    );
     assert.equal(answers.find((a) => a.id === 'good')?.status, 200);
     await steady.stopAndCheck();
   });
@@ -297,14 +413,24 @@ describe('reliability: the simulator under abuse', function () {
     await connection.open();
     clean.push(() => connection.close());
     await connection.createAwaitableSender({ target: { address: '$cbs' } }).then((s) =>
-      s.send({ message_id: 'owner', reply_to: 'x', to: '$cbs', body: serviceToken(hub), application_properties: { operation: 'put-token', type: 'servicebus.windows.net:sastoken', name: hub.hostWithPort } } as rhea.Message),
+      s.send({
+        message_id: 'owner',
+        reply_to: 'x',
+        to: '$cbs',
+        body: serviceToken(hub),
+        application_properties: { operation: 'put-token', type: 'servicebus.windows.net:sastoken', name: hub.hostWithPort },
+      } as rhea.Message),
     );
     let lost = false;
-    for (const event of [ConnectionEvents.disconnected, ConnectionEvents.connectionClose, ConnectionEvents.connectionError]) connection.on(event, () => (lost = true));
+    for (const event of [ConnectionEvents.disconnected, ConnectionEvents.connectionClose, ConnectionEvents.connectionError])
+      connection.on(event, () => (lost = true));
     const sender = await connection.createSender({ target: { address: '/devices/huge/messages/events' } });
     // 4 MB in one message: rhea splits it into frames; the hub gives up well before the end.
     sender.send({ message_id: 'huge', body: rhea.message.data_section(Buffer.alloc(4 * 1024 * 1024, 1)) } as rhea.Message);
-    await until(() => lost, () => 'the hub to drop the connection');
+    await until(
+      () => lost,
+      () => 'the hub to drop the connection',
+    );
     assert.equal([...hub.events()].filter((e) => e.event.deviceId === 'huge').length, 0);
     await onlySteadyLeft();
     await steady.stopAndCheck();
@@ -343,7 +469,11 @@ describe('reliability: the simulator under abuse', function () {
     assert.ok(hub.stats.connectionsAccepted >= total);
     await steady.stopAndCheck();
     // And it takes new clients as before.
-    const after = new HubConnection(parseConnectionString(hub.deviceConnectionString('after-storm')), { transport: 'amqp', connectHost: '127.0.0.1', port: hub.ports.amqp });
+    const after = new HubConnection(parseConnectionString(hub.deviceConnectionString('after-storm')), {
+      transport: 'amqp',
+      connectHost: '127.0.0.1',
+      port: hub.ports.amqp,
+    });
     clean.push(() => after.close());
     await new HubSender(after, '/devices/after-storm/messages/events', { deviceId: 'after-storm' }).send({ message_id: 'calm', body: 'x' } as rhea.Message);
   });

@@ -37,7 +37,6 @@ function random(seed: number): () => number {
   };
 }
 
-
 /**
  * The example flow, driven by the soak instead of its inject nodes. Its debug nodes become the test
  * runtime's sink nodes (the runtime has no editor for them to talk to), its comment goes.
@@ -184,9 +183,11 @@ async function main(): Promise<void> {
       // Messages must flow again too, not only statuses: one round trip each way after the fault.
       const d2cBefore = pipeline.d2c.arrivals;
       const c2dBefore = pipeline.c2d.arrivals;
-      await until(() => pipeline.d2c.arrivals > d2cBefore && pipeline.c2d.arrivals > c2dBefore, () => `traffic after ${fault}: ${pipeline.describeDrain()}`, 120_000).catch((err: Error) =>
-        pipeline.unexpected.push(err.message),
-      );
+      await until(
+        () => pipeline.d2c.arrivals > d2cBefore && pipeline.c2d.arrivals > c2dBefore,
+        () => `traffic after ${fault}: ${pipeline.describeDrain()}`,
+        120_000,
+      ).catch((err: Error) => pipeline.unexpected.push(err.message));
       log(`  ${String(Math.round((Date.now() - started) / 1000)).padStart(5)} s  ${fault}: flowing again after ${((Date.now() - at) / 1000).toFixed(1)} s`);
     }
   })();
@@ -210,9 +211,15 @@ async function main(): Promise<void> {
   const lost = d2c.lost.length + tel.lost.length + c2d.lost.length;
   log('');
   log(`faults: ${[...faults].map(([f, n]) => `${f} ${n}`).join(', ') || 'none'}`);
-  log(`D2C           sent ${d2c.sent}  stored ${d2c.received}  lost ${d2c.lost.length}  duplicated ${d2c.duplicates}  unexpected ${d2c.unexpected.length}  reordered ${d2c.reordered.length}  failed ${d2c.failed}`);
-  log(`telemetry-in  expected ${tel.sent}  read ${tel.received}  lost ${tel.lost.length}  duplicated ${tel.duplicates}  unexpected ${tel.unexpected.length}  reordered ${tel.reordered.length}`);
-  log(`C2D           sent ${c2d.sent}  received ${c2d.received}  lost ${c2d.lost.length}  duplicated ${c2d.duplicates}  unexpected ${c2d.unexpected.length}  failed ${c2d.failed}`);
+  log(
+    `D2C           sent ${d2c.sent}  stored ${d2c.received}  lost ${d2c.lost.length}  duplicated ${d2c.duplicates}  unexpected ${d2c.unexpected.length}  reordered ${d2c.reordered.length}  failed ${d2c.failed}`,
+  );
+  log(
+    `telemetry-in  expected ${tel.sent}  read ${tel.received}  lost ${tel.lost.length}  duplicated ${tel.duplicates}  unexpected ${tel.unexpected.length}  reordered ${tel.reordered.length}`,
+  );
+  log(
+    `C2D           sent ${c2d.sent}  received ${c2d.received}  lost ${c2d.lost.length}  duplicated ${c2d.duplicates}  unexpected ${c2d.unexpected.length}  failed ${c2d.failed}`,
+  );
   const half = samples.filter((s) => s.at >= (minutes * 60_000) / 2);
   const slope = trend(half);
   log(

@@ -47,7 +47,10 @@ describe('reliability: throttling', function () {
     // Every held message refused once, then each sender (one per device, and c2d-send's) tries again
     // a few times with one message, paced by its backoff.
     const wanted = held + 3 * (DEVICES.length + 1);
-    await until(() => started.stats.throttled >= wanted, () => `throttled retries (${started.stats.throttled} of ${wanted})`);
+    await until(
+      () => started.stats.throttled >= wanted,
+      () => `throttled retries (${started.stats.throttled} of ${wanted})`,
+    );
     assert.equal(pipeline.d2c.pendingCount + pipeline.c2d.pendingCount, held, 'nothing got through or failed while throttled');
     started.faults.throttleFor(0);
     pipeline.burst(perPhase);
@@ -86,10 +89,20 @@ describe('reliability: throttling', function () {
     started.faults.throttleNext(ids.length + 3);
     let settled = 0;
     const failures: string[] = [];
-    for (const id of ids) sender.send(message(id)).then(() => settled++, (err: Error) => failures.push(err.message));
-    await until(() => settled + failures.length === ids.length, () => `the burst (${settled} accepted, ${started.stats.throttled} refusals so far)`);
+    for (const id of ids)
+      sender.send(message(id)).then(
+        () => settled++,
+        (err: Error) => failures.push(err.message),
+      );
+    await until(
+      () => settled + failures.length === ids.length,
+      () => `the burst (${settled} accepted, ${started.stats.throttled} refusals so far)`,
+    );
     assert.deepEqual(failures, []);
     assert.equal(started.stats.throttled, ids.length + 3);
-    assert.deepEqual([...started.events()].map((e) => String(e.message.message_id)), ['warm-up', ...ids]);
+    assert.deepEqual(
+      [...started.events()].map((e) => String(e.message.message_id)),
+      ['warm-up', ...ids],
+    );
   });
 });

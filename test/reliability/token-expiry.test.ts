@@ -46,7 +46,10 @@ describe('reliability: token expiry with renewal blocked', function () {
     pipeline.markFault();
     pipeline.burst(5);
     // Every client tried to get a fresh token and was turned away, more than once.
-    await until(() => started.stats.putTokensRefused >= refusedBefore + 6, () => `refused put-tokens (${started.stats.putTokensRefused - refusedBefore})`);
+    await until(
+      () => started.stats.putTokensRefused >= refusedBefore + 6,
+      () => `refused put-tokens (${started.stats.putTokensRefused - refusedBefore})`,
+    );
     assert.ok(started.snapshot().links < linksBefore, 'the expired links were detached');
     assert.equal(pipeline.ready(), false);
     const putBefore = started.stats.putTokens;
@@ -70,7 +73,11 @@ describe('reliability: token expiry with renewal blocked', function () {
     pipeline.burst(5);
     // Renewal comes about a second before expiry: each node shows the refusal when its turn comes.
     const refused = (id: string): boolean => (running.statuses.get(id) ?? []).includes('iothub-connection.status.unauthorized');
-    await until(() => refused('c2d') && refused('tin'), () => `both nodes to show the refused renewal (${['c2d', 'tin'].map((id) => running.statuses.get(id)?.slice(-2).join(' ')).join('; ')})`, 60_000);
+    await until(
+      () => refused('c2d') && refused('tin'),
+      () => `both nodes to show the refused renewal (${['c2d', 'tin'].map((id) => running.statuses.get(id)?.slice(-2).join(' ')).join('; ')})`,
+      60_000,
+    );
     started.faults.blockPutTokens(0);
     await pipeline.waitReady();
     pipeline.burst(5);
@@ -111,13 +118,24 @@ describe('reliability: token expiry with renewal blocked', function () {
       }
     };
     send(5);
-    await until(() => ledger.allSettled(), () => 'the first sends');
+    await until(
+      () => ledger.allSettled(),
+      () => 'the first sends',
+    );
     started.faults.blockPutTokens(LONG, 'ignore');
-    await until(() => detachedWith.includes('Unauthorized'), () => `the hub to detach the lapsed link (detached: ${detachedWith.join(', ') || 'no'})`, 60_000);
+    await until(
+      () => detachedWith.includes('Unauthorized'),
+      () => `the hub to detach the lapsed link (detached: ${detachedWith.join(', ') || 'no'})`,
+      60_000,
+    );
     ledger.fault();
     send(5);
     started.faults.blockPutTokens(0);
-    await until(() => ledger.allSettled() && ledger.allArrived(), () => `every message (${ledger.missing().length} missing, ${ledger.pendingCount} pending)`, 60_000);
+    await until(
+      () => ledger.allSettled() && ledger.allArrived(),
+      () => `every message (${ledger.missing().length} missing, ${ledger.pendingCount} pending)`,
+      60_000,
+    );
     started.off('d2c', onD2c);
     assert.deepEqual(problemsOf('D2C', ledger.report(), { order: true }), []);
     assert.equal(connection.state, 'open');

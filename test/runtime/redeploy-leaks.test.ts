@@ -37,7 +37,17 @@ function flow(hub: SimulatedHub, round: number): FlowNode[] {
     { id: 'feedback', type: 'iothub-feedback-in', z: 'tab1', hub: 'hubconn', wires: [['out']] },
     { id: 'telemetry', type: 'iothub-telemetry-in', z: 'tab1', hub: 'hubconn', startPosition: 'latest', wires: [['out']] },
     { id: 'out', type: 'debug', z: 'tab1', active: true, tosidebar: true, complete: 'false', wires: [] },
-    { id: 'send', type: 'inject', z: 'tab1', props: [{ p: 'payload' }], payload: `round ${round}`, payloadType: 'str', repeat: '', once: false, wires: [['c2d']] },
+    {
+      id: 'send',
+      type: 'inject',
+      z: 'tab1',
+      props: [{ p: 'payload' }],
+      payload: `round ${round}`,
+      payloadType: 'str',
+      repeat: '',
+      once: false,
+      wires: [['c2d']],
+    },
   ];
 }
 
@@ -72,7 +82,10 @@ describe('a real Node-RED: 100 redeploys of the three service nodes', function (
     // What one deployment holds: the shared hub connection and telemetry-in's Event Hubs connection.
     const steady = async (what: string): Promise<void> => {
       for (const id of SERVICE_NODES) await nodeRed.waitForStatus(id, isConnected, `connected (${what})`);
-      await waitUntil(() => simulator.snapshot().connections === deviceConnections + 2 && simulator.eventHub.readerCount === 4, `two connections and four readers (${what}); have ${JSON.stringify(simulator.snapshot())}`);
+      await waitUntil(
+        () => simulator.snapshot().connections === deviceConnections + 2 && simulator.eventHub.readerCount === 4,
+        `two connections and four readers (${what}); have ${JSON.stringify(simulator.snapshot())}`,
+      );
     };
 
     // A deployment that works sends a c2d message through to the device (and so holds its sender).
@@ -118,7 +131,9 @@ describe('a real Node-RED: 100 redeploys of the three service nodes', function (
     });
     assert.equal(last.instances.HubConnection, 2, 'one deployment holds two connections');
     const growth = last.heapUsed - start.heapUsed;
-    process.stdout.write(`      heap after ${WARMUP} deploys ${(start.heapUsed / 1048576).toFixed(1)} MB, after ${DEPLOYS} ${(last.heapUsed / 1048576).toFixed(1)} MB; live ${JSON.stringify(last.instances)}\n`);
+    process.stdout.write(
+      `      heap after ${WARMUP} deploys ${(start.heapUsed / 1048576).toFixed(1)} MB, after ${DEPLOYS} ${(last.heapUsed / 1048576).toFixed(1)} MB; live ${JSON.stringify(last.instances)}\n`,
+    );
     assert.ok(growth < HEAP_SLACK, `heap grew by ${(growth / 1048576).toFixed(1)} MB over ${DEPLOYS - WARMUP} deploys`);
 
     // Nothing deployed: the hub sees no connection from Node-RED, none of the package's objects is

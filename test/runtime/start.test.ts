@@ -50,10 +50,25 @@ describe('npm start', function () {
   it('runs the simulator and Node-RED with the demo flow, prints working connection strings, and stops on Ctrl-C', async () => {
     const [editorPort, amqpPort, amqpsPort] = [await freePort(), await freePort(), await freePort()];
     userDir = mkdtempSync(path.join(os.tmpdir(), 'iothub-start-'));
-    const args = ['--port', String(editorPort), '--amqp-port', String(amqpPort), '--amqps-port', String(amqpsPort), '--user-dir', userDir, '--cert-dir', testCertDir()];
+    const args = [
+      '--port',
+      String(editorPort),
+      '--amqp-port',
+      String(amqpPort),
+      '--amqps-port',
+      String(amqpsPort),
+      '--user-dir',
+      userDir,
+      '--cert-dir',
+      testCertDir(),
+    ];
     const env: NodeJS.ProcessEnv = { ...process.env };
     delete env.NODE_EXTRA_CA_CERTS;
-    const started = spawn(process.execPath, [path.join(PACKAGE_ROOT, 'dist', 'scripts', 'start.js'), ...args], { env, detached: true, stdio: ['ignore', 'pipe', 'pipe'] });
+    const started = spawn(process.execPath, [path.join(PACKAGE_ROOT, 'dist', 'scripts', 'start.js'), ...args], {
+      env,
+      detached: true,
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
     child = started;
     started.stdout?.setEncoding('utf8').on('data', (t: string) => (output += t));
     started.stderr?.setEncoding('utf8').on('data', (t: string) => (output += t));

@@ -49,7 +49,18 @@ function flow(hub: SimulatedHub, outFile: string): FlowNode[] {
     },
     // The file node keeps what was handled across the restart; the comms websocket would lose what
     // arrives before the test reconnects.
-    { id: 'sink', type: 'file', z: 'tab1', filename: outFile, filenameType: 'str', appendNewline: true, createDir: true, overwriteFile: 'false', encoding: 'utf8', wires: [[]] },
+    {
+      id: 'sink',
+      type: 'file',
+      z: 'tab1',
+      filename: outFile,
+      filenameType: 'str',
+      appendNewline: true,
+      createDir: true,
+      overwriteFile: 'false',
+      encoding: 'utf8',
+      wires: [[]],
+    },
   ];
 }
 
@@ -157,7 +168,11 @@ describe('telemetry-in in a real Node-RED: checkpoints across a restart', functi
     const stored = new Map<string, number[]>();
     for (const { partitionId, event } of simulator.events()) stored.set(partitionId, [...(stored.get(partitionId) ?? []), event.sequenceNumber]);
     for (const [partitionId, sequenceNumbers] of stored) {
-      assert.deepEqual(lines.filter((l) => l.partitionId === partitionId).map((l) => l.sequenceNumber), sequenceNumbers, `partition ${partitionId}`);
+      assert.deepEqual(
+        lines.filter((l) => l.partitionId === partitionId).map((l) => l.sequenceNumber),
+        sequenceNumbers,
+        `partition ${partitionId}`,
+      );
     }
     assert.equal(stored.size, 4);
     assertCleanLog(nodeRed.log);

@@ -111,7 +111,7 @@ describe('auth: grantFromToken', () => {
     assert.equal(authError(token('localhost', DEFAULT_KEYS.service, 'service', SE, 'text'), ctx), 'signature does not match');
   });
 
-  it('unknown device: refused without autoRegister (404, in the hub\'s words, for device keys and policies alike); registered with it, default key only', () => {
+  it("unknown device: refused without autoRegister (404, in the hub's words, for device keys and policies alike); registered with it, default key only", () => {
     const off = context(false);
     const refused = (text: string): AuthError => {
       try {
@@ -246,7 +246,8 @@ describe('auth: requirementFor and ConnectionAuth.allows', () => {
     assert.equal(auth.size, 2);
     assert.throws(
       () => auth.add(grantFromToken(token('localhost', DEFAULT_KEYS.service, 'service'), c)),
-      (err: unknown) => err instanceof AuthError && err.status === 403 && /^The maximum number of tokens per connection \(2\) has been reached$/.test(err.message),
+      (err: unknown) =>
+        err instanceof AuthError && err.status === 403 && /^The maximum number of tokens per connection \(2\) has been reached$/.test(err.message),
     );
     auth.add(grantFromToken(token('localhost/devices/d2', KEY_D2, undefined, SE + 60), c));
     assert.equal(auth.size, 2);

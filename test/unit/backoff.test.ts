@@ -134,7 +134,7 @@ describe('backoff: backoffDelay', () => {
   });
 });
 
-describe('throttleDelay: the official Node SDK\'s throttling schedule', () => {
+describe("throttleDelay: the official Node SDK's throttling schedule", () => {
   const sdk = { minMs: 10_000, maxMs: 60_000 };
 
   it('waits the floor (10 s) first, whatever the jitter', () => {
@@ -192,8 +192,17 @@ describe('backoff: the Backoff retry wait', () => {
     const clock = new RecordingClock(0);
     const retry = new Backoff(schedule, clock);
     retry.after(() => undefined);
-    assert.equal(retry.after(() => undefined, (attempt) => attempt * 7), 7);
-    assert.equal(retry.after(() => undefined), 400);
+    assert.equal(
+      retry.after(
+        () => undefined,
+        (attempt) => attempt * 7,
+      ),
+      7,
+    );
+    assert.equal(
+      retry.after(() => undefined),
+      400,
+    );
     retry.cancel();
   });
 

@@ -9,7 +9,7 @@ describe('telemetry checkpoints, kept per endpoint and consumer group', () => {
     assert.notEqual(checkpointKey('a.example', 'hub', 'dashboard'), checkpointKey('a.example', 'hub', '$Default'));
   });
 
-  it('reads only this endpoint\'s positions and writes them back beside the others', () => {
+  it("reads only this endpoint's positions and writes them back beside the others", () => {
     const stored = writeCheckpoints(writeCheckpoints(undefined, key, { '0': 5, '1': 7 }), 'other/hub/$default', { '0': 900 });
     assert.deepEqual(readCheckpoints(stored, key), { '0': 5, '1': 7 });
     assert.deepEqual(readCheckpoints(stored, 'other/hub/$default'), { '0': 900 });
@@ -19,7 +19,7 @@ describe('telemetry checkpoints, kept per endpoint and consumer group', () => {
     assert.deepEqual(updated[key], { '0': 6, '1': 7 });
   });
 
-  it('takes the flat positions of earlier versions as this endpoint\'s, and replaces that layout on the next write', () => {
+  it("takes the flat positions of earlier versions as this endpoint's, and replaces that layout on the next write", () => {
     const legacy = { '0': 12, '3': 40 };
     assert.deepEqual(readCheckpoints(legacy, key), { '0': 12, '3': 40 });
     assert.deepEqual(writeCheckpoints(legacy, key, { '0': 13, '3': 40 }), { [key]: { '0': 13, '3': 40 } });

@@ -117,13 +117,17 @@ describe('connection options (config node settings)', () => {
     assert.deepEqual(service.identity, { kind: 'gateway', host: 'hub.azure-devices.net', policy: 'iothubowner', key: KEY });
     const device = azure(`HostName=hub.azure-devices.net;DeviceId=d1;SharedAccessKey=${KEY}`);
     assert.equal(device.role, 'device');
-    const eventHub = azure(`Endpoint=sb://ns.servicebus.windows.net/;SharedAccessKeyName=listen;SharedAccessKey=${KEY};EntityPath=hub`, { transport: 'amqpws' });
+    const eventHub = azure(`Endpoint=sb://ns.servicebus.windows.net/;SharedAccessKeyName=listen;SharedAccessKey=${KEY};EntityPath=hub`, {
+      transport: 'amqpws',
+    });
     assert.equal(eventHub.role, 'eventhub');
     assert.equal(eventHub.options.transport, 'amqpws');
   });
 
   it('the Event Hubs emulator string means plain AMQP', () => {
-    const config = azure(`Endpoint=sb://localhost/;SharedAccessKeyName=RootManageSharedAccessKey;SharedAccessKey=${KEY};EntityPath=hub;UseDevelopmentEmulator=true`);
+    const config = azure(
+      `Endpoint=sb://localhost/;SharedAccessKeyName=RootManageSharedAccessKey;SharedAccessKey=${KEY};EntityPath=hub;UseDevelopmentEmulator=true`,
+    );
     assert.equal(config.options.transport, 'amqp');
   });
 

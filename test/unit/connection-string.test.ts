@@ -64,19 +64,36 @@ describe('connection-string: valid forms', () => {
   it('parses an Event Hubs-compatible string without and with UseDevelopmentEmulator', () => {
     const plain = parseConnectionString(`Endpoint=sb://ihsuprod.servicebus.windows.net/;SharedAccessKeyName=service;SharedAccessKey=${KEY1};EntityPath=myhub`);
     assert.deepEqual(plain, { kind: 'eventhub', host: 'ihsuprod.servicebus.windows.net', entityPath: 'myhub', policy: 'service', key: KEY1, emulator: false });
-    const emu = parseConnectionString(`Endpoint=sb://localhost:5672;SharedAccessKeyName=service;SharedAccessKey=${KEY3};EntityPath=devhub;UseDevelopmentEmulator=true`);
+    const emu = parseConnectionString(
+      `Endpoint=sb://localhost:5672;SharedAccessKeyName=service;SharedAccessKey=${KEY3};EntityPath=devhub;UseDevelopmentEmulator=true`,
+    );
     assert.deepEqual(emu, { kind: 'eventhub', host: 'localhost:5672', entityPath: 'devhub', policy: 'service', key: KEY3, emulator: true });
     const off = parseConnectionString(`Endpoint=sb://localhost/;SharedAccessKeyName=s;SharedAccessKey=k;EntityPath=e;UseDevelopmentEmulator=FALSE`);
     assert.equal(off.kind === 'eventhub' && off.emulator, false);
   });
 
   it('round-trips the format helpers', () => {
-    assert.deepEqual(parseConnectionString(formatServiceConnectionString(HOST, 'service', KEY3)), { kind: 'service', host: HOST, policy: 'service', key: KEY3 });
+    assert.deepEqual(parseConnectionString(formatServiceConnectionString(HOST, 'service', KEY3)), {
+      kind: 'service',
+      host: HOST,
+      policy: 'service',
+      key: KEY3,
+    });
     assert.deepEqual(parseConnectionString(formatDeviceConnectionString(HOST, 'd1', KEY1, { moduleId: 'm', gatewayHost: 'gw' })), {
-      kind: 'device', host: HOST, deviceId: 'd1', moduleId: 'm', key: KEY1, gatewayHost: 'gw',
+      kind: 'device',
+      host: HOST,
+      deviceId: 'd1',
+      moduleId: 'm',
+      key: KEY1,
+      gatewayHost: 'gw',
     });
     assert.deepEqual(parseConnectionString(formatEventHubConnectionString('localhost:5672', 'devhub', 'service', KEY1, true)), {
-      kind: 'eventhub', host: 'localhost:5672', entityPath: 'devhub', policy: 'service', key: KEY1, emulator: true,
+      kind: 'eventhub',
+      host: 'localhost:5672',
+      entityPath: 'devhub',
+      policy: 'service',
+      key: KEY1,
+      emulator: true,
     });
   });
 
@@ -110,7 +127,10 @@ describe('connection-string: errors name the key', () => {
     [`DeviceId=d1;SharedAccessKey=${KEY1}`, 'device connection string is missing "HostName"'],
     [`HostName=${HOST};DeviceId=;SharedAccessKey=${KEY1}`, 'device connection string is missing "DeviceId"'],
     [`HostName=${HOST};DeviceId=d1`, 'device connection string is missing "SharedAccessKey" or "SharedAccessSignature"'],
-    [`HostName=${HOST};DeviceId=d1;SharedAccessKey=${KEY1};SharedAccessSignature=${SAS}`, 'device connection string must have only one of "SharedAccessKey" and "SharedAccessSignature"'],
+    [
+      `HostName=${HOST};DeviceId=d1;SharedAccessKey=${KEY1};SharedAccessSignature=${SAS}`,
+      'device connection string must have only one of "SharedAccessKey" and "SharedAccessSignature"',
+    ],
     [`HostName=${HOST};DeviceId=d1;SharedAccessKeyName=p;SharedAccessKey=${KEY1}`, 'device connection string must not have "SharedAccessKeyName"'],
     [`HostName=${HOST};DeviceId=d1;SharedAccessKey=${KEY1};UseDevelopmentEmulator=true`, 'device connection string must not have "UseDevelopmentEmulator"'],
     [`HostName=${HOST};DeviceId=d1;x509=true`, 'device connection string uses "x509", which this package does not support yet'],

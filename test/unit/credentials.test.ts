@@ -173,9 +173,15 @@ describe('credentials: makeToken', () => {
 
   it('gateway with a policy the hub does not know, or the wrong key, is refused by the hub', () => {
     const unknown = makeToken({ ...gateway(), policy: 'nobody' }, { deviceId: 'd1' }, LIFETIME, NOW);
-    assert.throws(() => grant(unknown.token), (err: Error) => err instanceof AuthError && /unknown policy/.test(err.message));
+    assert.throws(
+      () => grant(unknown.token),
+      (err: Error) => err instanceof AuthError && /unknown policy/.test(err.message),
+    );
     const wrongKey = makeToken({ ...gateway(), key: DEFAULT_KEYS.service }, { deviceId: 'd1' }, LIFETIME, NOW);
-    assert.throws(() => grant(wrongKey.token), (err: Error) => err instanceof AuthError && /signature/.test(err.message));
+    assert.throws(
+      () => grant(wrongKey.token),
+      (err: Error) => err instanceof AuthError && /signature/.test(err.message),
+    );
   });
 
   it('device key: no key name, signed with the base64 device key, accepted as that device only', () => {
@@ -199,7 +205,10 @@ describe('credentials: makeToken', () => {
 
   it('device key: another device’s key is refused by the hub', () => {
     const token = makeToken(device('d1', KEY_D2), { deviceId: 'd1' }, LIFETIME, NOW);
-    assert.throws(() => grant(token.token), (err: Error) => err instanceof AuthError && /signature/.test(err.message));
+    assert.throws(
+      () => grant(token.token),
+      (err: Error) => err instanceof AuthError && /signature/.test(err.message),
+    );
   });
 
   it('module key: signed for devices/<id>/modules/<mid>, accepted as that module only', () => {
@@ -240,7 +249,10 @@ describe('credentials: makeToken', () => {
     const g = grant(token.token, context(NOW + 4000));
     assert.ok(allows(g, '/devices/d1/messages/events', NOW + 4000));
     assert.ok(!allows(g, '/devices/d1/messages/events', token.expiresAt));
-    assert.throws(() => grant(token.token, context(token.expiresAt)), (err: Error) => err instanceof AuthError && /expired/.test(err.message));
+    assert.throws(
+      () => grant(token.token, context(token.expiresAt)),
+      (err: Error) => err instanceof AuthError && /expired/.test(err.message),
+    );
   });
 
   it('device SAS: the given token as is, not renewable, expiry read from its se', () => {
@@ -273,7 +285,11 @@ describe('credentials: makeToken', () => {
 
   it('device SAS that cannot be read fails with InvalidToken and does not repeat the signature', () => {
     const secret = 'c2VjcmV0LXNpZ25hdHVyZS12YWx1ZQ%3D%3D';
-    for (const sas of [`SharedAccessSignature sr=${HOST}%2Fdevices%2Fd1&sig=${secret}`, `SharedAccessSignature sr=${HOST}&sig=${secret}&se=soon`, 'SharedAccessSignature nonsense']) {
+    for (const sas of [
+      `SharedAccessSignature sr=${HOST}%2Fdevices%2Fd1&sig=${secret}`,
+      `SharedAccessSignature sr=${HOST}&sig=${secret}&se=soon`,
+      'SharedAccessSignature nonsense',
+    ]) {
       const identity: DeviceIdentity = { kind: 'device', host: HOST, deviceId: 'd1', sas };
       assert.throws(
         () => makeToken(identity, { deviceId: 'd1' }, LIFETIME, NOW),
@@ -336,7 +352,11 @@ describe('credentials: makeToken', () => {
         '/devices/d2/messages/events',
       ],
       [parseConnectionString(`HostName=${HOST};DeviceId=d2;SharedAccessKey=${KEY_D2}`), { deviceId: 'd2' }, '/devices/d2/messages/devicebound'],
-      [parseConnectionString(`HostName=${HOST};DeviceId=d1;ModuleId=m1;SharedAccessKey=${KEY_M1}`), { deviceId: 'd1', moduleId: 'm1' }, '/devices/d1/modules/m1/messages/events'],
+      [
+        parseConnectionString(`HostName=${HOST};DeviceId=d1;ModuleId=m1;SharedAccessKey=${KEY_M1}`),
+        { deviceId: 'd1', moduleId: 'm1' },
+        '/devices/d1/modules/m1/messages/events',
+      ],
     ];
     for (const [identity, scope, address] of byString) {
       checkScope(identity, scope);

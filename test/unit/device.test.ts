@@ -23,37 +23,73 @@ describe('device targets', () => {
   it('a device identity is its own target; the same id (or none) is fine, another is IdentityMismatch', () => {
     assert.deepEqual(resolveTarget(device, {}), { deviceId: 'pump-1' });
     assert.deepEqual(resolveTarget(device, { deviceId: 'pump-1', moduleId: '' }), { deviceId: 'pump-1' });
-    assert.equal(codeOf(() => resolveTarget(device, { deviceId: 'pump-2' })), 'IdentityMismatch');
-    assert.equal(codeOf(() => resolveTarget(device, { moduleId: 'flow' })), 'IdentityMismatch');
+    assert.equal(
+      codeOf(() => resolveTarget(device, { deviceId: 'pump-2' })),
+      'IdentityMismatch',
+    );
+    assert.equal(
+      codeOf(() => resolveTarget(device, { moduleId: 'flow' })),
+      'IdentityMismatch',
+    );
   });
 
   it('a module identity is its device and module; another module is IdentityMismatch', () => {
     assert.deepEqual(resolveTarget(moduleIdentity, {}), { deviceId: 'pump-1', moduleId: 'flow' });
     assert.deepEqual(resolveTarget(moduleIdentity, { deviceId: 'pump-1', moduleId: 'flow' }), { deviceId: 'pump-1', moduleId: 'flow' });
-    assert.equal(codeOf(() => resolveTarget(moduleIdentity, { moduleId: 'other' })), 'IdentityMismatch');
+    assert.equal(
+      codeOf(() => resolveTarget(moduleIdentity, { moduleId: 'other' })),
+      'IdentityMismatch',
+    );
   });
 
   it('a gateway needs a valid device id and takes an optional module', () => {
     assert.deepEqual(resolveTarget(gateway, { deviceId: 'any-1' }), { deviceId: 'any-1' });
     assert.deepEqual(resolveTarget(gateway, { deviceId: 'any-1', moduleId: 'm' }), { deviceId: 'any-1', moduleId: 'm' });
-    assert.equal(codeOf(() => resolveTarget(gateway, {})), 'MissingDeviceId');
-    assert.equal(codeOf(() => resolveTarget(gateway, { deviceId: 42 })), 'InvalidDeviceId');
-    assert.equal(codeOf(() => resolveTarget(gateway, { deviceId: 'a b' })), 'InvalidDeviceId');
-    assert.equal(codeOf(() => resolveTarget(gateway, { deviceId: 'ok', moduleId: 'a/b' })), 'InvalidModuleId');
+    assert.equal(
+      codeOf(() => resolveTarget(gateway, {})),
+      'MissingDeviceId',
+    );
+    assert.equal(
+      codeOf(() => resolveTarget(gateway, { deviceId: 42 })),
+      'InvalidDeviceId',
+    );
+    assert.equal(
+      codeOf(() => resolveTarget(gateway, { deviceId: 'a b' })),
+      'InvalidDeviceId',
+    );
+    assert.equal(
+      codeOf(() => resolveTarget(gateway, { deviceId: 'ok', moduleId: 'a/b' })),
+      'InvalidModuleId',
+    );
   });
 
   it('namedTarget (c2d-send): any valid device or module, checked before sending, addressed as the hub routes it', () => {
     assert.equal(deviceAddress(namedTarget({ deviceId: 'a#b' }), 'devicebound'), '/devices/a%23b/messages/devicebound');
     assert.equal(deviceAddress(namedTarget({ deviceId: 'pump-1', moduleId: 'flow' }), 'devicebound'), '/devices/pump-1/modules/flow/messages/devicebound');
     assert.deepEqual(namedTarget({ deviceId: 'pump-1', moduleId: '' }), { deviceId: 'pump-1' });
-    assert.equal(codeOf(() => namedTarget({ deviceId: '' })), 'MissingDeviceId');
-    assert.equal(codeOf(() => namedTarget({ deviceId: 'has space' })), 'InvalidDeviceId');
-    assert.equal(codeOf(() => namedTarget({ deviceId: 'ok', moduleId: 7 })), 'InvalidModuleId');
+    assert.equal(
+      codeOf(() => namedTarget({ deviceId: '' })),
+      'MissingDeviceId',
+    );
+    assert.equal(
+      codeOf(() => namedTarget({ deviceId: 'has space' })),
+      'InvalidDeviceId',
+    );
+    assert.equal(
+      codeOf(() => namedTarget({ deviceId: 'ok', moduleId: 7 })),
+      'InvalidModuleId',
+    );
   });
 
   it('service and Event Hubs identities cannot act for a device', () => {
-    assert.equal(codeOf(() => resolveTarget({ kind: 'service', host: 'h', policy: 'p', key: 'k' }, { deviceId: 'd' })), 'WrongRole');
-    assert.equal(codeOf(() => resolveTarget({ kind: 'eventhub', host: 'h', policy: 'p', key: 'k', entityPath: 'e' } as Identity, { deviceId: 'd' })), 'WrongRole');
+    assert.equal(
+      codeOf(() => resolveTarget({ kind: 'service', host: 'h', policy: 'p', key: 'k' }, { deviceId: 'd' })),
+      'WrongRole',
+    );
+    assert.equal(
+      codeOf(() => resolveTarget({ kind: 'eventhub', host: 'h', policy: 'p', key: 'k', entityPath: 'e' } as Identity, { deviceId: 'd' })),
+      'WrongRole',
+    );
   });
 
   it('addresses encode the ids once', () => {
@@ -83,7 +119,10 @@ describe('cloud-to-device msg fields', () => {
 
 describe('outgoing AMQP properties', () => {
   it('takes a Buffer user id as bytes and every other properties-section field', () => {
-    const out = toAmqpMessage({ payload: 'x', userId: Buffer.from([0, 1, 2]), subject: 's', replyTo: 'r', groupId: 'g', groupSequence: 9, replyToGroupId: 'rg' }, 'd2c');
+    const out = toAmqpMessage(
+      { payload: 'x', userId: Buffer.from([0, 1, 2]), subject: 's', replyTo: 'r', groupId: 'g', groupSequence: 9, replyToGroupId: 'rg' },
+      'd2c',
+    );
     const m = out.message as rhea.Message & { user_id?: Buffer };
     assert.deepEqual(m.user_id, Buffer.from([0, 1, 2]));
     assert.deepEqual([m.subject, m.reply_to, m.group_id, m.group_sequence, m.reply_to_group_id], ['s', 'r', 'g', 9, 'rg']);
@@ -92,6 +131,9 @@ describe('outgoing AMQP properties', () => {
   });
 
   it('counts the new fields toward the size limit', () => {
-    assert.equal(codeOf(() => toAmqpMessage({ payload: 'x'.repeat(256 * 1024 - 4), subject: 'abcdefgh' }, 'd2c')), 'MessageTooLarge');
+    assert.equal(
+      codeOf(() => toAmqpMessage({ payload: 'x'.repeat(256 * 1024 - 4), subject: 'abcdefgh' }, 'd2c')),
+      'MessageTooLarge',
+    );
   });
 });

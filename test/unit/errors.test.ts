@@ -46,7 +46,8 @@ describe('errors: errorFromCondition', () => {
     // A reader's detach carries no context; Event Hubs' own words say what it is.
     const sixth = {
       condition: 'amqp:resource-limit-exceeded',
-      description: 'Exceeded the maximum number of allowed receivers per partition in a consumer group which is 5. List of connected receivers - a, b, c, d, e.',
+      description:
+        'Exceeded the maximum number of allowed receivers per partition in a consumer group which is 5. List of connected receivers - a, b, c, d, e.',
     };
     assert.equal(errorFromCondition(sixth).code, 'ReceiverLimitExceeded');
     assert.equal(errorFromCondition(sixth).retryable, false);

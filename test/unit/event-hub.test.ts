@@ -106,9 +106,18 @@ describe('selector filters: what the client writes is what the simulator reads',
     const cases: Array<[StartPosition | { kind: 'after'; sequenceNumber: number }, unknown]> = [
       [{ kind: 'latest' }, { kind: 'offset', value: '@latest', inclusive: false }],
       [{ kind: 'earliest' }, { kind: 'offset', value: '-1', inclusive: false }],
-      [{ kind: 'sequenceNumber', value: 42 }, { kind: 'sequence', value: 42, inclusive: true }],
-      [{ kind: 'enqueuedTime', value: 1700000000123 }, { kind: 'time', value: 1700000000123, inclusive: true }],
-      [{ kind: 'after', sequenceNumber: 7 }, { kind: 'sequence', value: 7, inclusive: false }],
+      [
+        { kind: 'sequenceNumber', value: 42 },
+        { kind: 'sequence', value: 42, inclusive: true },
+      ],
+      [
+        { kind: 'enqueuedTime', value: 1700000000123 },
+        { kind: 'time', value: 1700000000123, inclusive: true },
+      ],
+      [
+        { kind: 'after', sequenceNumber: 7 },
+        { kind: 'sequence', value: 7, inclusive: false },
+      ],
     ];
     for (const [position, filter] of cases) assert.deepEqual(parseSelector(selectorFor(position)), filter, JSON.stringify(position));
   });

@@ -24,7 +24,19 @@ interface Typed {
   descriptor?: { value: unknown };
 }
 
-const NAMES: Record<number, string> = { 0x10: 'open', 0x11: 'begin', 0x12: 'attach', 0x13: 'flow', 0x14: 'transfer', 0x15: 'disposition', 0x16: 'detach', 0x17: 'end', 0x18: 'close', 0x40: 'sasl-mechanisms', 0x44: 'sasl-outcome' };
+const NAMES: Record<number, string> = {
+  0x10: 'open',
+  0x11: 'begin',
+  0x12: 'attach',
+  0x13: 'flow',
+  0x14: 'transfer',
+  0x15: 'disposition',
+  0x16: 'detach',
+  0x17: 'end',
+  0x18: 'close',
+  0x40: 'sasl-mechanisms',
+  0x44: 'sasl-outcome',
+};
 const NULL_TYPECODE = 0x40;
 
 /** Fields rhea defines for a composite: one accessor each on its prototype (lib/types.js define_composite). */
@@ -81,7 +93,14 @@ describe('frames the simulator writes', function () {
       hub = await startTestHub({ d2c: { maxMessageBytes: 1000 } });
       tap = await startWireTap(Number(hub.ports.amqp));
       // SASL PLAIN with a service token: sasl-mechanisms and sasl-outcome come first.
-      const options = { transport: 'tcp', host: '127.0.0.1', port: tap.port, reconnect: false, username: `iothubowner@sas.root.${hub.options.hubName}`, password: serviceToken(hub) };
+      const options = {
+        transport: 'tcp',
+        host: '127.0.0.1',
+        port: tap.port,
+        reconnect: false,
+        username: `iothubowner@sas.root.${hub.options.hubName}`,
+        password: serviceToken(hub),
+      };
       connection = new Connection(options as ConnectionOptions);
       await connection.open();
       const cbs = new CbsChannel(connection);
@@ -120,7 +139,9 @@ describe('frames the simulator writes', function () {
       assert.ok(dispositions.length >= 3, 'dispositions for the put-token and both device messages');
       for (const d of dispositions) assert.equal((d.fields[3] as Typed).type.typecode, 0x41, 'where the hub receives, its dispositions are settled');
       const attaches = seen.filter((f) => f.code === 0x12);
-      const d2cAttach = attaches.find((a) => isDescribedList(a.fields[6], 0x29) && String(((a.fields[6] as Typed).value as Typed[])[0].value) === '/devices/conformance/messages/events');
+      const d2cAttach = attaches.find(
+        (a) => isDescribedList(a.fields[6], 0x29) && String(((a.fields[6] as Typed).value as Typed[])[0].value) === '/devices/conformance/messages/events',
+      );
       assert.ok(d2cAttach, 'the D2C attach answer');
       assert.equal((d2cAttach.fields[4] as Typed).value, 0, 'the hub as receiver answers rcv-settle-mode first');
       assert.equal(Number((d2cAttach.fields[10] as Typed).value), 1000, 'the D2C link states the D2C size limit');

@@ -79,9 +79,10 @@ describe('locales', () => {
       });
 
       it('has help in both languages, with the Node-RED help sections, and the German one is translated', () => {
-        const help = Object.fromEntries(
-          LANGS.map((lang) => [lang, readFileSync(path.join(ROOT, 'nodes', 'locales', lang, `${type}.html`), 'utf8')]),
-        ) as Record<string, string>;
+        const help = Object.fromEntries(LANGS.map((lang) => [lang, readFileSync(path.join(ROOT, 'nodes', 'locales', lang, `${type}.html`), 'utf8')])) as Record<
+          string,
+          string
+        >;
         for (const lang of LANGS) {
           assert.match(help[lang] as string, new RegExp(`data-help-name="${type}"`));
         }

@@ -64,7 +64,10 @@ describe('message: decodePayload', () => {
     assert.equal(decodePayload(data('{"a":1}'), 'string'), '{"a":1}');
     assert.deepEqual(decodePayload(data('{"a":1}'), 'buffer'), Buffer.from('{"a":1}'));
     assert.deepEqual(decodePayload(data('{"a":1}'), 'json'), { a: 1 });
-    assert.throws(() => decodePayload(data('nope'), 'json'), (err: Error & { code?: string }) => err.code === 'InvalidPayload');
+    assert.throws(
+      () => decodePayload(data('nope'), 'json'),
+      (err: Error & { code?: string }) => err.code === 'InvalidPayload',
+    );
   });
 });
 

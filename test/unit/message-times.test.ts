@@ -16,16 +16,34 @@ function code(fn: () => unknown): string | undefined {
 
 describe('message times', () => {
   it('refuses a ttl or expiry beyond what a Date holds (rhea would write it as 1970, and the hub would drop it)', () => {
-    assert.equal(code(() => toAmqpMessage({ payload: 'x', ttl: 1e82 }, 'c2d', NOW)), 'InvalidMessage');
-    assert.equal(code(() => toAmqpMessage({ payload: 'x', ttl: 8.64e15 }, 'd2c', NOW)), 'InvalidMessage');
-    assert.equal(code(() => toAmqpMessage({ payload: 'x', expiryTime: 1e17 }, 'c2d', NOW)), 'InvalidMessage');
-    assert.equal(code(() => toAmqpMessage({ payload: 'x', creationTime: -1e17 }, 'd2c', NOW)), 'InvalidMessage');
+    assert.equal(
+      code(() => toAmqpMessage({ payload: 'x', ttl: 1e82 }, 'c2d', NOW)),
+      'InvalidMessage',
+    );
+    assert.equal(
+      code(() => toAmqpMessage({ payload: 'x', ttl: 8.64e15 }, 'd2c', NOW)),
+      'InvalidMessage',
+    );
+    assert.equal(
+      code(() => toAmqpMessage({ payload: 'x', expiryTime: 1e17 }, 'c2d', NOW)),
+      'InvalidMessage',
+    );
+    assert.equal(
+      code(() => toAmqpMessage({ payload: 'x', creationTime: -1e17 }, 'd2c', NOW)),
+      'InvalidMessage',
+    );
   });
 
   it('refuses a ttl or ack that is not text or a number with InvalidMessage, not a TypeError', () => {
     for (const odd of [Object.create(null), Symbol('x'), [1], { valueOf: () => 5 }]) {
-      assert.equal(code(() => toAmqpMessage({ payload: 'x', ttl: odd }, 'd2c', NOW)), 'InvalidMessage');
-      assert.equal(code(() => toAmqpMessage({ payload: 'x', ack: odd }, 'c2d', NOW)), 'InvalidMessage');
+      assert.equal(
+        code(() => toAmqpMessage({ payload: 'x', ttl: odd }, 'd2c', NOW)),
+        'InvalidMessage',
+      );
+      assert.equal(
+        code(() => toAmqpMessage({ payload: 'x', ack: odd }, 'c2d', NOW)),
+        'InvalidMessage',
+      );
     }
     assert.equal(toAmqpMessage({ payload: 'x', ttl: '1000' }, 'd2c', NOW).expiresAt, NOW + 1000);
   });

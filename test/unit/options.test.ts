@@ -75,7 +75,10 @@ describe('options: resolveOptions', () => {
       [{ devices: [{ deviceId: 'd1', primaryKey: 'c2hvcnQ=' }] }, 'devices[0].primaryKey must be a base64 key of at least 16 bytes'],
       [{ devices: [{ deviceId: 'd1', secondaryKey: 'not base64!' }] }, 'devices[0].secondaryKey must be a base64 key of at least 16 bytes'],
       [{ devices: [{ deviceId: 'd1', modules: [{ moduleId: 'm 1' }] }] }, 'devices[0].modules[0].moduleId is missing or invalid'],
-      [{ devices: [{ deviceId: 'd1', modules: [{ moduleId: 'm1', primaryKey: 'abc' }] }] }, 'devices[0].modules[0].primaryKey must be a base64 key of at least 16 bytes'],
+      [
+        { devices: [{ deviceId: 'd1', modules: [{ moduleId: 'm1', primaryKey: 'abc' }] }] },
+        'devices[0].modules[0].primaryKey must be a base64 key of at least 16 bytes',
+      ],
       [{ policies: [] }, 'policies must be a non-empty list'],
       [{ policies: [{ name: 'a b', primaryKey: GOOD_KEY, rights: [] }] }, 'policies[0].name is missing or invalid'],
       [{ policies: [{ name: 'p', primaryKey: 'short', rights: [] }] }, 'policies[0].primaryKey must be a base64 key of at least 16 bytes'],
@@ -85,10 +88,7 @@ describe('options: resolveOptions', () => {
 
   it('rejects unknown policy rights, listing the known ones', () => {
     const bad = { name: 'p', primaryKey: GOOD_KEY, rights: ['Everything'] } as unknown as NonNullable<SimulatorOptionsInput['policies']>[number];
-    assert.equal(
-      optionsError({ policies: [bad] }),
-      'policies[0].rights must list some of RegistryRead, RegistryWrite, ServiceConnect, DeviceConnect',
-    );
+    assert.equal(optionsError({ policies: [bad] }), 'policies[0].rights must list some of RegistryRead, RegistryWrite, ServiceConnect, DeviceConnect');
   });
 
   it('does not repeat a bad key in the error', () => {

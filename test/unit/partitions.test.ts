@@ -89,7 +89,10 @@ describe('partitions: Partition', () => {
     assert.equal(p.endSequence, 0);
     assert.equal(p.lastEvent(), undefined);
     assert.equal(p.at(0), undefined);
-    assert.equal(p.firstWhere(() => true), 0);
+    assert.equal(
+      p.firstWhere(() => true),
+      0,
+    );
   });
 
   it('retains at most maxEvents, dropping the oldest', () => {
@@ -102,7 +105,10 @@ describe('partitions: Partition', () => {
     assert.equal(p.at(2)?.offset, 4);
     assert.equal(p.at(4)?.sequenceNumber, 4);
     assert.equal(p.at(5), undefined);
-    assert.deepEqual([...p.all()].map((e) => e.sequenceNumber), [2, 3, 4]);
+    assert.deepEqual(
+      [...p.all()].map((e) => e.sequenceNumber),
+      [2, 3, 4],
+    );
   });
 
   it('keeps at() and firstWhere() right across internal compaction', () => {
@@ -116,18 +122,33 @@ describe('partitions: Partition', () => {
       assert.equal(e?.enqueuedTime, s * 10);
     }
     assert.equal(p.at(2989), undefined);
-    assert.equal(p.firstWhere((e) => e.enqueuedTime >= 29_955), 2996);
-    assert.equal(p.firstWhere(() => true), 2990);
-    assert.equal(p.firstWhere(() => false), 3000);
+    assert.equal(
+      p.firstWhere((e) => e.enqueuedTime >= 29_955),
+      2996,
+    );
+    assert.equal(
+      p.firstWhere(() => true),
+      2990,
+    );
+    assert.equal(
+      p.firstWhere(() => false),
+      3000,
+    );
   });
 
   it('trims by age: events older than maxAgeMs go, the boundary stays', () => {
     const p = new Partition('0', { maxEvents: 100, maxAgeMs: 1000 });
     for (const t of [0, 500, 1500, 2000]) p.append('d', t, () => bytes(1));
     p.trimByAge(1600);
-    assert.deepEqual([...p.all()].map((e) => e.enqueuedTime), [1500, 2000]);
+    assert.deepEqual(
+      [...p.all()].map((e) => e.enqueuedTime),
+      [1500, 2000],
+    );
     p.trimByAge(2500);
-    assert.deepEqual([...p.all()].map((e) => e.enqueuedTime), [1500, 2000]);
+    assert.deepEqual(
+      [...p.all()].map((e) => e.enqueuedTime),
+      [1500, 2000],
+    );
     p.trimByAge(3001);
     assert.equal(p.size, 0);
     assert.equal(p.beginSequence, 4);
@@ -138,9 +159,18 @@ describe('partitions: Partition', () => {
   it('firstWhere finds the first event satisfying a monotone predicate', () => {
     const p = new Partition('0', retention);
     for (let i = 0; i < 20; i++) p.append('d', 100 * i, () => bytes(4));
-    assert.equal(p.firstWhere((e) => e.offset > 30), 8);
-    assert.equal(p.firstWhere((e) => e.offset >= 32), 8);
-    assert.equal(p.firstWhere((e) => e.enqueuedTime > 1900), 20);
+    assert.equal(
+      p.firstWhere((e) => e.offset > 30),
+      8,
+    );
+    assert.equal(
+      p.firstWhere((e) => e.offset >= 32),
+      8,
+    );
+    assert.equal(
+      p.firstWhere((e) => e.enqueuedTime > 1900),
+      20,
+    );
   });
 
   it('onAppend notifies each append until unsubscribed', () => {

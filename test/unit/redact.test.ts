@@ -7,7 +7,10 @@ describe('redactSecrets', () => {
     const key = 'c2VjcmV0IGtleSBtYXRlcmlhbA==';
     const token = 'SharedAccessSignature sr=hub.azure-devices.net%2Fdevices%2Fd1&sig=AbC%2Bd%3D&se=1999999999&skn=owner';
     assert.equal(redactSecrets(`HostName=h;SharedAccessKeyName=p;SharedAccessKey=${key}`), 'HostName=h;SharedAccessKeyName=p;SharedAccessKey=***');
-    assert.equal(redactSecrets(`HostName=h;DeviceId=d;SharedAccessSignature=${token};GatewayHostName=g`), 'HostName=h;DeviceId=d;SharedAccessSignature=***;GatewayHostName=g');
+    assert.equal(
+      redactSecrets(`HostName=h;DeviceId=d;SharedAccessSignature=${token};GatewayHostName=g`),
+      'HostName=h;DeviceId=d;SharedAccessSignature=***;GatewayHostName=g',
+    );
     assert.equal(redactSecrets(`put-token refused for ${token} (expired)`), 'put-token refused for SharedAccessSignature *** (expired)');
     assert.equal(redactSecrets('audience sr=hub&sig=xyz&se=1'), 'audience sr=hub&sig=***&se=1');
     assert.equal(redactSecrets("The device 'ghost-2' is not registered."), "The device 'ghost-2' is not registered.");

@@ -38,7 +38,8 @@ describe('the rhea and rhea-promise internals this package uses', function () {
   });
 
   it('are installed at the versions package.json pins', () => {
-    const read = (file: string): { version?: string; dependencies?: Record<string, string> } => JSON.parse(readFileSync(file, 'utf8')) as { version?: string; dependencies?: Record<string, string> };
+    const read = (file: string): { version?: string; dependencies?: Record<string, string> } =>
+      JSON.parse(readFileSync(file, 'utf8')) as { version?: string; dependencies?: Record<string, string> };
     const pinned = read(path.resolve(__dirname, '..', '..', '..', 'package.json')).dependencies ?? {};
     assert.equal(pinned.rhea, read(require.resolve('rhea/package.json')).version);
     assert.equal(pinned['rhea-promise'], read(require.resolve('rhea-promise/package.json')).version);
@@ -95,6 +96,10 @@ describe('the rhea and rhea-promise internals this package uses', function () {
     const delivery = sender.send({ body: 'x' }) as unknown as Bag;
     for (const field of ['settled', 'remote_settled', 'link']) assert.ok(field in delivery, `delivery.${field}`);
     // A remote terminus is a composite that writes itself back (amqp.ts answerAttach).
-    assert.equal(typeof (link?.remote as { attach?: { target?: { described?: unknown } } }).attach?.target?.described, 'function', 'remote.attach.target.described');
+    assert.equal(
+      typeof (link?.remote as { attach?: { target?: { described?: unknown } } }).attach?.target?.described,
+      'function',
+      'remote.attach.target.described',
+    );
   });
 });
