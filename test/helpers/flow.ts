@@ -1,6 +1,7 @@
 /** Small pieces the node tests share: collecting what reaches a node, and reading telemetry back. */
 import { EventHubConsumerClient, earliestEventPosition, type ReceivedEventData } from '@azure/event-hubs';
 import helper from 'node-red-node-test-helper';
+import { stopLocalHubs } from '../../src/nodes/local-simulator';
 import type { SimulatedHub } from '../../src/simulator';
 import { waitFor } from './hub';
 
@@ -65,4 +66,22 @@ export async function readTelemetry(hub: SimulatedHub, count: number, ms = 15_00
     await consumer.close();
   }
   return seen;
+}
+
+/**
+ * The lifecycle every node test file shares: a Node-RED test server per test; afterwards `before` (the
+ * file's own peers: a device, a service client), then the flows unloaded, the server stopped, the
+ * in-process simulators stopped, and `after` (the test's hub).
+ */
+export function serverPerTest(hooks: { before?: () => Promise<void>; after?: () => Promise<void> } = {}): void {
+  beforeEach(async () => {
+    await helper.startServer();
+  });
+  afterEach(async () => {
+    await hooks.before?.();
+    await helper.unload();
+    await helper.stopServer();
+    await stopLocalHubs();
+    await hooks.after?.();
+  });
 }

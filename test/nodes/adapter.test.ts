@@ -5,9 +5,8 @@ import connectionNode from '../../src/nodes/iothub-connection';
 import c2dSendNode from '../../src/nodes/iothub-c2d-send';
 import deviceOutNode from '../../src/nodes/iothub-device-out';
 import feedbackInNode from '../../src/nodes/iothub-feedback-in';
-import { stopLocalHubs } from '../../src/nodes/local-simulator';
 import type { SimulatedHub } from '../../src/simulator';
-import { collect, inject, statuses } from '../helpers/flow';
+import { collect, inject, serverPerTest, statuses } from '../helpers/flow';
 import { startTestHub, waitFor } from '../helpers/hub';
 
 helper.init(require.resolve('node-red'));
@@ -16,16 +15,11 @@ describe('node adapter: no usable config node', function () {
   this.timeout(30_000);
   let hub: SimulatedHub | undefined;
 
-  beforeEach(async () => {
-    await helper.startServer();
-  });
-
-  afterEach(async () => {
-    await helper.unload();
-    await helper.stopServer();
-    await stopLocalHubs();
-    await hub?.close();
-    hub = undefined;
+  serverPerTest({
+    after: async () => {
+      await hub?.close();
+      hub = undefined;
+    },
   });
 
   it('without a config node: the status says so, each msg fails with NoConnection, and the flow closes', async () => {

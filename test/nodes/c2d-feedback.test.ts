@@ -5,10 +5,9 @@ import type { Client as DeviceClient } from 'azure-iot-device';
 import connectionNode from '../../src/nodes/iothub-connection';
 import c2dSendNode from '../../src/nodes/iothub-c2d-send';
 import feedbackInNode from '../../src/nodes/iothub-feedback-in';
-import { stopLocalHubs } from '../../src/nodes/local-simulator';
 import type { SimulatedHub } from '../../src/simulator';
 import { delay, startTestHub, waitFor } from '../helpers/hub';
-import { statuses } from '../helpers/flow';
+import { serverPerTest, statuses } from '../helpers/flow';
 import { closeQuietly, Message, openDevice } from '../helpers/sdk';
 
 const CONNECTED = 'node-red:common.status.connected';
@@ -67,17 +66,14 @@ describe('c2d-send and feedback-in', function () {
   let hub: SimulatedHub;
   let device: DeviceClient | undefined;
 
-  beforeEach(async () => {
-    await helper.startServer();
-  });
-
-  afterEach(async () => {
-    await closeQuietly(device);
-    device = undefined;
-    await helper.unload();
-    await helper.stopServer();
-    await stopLocalHubs();
-    await hub?.close();
+  serverPerTest({
+    before: async () => {
+      await closeQuietly(device);
+      device = undefined;
+    },
+    after: async () => {
+      await hub?.close();
+    },
   });
 
   async function load(extra: Record<string, unknown> = {}): Promise<void> {

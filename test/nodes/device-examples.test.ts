@@ -16,9 +16,9 @@ import c2dSendNode from '../../src/nodes/iothub-c2d-send';
 import deviceInNode from '../../src/nodes/iothub-device-in';
 import deviceOutNode from '../../src/nodes/iothub-device-out';
 import telemetryInNode from '../../src/nodes/iothub-telemetry-in';
-import { acquireLocalHub, stopLocalHubs } from '../../src/nodes/local-simulator';
+import { acquireLocalHub } from '../../src/nodes/local-simulator';
 import type { SimulatedHub } from '../../src/simulator';
-import { collect, inject, statuses } from '../helpers/flow';
+import { collect, inject, serverPerTest, statuses } from '../helpers/flow';
 import { freePort, waitFor } from '../helpers/hub';
 
 helper.init(require.resolve('node-red'));
@@ -62,15 +62,7 @@ async function loadExample(flow: FlowNode[]): Promise<SimulatedHub> {
 describe('device examples', function () {
   this.timeout(60_000);
 
-  beforeEach(async () => {
-    await helper.startServer();
-  });
-
-  afterEach(async () => {
-    await helper.unload();
-    await helper.stopServer();
-    await stopLocalHubs();
-  });
+  serverPerTest();
 
   for (const file of ['device-out.json', 'device-in.json']) {
     it(`${file} is an importable flow: a comment first, a local connection, no credentials`, () => {

@@ -9,9 +9,8 @@ import type { Client as ServiceClient } from 'azure-iothub';
 import connectionNode from '../../src/nodes/iothub-connection';
 import deviceInNode from '../../src/nodes/iothub-device-in';
 import deviceOutNode from '../../src/nodes/iothub-device-out';
-import { stopLocalHubs } from '../../src/nodes/local-simulator';
 import type { SimulatedHub } from '../../src/simulator';
-import { collect, inject, readTelemetry, statuses } from '../helpers/flow';
+import { collect, inject, readTelemetry, serverPerTest, statuses } from '../helpers/flow';
 import { startTestHub, waitFor } from '../helpers/hub';
 import { closeQuietly, Message, openService } from '../helpers/sdk';
 
@@ -40,18 +39,15 @@ describe('device nodes through a gateway', function () {
   let hub: SimulatedHub | undefined;
   let service: ServiceClient | undefined;
 
-  beforeEach(async () => {
-    await helper.startServer();
-  });
-
-  afterEach(async () => {
-    await closeQuietly(service);
-    service = undefined;
-    await helper.unload();
-    await helper.stopServer();
-    await stopLocalHubs();
-    await hub?.close();
-    hub = undefined;
+  serverPerTest({
+    before: async () => {
+      await closeQuietly(service);
+      service = undefined;
+    },
+    after: async () => {
+      await hub?.close();
+      hub = undefined;
+    },
   });
 
   it('100 devices send and three receive only their own messages, over one connection', async () => {

@@ -5,9 +5,8 @@ import rhea = require('rhea');
 import type { Client as ServiceClient } from 'azure-iothub';
 import connectionNode from '../../src/nodes/iothub-connection';
 import deviceInNode from '../../src/nodes/iothub-device-in';
-import { stopLocalHubs } from '../../src/nodes/local-simulator';
 import type { SimulatedHub } from '../../src/simulator';
-import { collect, inject, statuses, type FlowMsg } from '../helpers/flow';
+import { collect, type FlowMsg, inject, serverPerTest, statuses } from '../helpers/flow';
 import { delay, startTestHub, waitFor } from '../helpers/hub';
 import { closeQuietly, collectFeedback, Message, openService, type FeedbackRecordSeen } from '../helpers/sdk';
 
@@ -49,18 +48,15 @@ describe('device-in', function () {
   let hub: SimulatedHub | undefined;
   let service: ServiceClient | undefined;
 
-  beforeEach(async () => {
-    await helper.startServer();
-  });
-
-  afterEach(async () => {
-    await closeQuietly(service);
-    service = undefined;
-    await helper.unload();
-    await helper.stopServer();
-    await stopLocalHubs();
-    await hub?.close();
-    hub = undefined;
+  serverPerTest({
+    before: async () => {
+      await closeQuietly(service);
+      service = undefined;
+    },
+    after: async () => {
+      await hub?.close();
+      hub = undefined;
+    },
   });
 
   /** Loads the flow and waits for the receiver to attach. */

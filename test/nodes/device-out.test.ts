@@ -3,9 +3,8 @@ import { strict as assert } from 'node:assert';
 import helper from 'node-red-node-test-helper';
 import connectionNode from '../../src/nodes/iothub-connection';
 import deviceOutNode from '../../src/nodes/iothub-device-out';
-import { stopLocalHubs } from '../../src/nodes/local-simulator';
 import type { SimulatedHub } from '../../src/simulator';
-import { collect, inject, readTelemetry, type FlowMsg } from '../helpers/flow';
+import { collect, type FlowMsg, inject, readTelemetry, serverPerTest } from '../helpers/flow';
 import { delay, startTestHub, waitFor } from '../helpers/hub';
 
 helper.init(require.resolve('node-red'));
@@ -43,16 +42,11 @@ describe('device-out', function () {
   this.timeout(60_000);
   let hub: SimulatedHub | undefined;
 
-  beforeEach(async () => {
-    await helper.startServer();
-  });
-
-  afterEach(async () => {
-    await helper.unload();
-    await helper.stopServer();
-    await stopLocalHubs();
-    await hub?.close();
-    hub = undefined;
+  serverPerTest({
+    after: async () => {
+      await hub?.close();
+      hub = undefined;
+    },
   });
 
   async function load(connectionString: string, out: Record<string, unknown> = {}): Promise<void> {

@@ -10,9 +10,9 @@ import type { HubConnection } from '../../src/iothub/hub-connection';
 import connectionNode, { type ConnectionNode } from '../../src/nodes/iothub-connection';
 import deviceInNode from '../../src/nodes/iothub-device-in';
 import deviceOutNode from '../../src/nodes/iothub-device-out';
-import { acquireLocalHub, stopLocalHubs } from '../../src/nodes/local-simulator';
+import { acquireLocalHub } from '../../src/nodes/local-simulator';
 import type { SimulatedHub } from '../../src/simulator';
-import { collect, inject } from '../helpers/flow';
+import { collect, inject, serverPerTest } from '../helpers/flow';
 import { freePort, waitFor } from '../helpers/hub';
 
 helper.init(require.resolve('node-red'));
@@ -70,15 +70,7 @@ const timers = (): number => process.getActiveResourcesInfo().filter((r) => r ==
 describe('device nodes across redeploys', function () {
   this.timeout(180_000);
 
-  beforeEach(async () => {
-    await helper.startServer();
-  });
-
-  afterEach(async () => {
-    await helper.unload();
-    await helper.stopServer();
-    await stopLocalHubs();
-  });
+  serverPerTest();
 
   function connection(): Promise<HubConnection> {
     return (helper.getNode('conn1') as unknown as ConnectionNode).connection();

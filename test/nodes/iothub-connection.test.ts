@@ -2,10 +2,11 @@
 import { strict as assert } from 'node:assert';
 import helper from 'node-red-node-test-helper';
 import connectionNode from '../../src/nodes/iothub-connection';
-import { stopLocalHubs, acquireLocalHub } from '../../src/nodes/local-simulator';
+import { acquireLocalHub } from '../../src/nodes/local-simulator';
 import type { SimulatedHub } from '../../src/simulator';
 import { freePort, startTestHub, waitFor } from '../helpers/hub';
 import { testUserNode } from '../helpers/test-user-node';
+import { serverPerTest } from '../helpers/flow';
 
 helper.init(require.resolve('node-red'));
 
@@ -40,16 +41,11 @@ describe('iothub-connection config node', function () {
   this.timeout(60_000);
   let hub: SimulatedHub | undefined;
 
-  beforeEach(async () => {
-    await helper.startServer();
-  });
-
-  afterEach(async () => {
-    await helper.unload();
-    await helper.stopServer();
-    await stopLocalHubs();
-    await hub?.close();
-    hub = undefined;
+  serverPerTest({
+    after: async () => {
+      await hub?.close();
+      hub = undefined;
+    },
   });
 
   it('local mode starts the simulator, pushes status to its users and carries their messages', async () => {

@@ -9,9 +9,8 @@ import deviceInNode from '../../src/nodes/iothub-device-in';
 import deviceOutNode from '../../src/nodes/iothub-device-out';
 import { parseConnectionString } from '../../src/iothub/connection-string';
 import { describeIdentity } from '../../src/iothub/log';
-import { stopLocalHubs } from '../../src/nodes/local-simulator';
 import type { SimulatedHub } from '../../src/simulator';
-import { collect, inject, statuses } from '../helpers/flow';
+import { collect, inject, serverPerTest, statuses } from '../helpers/flow';
 import { startTestHub, waitFor, delay } from '../helpers/hub';
 
 helper.init(require.resolve('node-red'));
@@ -60,16 +59,11 @@ describe('log lines for flow authors', function () {
   this.timeout(60_000);
   let hub: SimulatedHub | undefined;
 
-  beforeEach(async () => {
-    await helper.startServer();
-  });
-
-  afterEach(async () => {
-    await helper.unload();
-    await helper.stopServer();
-    await stopLocalHubs();
-    await hub?.close();
-    hub = undefined;
+  serverPerTest({
+    after: async () => {
+      await hub?.close();
+      hub = undefined;
+    },
   });
 
   it('the config node warns once per loss, with the condition and who it is, and logs once when it is back', async () => {
