@@ -20,7 +20,7 @@ import deviceOutNode from '../../src/nodes/iothub-device-out';
 import deviceInNode from '../../src/nodes/iothub-device-in';
 import { stopLocalHubs } from '../../src/nodes/local-simulator';
 import { collect } from '../helpers/flow';
-import { waitFor } from '../helpers/hub';
+import { freePort, waitFor } from '../helpers/hub';
 
 helper.init(require.resolve('node-red'));
 
@@ -28,8 +28,11 @@ const ROOT = path.resolve(__dirname, '../../..');
 const EXAMPLES = path.join(ROOT, 'examples');
 const CORE_NODES = [injectNode, catchNode, commentNode, functionNode, changeNode];
 const OUR_NODES = [connectionNode, c2dSendNode, feedbackInNode, telemetryInNode, deviceOutNode, deviceInNode];
-// An unusual port, so that a simulator someone runs on 5672 while the tests run is not joined.
-const TEST_PORT = 25672;
+/**
+ * A port free when the file starts: a simulator already serving a fixed port (one someone runs, or the
+ * tests of another checkout running at the same time) would be joined, and its queues mixed with ours.
+ */
+let testPort = 0;
 
 interface FlowNode {
   id: string;
@@ -63,7 +66,7 @@ function load(file: string): FlowNode[] {
 function runnable(nodes: FlowNode[]): FlowNode[] {
   return nodes.map((n) => {
     if (n.type === 'debug') return { id: n.id, type: 'helper', z: n.z, wires: [] };
-    if (n.type === 'iothub-connection') return { ...n, localPort: TEST_PORT };
+    if (n.type === 'iothub-connection') return { ...n, localPort: testPort };
     return n;
   });
 }
@@ -83,6 +86,10 @@ function at(seen: Map<string, Msg[]>, id: string): Msg[] {
 
 describe('examples', function () {
   this.timeout(60_000);
+
+  before(async () => {
+    testPort = await freePort();
+  });
 
   beforeEach(async () => {
     await helper.startServer();
