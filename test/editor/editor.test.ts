@@ -264,6 +264,18 @@ describe('the editor in headless Chromium against a real Node-RED 4.x', function
     assert.notEqual(icon('iothub-device-out'), icon('iothub-device-in'), 'device out and device in have different icons');
     await ui.screenshot('palette');
 
+    // Every help text in the sidebar at its usual width: no property row cut off (a <dt> there does not wrap).
+    for (const type of ['iothub-connection', ...Object.keys(labels)]) {
+      await ui.page.evaluate(`RED.sidebar.help.show(${JSON.stringify(type)}, true)`);
+      const rows = ui.page.locator('.red-ui-help dl.message-properties > dt');
+      await rows.first().waitFor();
+      const clipped = (await ui.page.evaluate(
+        `[...document.querySelectorAll('.red-ui-help dl.message-properties > dt')].filter((dt) => dt.getClientRects().length && dt.scrollWidth > dt.clientWidth + 1).map((dt) => dt.textContent)`,
+      )) as string[];
+      assert.deepEqual(clipped, [], `${type}: help rows cut off in the sidebar`);
+      if (type === 'iothub-telemetry-in') await ui.screenshot('help-telemetry-in');
+    }
+
     // telemetry-in: the checkpoint store is a select of the context stores this Node-RED has, none first, then the default.
     await ui.openNode('ux-tel');
     const select = (await ui.page.evaluate(`(() => ({
