@@ -4,10 +4,12 @@
  * in local mode, so Node-RED joins the simulator started here. Ctrl-C stops both.
  */
 import { spawn } from 'node:child_process';
-import { existsSync, readFileSync, writeFileSync } from 'node:fs';
+import { randomBytes } from 'node:crypto';
+import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import * as net from 'node:net';
 import * as path from 'node:path';
 import { parseArgs } from 'node:util';
-import { startSimulator, type SimulatedHub } from '../src/simulator';
+import { LOCAL_FEEDBACK_FLUSH_MS, startSimulator, type SimulatedHub, type SimulatorOptionsInput } from '../src/simulator';
 import { linkPackage, PACKAGE_ROOT, writeSettings } from './node-red-setup';
 
 /** The flow the demo starts with (relative to the package root). */
@@ -49,6 +51,45 @@ export function demoFlows(file: string, amqpPort: number): FlowNode[] {
   return out;
 }
 
+/** The simulator `npm start` runs: feedback as often as the config node's local simulator sends it. */
+export function demoSimulatorOptions(amqpPort: number, amqpsPort: number, certDir?: string): SimulatorOptionsInput {
+  return { amqpPort, amqpsPort, feedback: { flushIntervalMs: LOCAL_FEEDBACK_FLUSH_MS }, ...(certDir ? { certDir } : {}) };
+}
+
+/** The file in the user directory that keeps the demo's credential key. */
+export const CREDENTIAL_SECRET_FILE = '.iothub-demo-credential-secret';
+
+/**
+ * The key Node-RED encrypts the demo's credentials with (flows_cred.json). Without one in settings.js
+ * Node-RED makes its own and warns about it on every start. It is made once per user directory and kept
+ * there (mode 0600), beside the file it protects: it guards whatever connection string someone types into
+ * the demo, so it is not a fixed value anyone could read in this repository, and it is never printed.
+ */
+export function demoCredentialSecret(userDir: string): string {
+  const file = path.join(userDir, CREDENTIAL_SECRET_FILE);
+  if (existsSync(file)) {
+    const kept = readFileSync(file, 'utf8').trim();
+    if (kept) return kept;
+  }
+  mkdirSync(userDir, { recursive: true });
+  const secret = randomBytes(32).toString('hex');
+  writeFileSync(file, secret + '\n', { mode: 0o600 });
+  return secret;
+}
+
+/** Fails with the way out when the editor port is taken (most often by an `npm start` still running). */
+export async function checkEditorPort(editorPort: number): Promise<void> {
+  const taken = await new Promise<boolean>((resolve, reject) => {
+    const server = net.createServer();
+    server.once('error', (err: NodeJS.ErrnoException) => (err.code === 'EADDRINUSE' ? resolve(true) : reject(err)));
+    server.listen(editorPort, '127.0.0.1', () => server.close(() => resolve(false)));
+  });
+  if (taken) {
+    const other = editorPort === 65535 ? 1881 : editorPort + 1;
+    throw new Error(`port ${editorPort} is already in use (another npm start or Node-RED?); choose another with: npm start -- --port ${other}`);
+  }
+}
+
 function port(name: string, value: string | undefined, fallback: number): number {
   if (value === undefined) return fallback;
   if (!/^\d+$/.test(value)) throw new Error(`--${name} must be a port number`);
@@ -77,16 +118,18 @@ async function main(): Promise<void> {
   const amqpsPort = port('amqps-port', values['amqps-port'], 5671);
   const userDir = path.resolve(values['user-dir'] ?? path.join(PACKAGE_ROOT, '.node-red'));
 
+  // Before the simulator starts, so a second npm start says what to do instead of half starting.
+  await checkEditorPort(editorPort);
   let hub: SimulatedHub | undefined;
   try {
-    hub = await startSimulator({ amqpPort, amqpsPort, ...(values['cert-dir'] ? { certDir: values['cert-dir'] } : {}) });
+    hub = await startSimulator(demoSimulatorOptions(amqpPort, amqpsPort, values['cert-dir']));
   } catch (err) {
     if (!/already in use/.test((err as Error).message)) throw err;
     // Another simulator (iothub-sim, an earlier npm start) serves the port: the demo joins it.
     process.stdout.write(`Port ${amqpPort} is already in use; Node-RED joins the simulator listening there.\n`);
   }
 
-  writeSettings(userDir, { port: editorPort, logLevel: 'info' });
+  writeSettings(userDir, { port: editorPort, logLevel: 'info', credentialSecret: demoCredentialSecret(userDir) });
   linkPackage(userDir);
   const flowsFile = path.join(userDir, 'flows.json');
   if (values.reset || !existsSync(flowsFile)) {

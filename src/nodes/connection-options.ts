@@ -55,6 +55,15 @@ export const DEFAULT_LOCAL_PORT = 5672;
 
 const ENV_REFERENCE = /^\$\{([A-Za-z_][A-Za-z0-9_]*)\}$/;
 
+/**
+ * The text without one pair of surrounding double or single quotes: `az iot hub connection-string show`
+ * prints the string as a JSON value, and a copy of it often takes the quotes along.
+ */
+export function unquote(text: string): string {
+  const t = text.trim();
+  return t.length >= 2 && (t[0] === '"' || t[0] === "'") && t[t.length - 1] === t[0] ? t.slice(1, -1) : text;
+}
+
 /** A number of at least `min` from an editor field; anything else (blank, not a number, too small) is the default. */
 function num(value: unknown, fallback: number, min: number): number {
   // Number('  ') and Number(null) are 0: a blank field would otherwise turn the idle timeout off or pick a random port.
@@ -80,11 +89,13 @@ export function connectionConfig(settings: ConnectionSettings, credentials: Conn
   const config: ConnectionConfig = { mode, role: 'local', options, localPort: num(settings.localPort, DEFAULT_LOCAL_PORT, 0) };
   if (mode === 'local') return config;
 
-  let text = credentials?.connectionString ?? '';
+  let text = unquote(credentials?.connectionString ?? '');
   const env = ENV_REFERENCE.exec(text.trim());
-  if (env) text = sources.env[env[1]] ?? '';
+  if (env) text = unquote(sources.env[env[1]] ?? '');
   try {
-    if (!text.trim()) throw new HubError('InvalidConnectionString', 'no connection string is set');
+    // The variable's name helps whoever set up the deployment; its value (set or not) is never said.
+    if (!text.trim())
+      throw new HubError('InvalidConnectionString', env ? `the environment variable ${env[1]} is not set or empty` : 'no connection string is set');
     // A hub policy string speaks for devices too (gateway); service nodes use it at hub level.
     config.identity = parseConnectionString(text, { gatewayPolicy: true });
   } catch (err) {

@@ -18,12 +18,19 @@ import { statusFor } from './status';
 interface DeviceInDef extends NodeDef {
   hub: string;
   deviceId?: string;
+  /** How `deviceId` is read; flows from before the field had a type have none, which means `str`. */
+  deviceIdType?: 'str' | 'msg' | 'env';
   settle?: 'auto' | 'manual';
   output?: OutputMode;
   prefetch?: number | string;
 }
 
 type SettleMsg = NodeMessageInFlow & { lockToken?: unknown; settle?: unknown };
+
+/** The device setting's type: anything but `msg` and `env` (a flow from before the type, or a typo) is `str`. */
+export function deviceIdTypeOf(def: { deviceIdType?: unknown }): 'str' | 'msg' | 'env' {
+  return def.deviceIdType === 'msg' || def.deviceIdType === 'env' ? def.deviceIdType : 'str';
+}
 
 const DEFAULT_PREFETCH = 10;
 
@@ -37,7 +44,11 @@ export default function register(RED: NodeAPI): void {
     const manual = def.settle === 'manual';
     const output: OutputMode = def.output === 'string' || def.output === 'json' || def.output === 'buffer' ? def.output : 'auto';
     const prefetch = positiveInt(def.prefetch, DEFAULT_PREFETCH);
+    const setting = (def.deviceId ?? '').trim();
+    const settingType = deviceIdTypeOf(def);
     let inbox: C2dInbox | undefined;
+    /** The device asked for by a msg (`msg` type): a receiver starts when a msg names it. */
+    let requested: string | undefined;
     let refusals: RefusalLog | undefined;
     let startError: HubError | undefined;
     let closed = false;
@@ -63,10 +74,10 @@ export default function register(RED: NodeAPI): void {
       sendMsg(node, { ...fields, ...who, lockToken: received.lockToken });
     };
 
-    const start = async (): Promise<void> => {
+    const start = async (deviceId: string): Promise<void> => {
       const made = await config.connection();
-      if (closed) return;
-      const target = resolveTarget(made.identity, { deviceId: (def.deviceId ?? '').trim() });
+      if (closed || (settingType === 'msg' && deviceId !== requested)) return;
+      const target = resolveTarget(made.identity, { deviceId });
       const box = new C2dInbox(made, target, { settle: manual ? 'manual' : 'auto', prefetch });
       inbox = box;
       box.on('message', (received: Received) => emit(target, received));
@@ -79,13 +90,46 @@ export default function register(RED: NodeAPI): void {
       status.watch(made, box);
     };
 
-    start().catch((err: unknown) => {
-      startError = asError(err);
-      status.failed(startError);
-      node.error(startError, { payload: undefined, topic: def.deviceId ?? '' });
-    });
+    const begin = (deviceId: string): void => {
+      startError = undefined;
+      start(deviceId).catch((err: unknown) => {
+        startError = asError(err);
+        status.failed(startError);
+        node.error(startError, { payload: undefined, topic: deviceId });
+      });
+    };
+
+    if (settingType === 'env') begin(String(RED.util.evaluateNodeProperty(setting, 'env', node, {}) ?? '').trim());
+    else if (settingType === 'str') begin(setting);
+
+    /** A msg that names a device (`msg` type, no lock token): receive for that device from now on. */
+    const switchTo = (msg: SettleMsg): boolean => {
+      if (settingType !== 'msg' || msg.lockToken !== undefined || msg.settle !== undefined) return false;
+      const named: unknown = RED.util.evaluateNodeProperty(setting, 'msg', node, msg);
+      if (typeof named !== 'string' || named.trim() === '') throw new HubError('InvalidMessage', `msg.${setting} must name the device to receive for`);
+      const deviceId = named.trim();
+      if (deviceId === requested) return true;
+      requested = deviceId;
+      refusals?.stop();
+      refusals = undefined;
+      const previous = inbox;
+      inbox = undefined;
+      void (previous?.close() ?? Promise.resolve())
+        .catch((err: unknown) => log.node('closing the previous device receiver: %s', reasonOf(err)))
+        .then(() => begin(deviceId));
+      return true;
+    };
 
     onInput(node, (msg: SettleMsg, _send, done) => {
+      try {
+        if (switchTo(msg)) {
+          done();
+          return;
+        }
+      } catch (err) {
+        done(asError(err));
+        return;
+      }
       if (!inbox) {
         done(startError ?? new HubError('MessageLockLost', 'no message with this lock token waits here: the node is not receiving yet'));
         return;

@@ -4,7 +4,7 @@
  * data), and its listeners do not keep the process alive. If the port is already served by another
  * process (`npm start`, `iothub-sim`), the config node joins that one instead.
  */
-import { DEFAULT_KEYS, startSimulator, type SimulatedHub } from '../simulator';
+import { DEFAULT_KEYS, LOCAL_FEEDBACK_FLUSH_MS, startSimulator, type SimulatedHub } from '../simulator';
 import type { Identity } from '../iothub/connection-string';
 import { log, reasonOf } from '../iothub/log';
 
@@ -37,8 +37,7 @@ export function acquireLocalHub(port: number): Promise<LocalHub> {
 
 async function start(port: number): Promise<LocalHub> {
   try {
-    // Feedback comes after 2 s instead of the hub's 15 s, so a flow being tried out answers while one watches.
-    const hub = await startSimulator({ amqpPort: port, amqpsPort: null, wsPort: null, feedback: { flushIntervalMs: 2000 } });
+    const hub = await startSimulator({ amqpPort: port, amqpsPort: null, wsPort: null, feedback: { flushIntervalMs: LOCAL_FEEDBACK_FLUSH_MS } });
     hub.unrefListeners();
     return { hub, port: hub.ports.amqp as number, identity: localIdentity() };
   } catch (err) {

@@ -4,7 +4,7 @@ import type { SimulatorOptionsInput } from './options';
 
 export { SimulatedHub, type HubStats, type D2cEvent } from './hub';
 export { DEFAULT_KEYS } from './registry';
-export { DEFAULT_OPTIONS, OptionsError, readConfigFile, type SimulatorOptions, type SimulatorOptionsInput } from './options';
+export { DEFAULT_OPTIONS, LOCAL_FEEDBACK_FLUSH_MS, OptionsError, readConfigFile, type SimulatorOptions, type SimulatorOptionsInput } from './options';
 export { makeSelfSignedCertificate, loadOrMakeCertificate } from './certificate';
 
 export function startSimulator(options: SimulatorOptionsInput = {}): Promise<SimulatedHub> {

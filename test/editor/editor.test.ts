@@ -17,7 +17,7 @@ import { freePort, NodeRedRuntime, type FlowNode } from '../helpers/node-red-run
 import { assertCleanLog, azureConnection, isConnected, reportRuntimeOnFailure } from '../runtime/support';
 
 const EXAMPLE = path.resolve(__dirname, '..', '..', '..', 'examples', 'end-to-end.json');
-const CONFIG_ID = 'e2e-hub';
+const CONFIG_ID = 'iothub-local-simulator';
 /** The five palette nodes of the example and the name each gets in its dialog. */
 const NODES: Array<{ id: string; type: string; name: string }> = [
   { id: 'e2e-device-out', type: 'iothub-device-out', name: 'sensor to hub' },
@@ -194,5 +194,157 @@ describe('the editor in headless Chromium against a real Node-RED 4.x', function
     assert.deepEqual(ui.pageErrors, [], 'uncaught errors in the editor page');
     assert.deepEqual(ui.consoleProblems, [], 'errors the editor logged (a node definition or dialog that threw)');
     assertCleanLog(nodeRed.log);
+  });
+
+  it("speaks an integrator's words: palette labels and icons, a flagged connection string, the ${VAR} line, the show toggle, the store select, typed device", async () => {
+    const nodeRed = runtime as NodeRedRuntime;
+    const port = await freePort();
+    const flow: FlowNode[] = [
+      { id: 'ux-tab', type: 'tab', label: 'integrator' },
+      { id: 'ux-hub', type: 'iothub-connection', name: 'ux hub', mode: 'local', localPort: port },
+      {
+        id: 'ux-tel',
+        type: 'iothub-telemetry-in',
+        z: 'ux-tab',
+        name: 'ux telemetry',
+        hub: 'ux-hub',
+        consumerGroup: '$Default',
+        partitions: '',
+        startPosition: 'latest',
+        startValue: '',
+        checkpointStore: 'file',
+        output: 'auto',
+        prefetch: 300,
+        ownerLevel: '',
+        x: 200,
+        y: 100,
+        wires: [[]],
+      },
+      // A device-in from before its Device field had a type: no deviceIdType at all.
+      {
+        id: 'ux-din',
+        type: 'iothub-device-in',
+        z: 'ux-tab',
+        name: 'ux device',
+        hub: 'ux-hub',
+        deviceId: 'old-device',
+        settle: 'auto',
+        output: 'auto',
+        prefetch: 10,
+        x: 200,
+        y: 200,
+        wires: [[]],
+      },
+    ];
+    await nodeRed.deploy(flow);
+    const ui = await Editor.open(browser as Browser, nodeRed.url, 'integrator');
+    editor = ui;
+    await ui.showTab('ux-tab');
+
+    // Palette labels as the core nodes have them (Node-RED splits a label at hyphens: "c2d - send").
+    const labels = (await ui.page.evaluate(`(() => {
+      const out = {};
+      for (const type of ['iothub-c2d-send', 'iothub-feedback-in', 'iothub-telemetry-in', 'iothub-device-out', 'iothub-device-in']) {
+        const el = document.querySelector('.red-ui-palette-node[data-palette-type="' + type + '"]');
+        const icon = el && el.querySelector('.red-ui-palette-icon');
+        out[type] = { label: el ? el.querySelector('.red-ui-palette-label').textContent.replace(/\\s+/g, ' ').trim() : null, icon: icon ? getComputedStyle(icon).backgroundImage : null };
+      }
+      return out;
+    })()`)) as Record<string, { label: string | null; icon: string | null }>;
+    assert.deepEqual(Object.fromEntries(Object.entries(labels).map(([type, v]) => [type, v.label])), {
+      'iothub-c2d-send': 'c2d send',
+      'iothub-feedback-in': 'feedback in',
+      'iothub-telemetry-in': 'telemetry in',
+      'iothub-device-out': 'device out',
+      'iothub-device-in': 'device in',
+    });
+    const icon = (type: string): string => String(labels[type]?.icon);
+    for (const type of Object.keys(labels)) assert.match(icon(type), /\.svg/, `${type} has its icon`);
+    assert.notEqual(icon('iothub-c2d-send'), icon('iothub-feedback-in'), 'c2d send and feedback in have different icons');
+    assert.notEqual(icon('iothub-device-out'), icon('iothub-device-in'), 'device out and device in have different icons');
+    await ui.screenshot('palette');
+
+    // Every help text in the sidebar at its usual width: no property row cut off (a <dt> there does not wrap).
+    for (const type of ['iothub-connection', ...Object.keys(labels)]) {
+      await ui.page.evaluate(`RED.sidebar.help.show(${JSON.stringify(type)}, true)`);
+      const rows = ui.page.locator('.red-ui-help dl.message-properties > dt');
+      await rows.first().waitFor();
+      const clipped = (await ui.page.evaluate(
+        `[...document.querySelectorAll('.red-ui-help dl.message-properties > dt')].filter((dt) => dt.getClientRects().length && dt.scrollWidth > dt.clientWidth + 1).map((dt) => dt.textContent)`,
+      )) as string[];
+      assert.deepEqual(clipped, [], `${type}: help rows cut off in the sidebar`);
+      if (type === 'iothub-telemetry-in') await ui.screenshot('help-telemetry-in');
+    }
+
+    // telemetry-in: the checkpoint store is a select of the context stores this Node-RED has, none first, then the default.
+    await ui.openNode('ux-tel');
+    const select = (await ui.page.evaluate(`(() => ({
+      tag: document.getElementById('node-input-checkpointStore').tagName,
+      options: [...document.querySelectorAll('#node-input-checkpointStore option')].map((o) => o.value),
+      value: document.getElementById('node-input-checkpointStore').value,
+      context: RED.settings.context,
+    }))()`)) as { tag: string; options: string[]; value: string; context: { default: string; stores: string[] } };
+    assert.equal(select.tag, 'SELECT');
+    assert.equal(select.value, 'file', 'the stored choice is selected');
+    const stores = [select.context.default, ...select.context.stores.filter((s) => s !== select.context.default)];
+    assert.deepEqual(select.options, ['', ...stores]);
+    assert.ok(stores.length >= 2, `stores: ${stores.join(', ')}`);
+    await assertTranslated(ui, 'the telemetry-in dialog');
+    await ui.screenshot('dialog-telemetry-in-stores');
+
+    // The connection string: flagged when empty or garbage, ${VAR} said to be read at deploy, a show/hide toggle.
+    await ui.openConfigOf('hub');
+    await ui.page.selectOption('#node-config-input-mode', 'azure');
+    const field = '#node-config-input-connectionString';
+    const role = async (): Promise<string> => String(await ui.page.textContent('#node-config-iothub-role')).trim();
+    assert.equal(await ui.page.getAttribute(field, 'type'), 'password');
+    await ui.page.fill(field, 'HostName=typed.example;SharedAccessKeyName=p;SharedAccessKey=c2hvd24=');
+    await ui.page.click('#node-config-iothub-show');
+    assert.equal(await ui.page.getAttribute(field, 'type'), 'text', 'the eye shows what was typed');
+    await ui.screenshot('connection-string-shown');
+    await ui.page.click('#node-config-iothub-show');
+    assert.equal(await ui.page.getAttribute(field, 'type'), 'password', 'and hides it again');
+    await ui.page.fill(field, '${IOTHUB_CS}');
+    assert.match(await role(), /environment variable at deploy/);
+    await ui.screenshot('connection-string-env');
+    await ui.page.fill(field, 'not a connection string');
+    assert.equal(await role(), 'not a connection string this node understands');
+    await assertTranslated(ui, 'the iothub-connection dialog in Azure mode');
+    await ui.done();
+    await ui.done();
+    const valid = (id: string): Promise<unknown> => ui.page.evaluate(`RED.nodes.node(${JSON.stringify(id)}).valid`);
+    assert.equal(await valid('ux-hub'), false, 'garbage: the config node is invalid');
+    await ui.node('ux-tel').locator('.red-ui-flow-node-error').waitFor();
+    await ui.screenshot('bad-connection-string-flagged');
+
+    const setString = async (text: string): Promise<void> => {
+      await ui.openNode('ux-tel');
+      await ui.openConfigOf('hub');
+      await ui.page.fill(field, text);
+      await ui.done();
+      await ui.done();
+    };
+    await setString('');
+    assert.equal(await valid('ux-hub'), false, 'empty: the config node is invalid');
+    await setString('${IOTHUB_CS}');
+    assert.equal(await valid('ux-hub'), true, 'a ${VAR} reference cannot be checked in the editor');
+    assert.equal(await valid('ux-tel'), true);
+    await ui.node('ux-tel').locator('.red-ui-flow-node-error').waitFor({ state: 'hidden' });
+    await setString('"HostName=hub.azure-devices.net;SharedAccessKeyName=service;SharedAccessKey=c2VjcmV0"');
+    assert.equal(await valid('ux-hub'), true, 'a string in quotes (as az prints it) is recognised');
+
+    // device-in's Device: a typed input (str/msg/env); a flow without the type reads as str.
+    await ui.openNode('ux-din');
+    const typed = async (): Promise<[string, string]> =>
+      (await ui.page.evaluate(`[$('#node-input-deviceId').typedInput('type'), $('#node-input-deviceId').typedInput('value')]`)) as [string, string];
+    assert.deepEqual(await typed(), ['str', 'old-device']);
+    await ui.page.evaluate(`$('#node-input-deviceId').typedInput('type', 'env'); $('#node-input-deviceId').typedInput('value', 'PUMP_DEVICE')`);
+    await assertTranslated(ui, 'the device-in dialog');
+    await ui.screenshot('dialog-device-in-typed');
+    await ui.done();
+    assert.deepEqual(await ui.page.evaluate(`[RED.nodes.node('ux-din').deviceIdType, RED.nodes.node('ux-din').deviceId]`), ['env', 'PUMP_DEVICE']);
+
+    assert.deepEqual(ui.pageErrors, [], 'uncaught errors in the editor page');
+    assert.deepEqual(ui.consoleProblems, [], 'errors the editor logged (a node definition or dialog that threw)');
   });
 });

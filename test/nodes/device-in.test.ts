@@ -280,4 +280,54 @@ describe('device-in', function () {
       await helper.unload();
     }
   });
+
+  it('Device as env reads the device id at deploy; as msg a msg names the device and another name switches to it; no type is str', async () => {
+    const sim = await startTestHub();
+    hub = sim;
+    const gateway = sim.serviceConnectionString('device');
+    service = await openService(sim);
+    const sendTo = async (deviceId: string, id: string): Promise<void> => {
+      await (service as ServiceClient).send(deviceId, c2d(`for ${deviceId}`, id));
+    };
+
+    process.env.IOTHUB_DEVICE_IN_TEST = 'pump-env';
+    try {
+      const { got } = await load(gateway, { deviceId: 'IOTHUB_DEVICE_IN_TEST', deviceIdType: 'env' });
+      await sendTo('pump-env', 'e-1');
+      await waitFor(() => got.length === 1, 'the message for the env device');
+      assert.equal(got[0].deviceId, 'pump-env');
+    } finally {
+      delete process.env.IOTHUB_DEVICE_IN_TEST;
+    }
+    await helper.unload();
+
+    // A flow from before the type: deviceId is a plain string.
+    const plain = await load(gateway, { deviceId: 'pump-str', deviceIdType: undefined });
+    await sendTo('pump-str', 's-1');
+    await waitFor(() => plain.got.length === 1, 'the message for the str device');
+    assert.equal(plain.got[0].deviceId, 'pump-str');
+    await helper.unload();
+
+    await helper.load([connectionNode, deviceInNode], flow({ deviceId: 'device', deviceIdType: 'msg' }), { conn1: { connectionString: gateway } });
+    const got = collect('got');
+    const caught = collect('caught');
+    inject('in1', { device: 'pump-a' });
+    await waitFor(() => statuses('in1').includes(CONNECTED), 'the receiver for the device the msg named');
+    await sendTo('pump-a', 'a-1');
+    await waitFor(() => got.length === 1, 'the message for pump-a');
+    assert.equal(got[0].deviceId, 'pump-a');
+    const attached = statuses('in1').filter((s) => s === CONNECTED).length;
+    inject('in1', { device: 'pump-b' });
+    await waitFor(() => statuses('in1').filter((s) => s === CONNECTED).length > attached, 'the receiver for pump-b');
+    await sendTo('pump-a', 'a-2');
+    await sendTo('pump-b', 'b-1');
+    await waitFor(() => got.length === 2, 'the message for pump-b');
+    assert.equal(got[1].deviceId, 'pump-b');
+    await delay(300);
+    assert.equal(got.length, 2, 'pump-a is no longer received for');
+    assert.equal(sim.c2d.depth('pump-a'), 1);
+    inject('in1', { payload: 'no device' });
+    await waitFor(() => caught.length === 1, 'a msg without a device at Catch');
+    assert.equal(caught[0].error?.code, 'InvalidMessage');
+  });
 });

@@ -122,6 +122,25 @@ describe('examples', function () {
     }
   });
 
+  it('every example has the same simulator connection node (id, name, settings), so importing another reuses it', () => {
+    const files = readdirSync(EXAMPLES).filter((f) => f.endsWith('.json'));
+    const configs = files.map((file) => ({ file, config: load(file).find((n) => n.type === 'iothub-connection') as FlowNode }));
+    const [first] = configs;
+    assert.equal(first?.config.name, 'local IoT Hub simulator');
+    // Node-RED's import keeps an existing config node with the same id ("Import copy" reuses it) instead of adding one.
+    for (const { file, config } of configs) assert.deepEqual(config, first?.config, `${file}: the shared connection node`);
+    for (const file of files) {
+      for (const n of load(file).filter((x) => typeof x.hub === 'string')) assert.equal(n.hub, first?.config.id, `${file}: ${n.id} uses the shared connection`);
+    }
+  });
+
+  it("feedback-in's first comment says that a hub has one feedback queue, split between feedback-in nodes", () => {
+    const comment = load('feedback-in.json').find((n) => n.type === 'comment');
+    const info = String(comment?.info ?? '');
+    assert.match(info.split('\n\n')[0] ?? '', /one feedback queue/);
+    assert.match(info, /split the records/);
+  });
+
   it('end-to-end: telemetry goes round trip, the command reaches the device and its feedback says Success', async () => {
     const nodes = load('end-to-end.json');
     await helper.load([...OUR_NODES, ...CORE_NODES], runnable(nodes));

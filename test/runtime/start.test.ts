@@ -11,7 +11,7 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { Client as DeviceClient, Message } from 'azure-iot-device';
 import { Amqp as DeviceAmqp } from 'azure-iot-device-amqp';
-import { DEMO_FLOW, SDK_DEVICE } from '../../scripts/start';
+import { CREDENTIAL_SECRET_FILE, DEMO_FLOW, SDK_DEVICE } from '../../scripts/start';
 import { PACKAGE_ROOT } from '../../scripts/node-red-setup';
 import { testCertDir } from '../helpers/hub';
 import { CommsClient, freePort, logProblems, waitUntil, type FlowNode } from '../helpers/node-red-runtime';
@@ -125,5 +125,49 @@ describe('npm start', function () {
     assert.ok(await refused(amqpPort), 'the simulator has stopped');
     assert.ok(await refused(editorPort), 'Node-RED has stopped');
     assert.deepEqual(logProblems(output), [], 'problems in the output of npm start');
+    // settings.js has a credentialSecret of its own, kept in the user directory, so Node-RED does not warn about its key.
+    assert.ok(!output.includes('encrypted using a system-generated key'), 'Node-RED warned about its credentials key');
+    const secret = readFileSync(path.join(userDir, CREDENTIAL_SECRET_FILE), 'utf8').trim();
+    assert.match(secret, /^[0-9a-f]{64}$/);
+    assert.ok(!output.includes(secret), 'npm start printed the credential key');
+    assert.ok(readFileSync(path.join(userDir, 'settings.js'), 'utf8').includes(secret));
+  });
+
+  it('a second npm start on a taken editor port says how to choose another (--port) and starts nothing', async () => {
+    const taken = net.createServer();
+    await new Promise<void>((resolve) => taken.listen(0, '127.0.0.1', resolve));
+    const editorPort = (taken.address() as net.AddressInfo).port;
+    const amqpPort = await freePort();
+    const dir = mkdtempSync(path.join(os.tmpdir(), 'iothub-start-port-'));
+    try {
+      const second = spawn(
+        process.execPath,
+        [
+          path.join(PACKAGE_ROOT, 'dist', 'scripts', 'start.js'),
+          '--port',
+          String(editorPort),
+          '--amqp-port',
+          String(amqpPort),
+          '--amqps-port',
+          String(await freePort()),
+          '--user-dir',
+          dir,
+          '--cert-dir',
+          testCertDir(),
+        ],
+        { stdio: ['ignore', 'pipe', 'pipe'] },
+      );
+      let text = '';
+      second.stdout?.setEncoding('utf8').on('data', (t: string) => (text += t));
+      second.stderr?.setEncoding('utf8').on('data', (t: string) => (text += t));
+      const code = await new Promise<number | null>((resolve) => second.on('exit', (c) => resolve(c)));
+      assert.equal(code, 1, text);
+      assert.match(text, new RegExp(`port ${editorPort} is already in use`));
+      assert.match(text, new RegExp(`npm start -- --port ${editorPort + 1}`));
+      assert.ok(await refused(amqpPort), 'the simulator did not start');
+    } finally {
+      await new Promise<void>((resolve) => taken.close(() => resolve()));
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 });

@@ -1,7 +1,14 @@
 /** The config node's settings read into its connection's options, identity and errors (src/nodes/connection-options.ts). */
 import { strict as assert } from 'node:assert';
 import { describeIdentity } from '../../src/iothub/log';
-import { connectionConfig, localOptions, type ConnectionConfig, type ConnectionSettings, type ConnectionSources } from '../../src/nodes/connection-options';
+import {
+  connectionConfig,
+  localOptions,
+  unquote,
+  type ConnectionConfig,
+  type ConnectionSettings,
+  type ConnectionSources,
+} from '../../src/nodes/connection-options';
 
 const KEY = Buffer.from('a key nobody may see in a log').toString('base64');
 const SIG = 'SharedAccessSignature sr=hub.azure-devices.net%2Fdevices%2Fd1&sig=c2VjcmV0LXNpZ25hdHVyZQ%3D%3D&se=1999999999';
@@ -137,7 +144,28 @@ describe('connection options (config node settings)', () => {
     const unset = azure('${IOTHUB_CS}', {}, { env: {} });
     assert.equal(unset.role, 'invalid');
     assert.equal(unset.configError?.code, 'InvalidConnectionString');
-    assert.equal(unset.configError?.message, 'connection string: no connection string is set');
+    assert.equal(unset.configError?.message, 'connection string: the environment variable IOTHUB_CS is not set or empty');
+    const empty = azure('${IOTHUB_CS}', {}, { env: { IOTHUB_CS: '  ' } });
+    assert.match(empty.configError?.message ?? '', /IOTHUB_CS is not set/);
+    // The variable is named; a value it has is never said.
+    const bad = azure('${IOTHUB_CS}', {}, { env: { IOTHUB_CS: 'SharedAccessKey=c2VjcmV0' } });
+    assert.equal(bad.role, 'invalid');
+    assert.ok(!(bad.configError?.message ?? '').includes('c2VjcmV0'));
+  });
+
+  it('a connection string in one pair of quotes (as `az` prints it) is read without them', () => {
+    for (const quoted of [`"${SERVICE}"`, `'${SERVICE}'`, ` "${SERVICE}" `]) {
+      const config = azure(quoted);
+      assert.equal(config.role, 'gateway', quoted);
+      assert.equal(config.configError, undefined);
+    }
+    assert.equal(azure('${IOTHUB_CS}', {}, { env: { IOTHUB_CS: `"${SERVICE}"` } }).role, 'gateway');
+    // Only a matching pair is taken off.
+    assert.equal(azure(`"${SERVICE}'`).role, 'invalid');
+    assert.equal(unquote('"x"'), 'x');
+    assert.equal(unquote('""x""'), '"x"');
+    assert.equal(unquote('"'), '"');
+    assert.equal(unquote('a"b"'), 'a"b"');
   });
 
   it('no or a bad connection string: an invalid config with a code', () => {
