@@ -65,7 +65,9 @@ export default function register(RED: NodeAPI): void {
     let connectedAs: string | undefined;
     let saidConnected = false;
     const onState = (state: HubState, error?: HubError): void => {
-      push(statusFor(state, error));
+      // The connection's last failure, not only this change's: retrying a host that does not resolve
+      // goes through "connecting" each time, and the cause must stay on show.
+      push(statusFor(state, error ?? hub?.error));
       if (state === 'open' && !saidConnected && connectedAs) {
         saidConnected = true;
         node.log(`${RED._('iothub-connection.log.connected')}: ${connectedAs}`);
