@@ -65,9 +65,7 @@ export default function register(RED: NodeAPI): void {
     let connectedAs: string | undefined;
     let saidConnected = false;
     const onState = (state: HubState, error?: HubError): void => {
-      // The connection's last failure, not only this change's: retrying a host that does not resolve
-      // goes through "connecting" each time, and the cause must stay on show.
-      push(statusFor(state, error ?? hub?.error));
+      push(statusFor(state, error));
       if (state === 'open' && !saidConnected && connectedAs) {
         saidConnected = true;
         node.log(`${RED._('iothub-connection.log.connected')}: ${connectedAs}`);
@@ -103,7 +101,9 @@ export default function register(RED: NodeAPI): void {
             made = new HubConnection(identity as Identity, connectionOptions);
           }
           connectedAs = describeIdentity(made.identity);
-          made.on('state', onState);
+          // The connection's last failure, not only this change's: retrying a host that does not resolve
+          // goes through "connecting" each time, and the cause must stay on show.
+          made.on('state', (state, error) => onState(state, error ?? made.error));
           made.on('error', (err) => log.node('connection error (its state tells the users): %s', reasonOf(err)));
           hub = made;
           made.open();

@@ -104,6 +104,7 @@ export class LinkStatusWatch {
   private linkError: HubError | undefined;
   private startError: HubError | undefined;
   private lastFailure: HubError | undefined;
+  private stopped = false;
   private readonly shower: StatusShower;
   private readonly onAttached = (): void => {
     this.linkError = undefined;
@@ -132,6 +133,9 @@ export class LinkStatusWatch {
 
   /** Shows `link` (or only the connection) on `connection` from now on (instead of whatever was watched before). */
   watch(connection: HubConnection, link?: WatchedLink): void {
+    // A connection that resolves after the node closed: listening now would outlive the node on the
+    // shared connection.
+    if (this.stopped) return;
     this.release();
     this.startError = undefined;
     this.connection = connection;
@@ -159,6 +163,7 @@ export class LinkStatusWatch {
   readonly updateSoon = (): void => this.shower.updateSoon();
 
   stop(): void {
+    this.stopped = true;
     this.shower.stop();
     this.release();
   }
