@@ -55,7 +55,32 @@ export interface TargetRequest {
   moduleId?: unknown;
 }
 
-export function resolveTarget(identity: Identity, requested: TargetRequest): DeviceTarget {
+/**
+ * A device or module id as the hub reads it: a number (common from PLC data, `msg.deviceId = 4711`)
+ * is its text; anything else is left for the checks to judge.
+ */
+export function idText(value: unknown): unknown {
+  if ((typeof value === 'number' && Number.isFinite(value)) || typeof value === 'bigint') return String(value);
+  return value;
+}
+
+/** How many characters of a refused id an error repeats: enough to spot it, not a whole payload. */
+const SHOWN_ID_CHARS = 40;
+
+/** A refused id as an error shows it: quoted and cut short, or what kind of value it was. */
+export function shownId(value: unknown): string {
+  if (typeof value !== 'string') return `a value of type ${value === null ? 'null' : Array.isArray(value) ? 'array' : typeof value}`;
+  return JSON.stringify(value.length > SHOWN_ID_CHARS ? `${value.slice(0, SHOWN_ID_CHARS)}…` : value);
+}
+
+const ALLOWED_ID = "up to 128 ASCII letters, digits and - . + % _ # * ? ! ( ) , : = @ $ '";
+
+function normalized(requested: TargetRequest): TargetRequest {
+  return { deviceId: idText(requested.deviceId), moduleId: idText(requested.moduleId) };
+}
+
+export function resolveTarget(identity: Identity, asked: TargetRequest): DeviceTarget {
+  const requested = normalized(asked);
   if (identity.kind === 'device') {
     const own = identity.moduleId === undefined ? identity.deviceId : `${identity.deviceId}/${identity.moduleId}`;
     if (given(requested.deviceId) && requested.deviceId !== identity.deviceId) {
@@ -79,11 +104,16 @@ export function resolveTarget(identity: Identity, requested: TargetRequest): Dev
  * The device (or module) a gateway acts for or the service sends to: whichever one is named, as long
  * as the ids are ones IoT Hub accepts, checked before anything goes on the wire.
  */
-export function namedTarget(requested: TargetRequest): DeviceTarget {
+export function namedTarget(asked: TargetRequest): DeviceTarget {
+  const requested = normalized(asked);
   if (!given(requested.deviceId)) throw new HubError('MissingDeviceId', "no device id: set msg.deviceId or the node's Device setting");
-  if (!isValidId(requested.deviceId)) throw new HubError('InvalidDeviceId', 'the device id is not a valid IoT Hub device id');
+  if (!isValidId(requested.deviceId)) {
+    throw new HubError('InvalidDeviceId', `the device id ${shownId(requested.deviceId)} is not a valid IoT Hub device id (${ALLOWED_ID})`);
+  }
   if (!given(requested.moduleId)) return { deviceId: requested.deviceId };
-  if (!isValidId(requested.moduleId)) throw new HubError('InvalidModuleId', 'msg.moduleId is not a valid IoT Hub module id');
+  if (!isValidId(requested.moduleId)) {
+    throw new HubError('InvalidModuleId', `the module id ${shownId(requested.moduleId)} is not a valid IoT Hub module id (${ALLOWED_ID})`);
+  }
   return { deviceId: requested.deviceId, moduleId: requested.moduleId };
 }
 

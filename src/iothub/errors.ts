@@ -74,13 +74,23 @@ export class HubError extends Error {
   readonly condition?: string;
   /** The AMQP error's info map (a redirect's host, port and address). */
   readonly info?: Record<string, unknown>;
-  constructor(code: HubErrorCode, message: string, options: { retryable?: boolean; condition?: string; info?: Record<string, unknown> } = {}) {
+  /**
+   * The socket's error code (`ENOTFOUND`, `ECONNREFUSED`, ...) behind a NotConnected: the code a flow
+   * branches on stays NotConnected, while a status can still name the cause.
+   */
+  readonly socketCode?: string;
+  constructor(
+    code: HubErrorCode,
+    message: string,
+    options: { retryable?: boolean; condition?: string; info?: Record<string, unknown>; socketCode?: string } = {},
+  ) {
     super(message);
     this.name = 'HubError';
     this.code = code;
     this.retryable = options.retryable ?? false;
     if (options.condition) this.condition = options.condition;
     if (options.info) this.info = options.info;
+    if (options.socketCode) this.socketCode = options.socketCode;
   }
 }
 
@@ -163,7 +173,7 @@ export function toHubError(err: unknown, what?: string, otherwise: 'NotConnected
   const text = err instanceof Error ? err.message : err === undefined || err === null ? '' : String(err);
   const message = what ? (text ? `${what}: ${text}` : what) : text || 'unknown error';
   const code = typeof amqp?.code === 'string' ? amqp.code : '';
-  if (UNREACHABLE.has(code)) return new HubError('NotConnected', message, { retryable: true });
+  if (UNREACHABLE.has(code)) return new HubError('NotConnected', message, { retryable: true, socketCode: code });
   if (err instanceof Error && /certificate|self.signed|CERT_/i.test(err.message + code)) return new HubError('TlsError', message, { retryable: true });
   return new HubError(otherwise, message, { retryable: otherwise === 'NotConnected' });
 }

@@ -11,7 +11,7 @@ import type { EventHubIdentity, Identity } from './connection-string';
 import { selectorFilter, selectorFor, type StartPosition } from '../amqp/selector-filter';
 import { PendingRequests } from '../amqp/request-response';
 import { HubError } from './errors';
-import { HubConnection, type HubConnectionOptions } from './hub-connection';
+import { HubConnection, type HubConnectionOptions, type HubState } from './hub-connection';
 import { HubReceiver, HubSender, type Received } from './links';
 
 /** AMQP sender-settle-mode `settled`. */
@@ -39,14 +39,37 @@ export function parseRedirect(info: Record<string, unknown> | undefined): Redire
 }
 
 /**
+ * The connection's own failure as the probe's: retried like the connection retries it (a key refused
+ * today may be put right in the portal without a redeploy), with its code and socket cause kept.
+ */
+function connectionFailure(error: HubError | undefined): HubError {
+  if (!error) return new HubError('NotConnected', 'the connection to the hub could not be made', { retryable: true });
+  const options: { retryable: boolean; condition?: string; socketCode?: string } = { retryable: true };
+  if (error.condition) options.condition = error.condition;
+  if (error.socketCode) options.socketCode = error.socketCode;
+  return new HubError(error.code, error.message, options);
+}
+
+/**
  * Asks IoT Hub where its built-in endpoint lives: attach to `/messages/events/$management` and read
- * the `amqp:link:redirect` the hub answers with.
+ * the `amqp:link:redirect` the hub answers with. When the connection itself fails (a host that does
+ * not resolve, a key the hub refuses), that failure is the answer: waiting out the timeout would only
+ * hide it behind a Timeout.
  */
 export function discoverEventHub(connection: HubConnection, timeoutMs = 30_000): Promise<Redirect> {
   return new Promise<Redirect>((resolve, reject) => {
+    if (connection.state === 'reconnecting') {
+      reject(connectionFailure(connection.error));
+      return;
+    }
     const probe = new HubReceiver(connection, '/messages/events/$management', {}, { credit: 1, settle: 'auto' });
+    const onState = (state: HubState, error?: HubError): void => {
+      if (state === 'reconnecting') finish(connectionFailure(error ?? connection.error));
+    };
+    connection.on('state', onState);
     const finish = (err?: Error, redirect?: Redirect): void => {
       clearTimeout(timer);
+      connection.removeListener('state', onState);
       probe.removeAllListeners();
       void probe.close();
       if (err) reject(err);

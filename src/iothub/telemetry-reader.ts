@@ -105,9 +105,21 @@ export class TelemetryReader extends EventEmitter<TelemetryReaderEvents> {
   private stored: unknown;
   private checkpointTimer: ClockTimer | undefined;
 
+  /** The last reason starting failed, shown while the next attempt connects, cleared once reading. */
+  private lastFailure: HubError | undefined;
+
   private readonly onState = (state: HubState, error?: HubError): void => {
     if (this.closed) return;
     this.emit('status', state === 'open' && this.crowded.size > 0 ? { kind: 'receiverLimit' } : { kind: 'connection', state, error });
+  };
+
+  /**
+   * The shared IoT Hub connection while the redirect is asked for: open is not yet reading, so it is
+   * still "connecting"; its failures are shown as they happen, not once the probe gives up.
+   */
+  private readonly onSharedState = (state: HubState, error?: HubError): void => {
+    if (this.closed) return;
+    this.emit('status', { kind: 'connection', state: state === 'open' ? 'connecting' : state, error: error ?? this.lastFailure });
   };
 
   constructor(private readonly options: TelemetryReaderOptions) {
@@ -131,14 +143,17 @@ export class TelemetryReader extends EventEmitter<TelemetryReaderEvents> {
 
   private attempt(): void {
     this.begin().then(
-      () => this.backoff.reset(),
+      () => {
+        this.backoff.reset();
+        this.lastFailure = undefined;
+      },
       (err: unknown) => {
         // Stopped while starting: whatever failed was the close itself.
         if (this.closed) return;
         const error = hubErrorOf(err);
+        this.lastFailure = error;
+        this.stopWatching();
         this.emit('status', { kind: 'failed', error });
-        this.watched?.removeListener('state', this.onState);
-        this.watched = undefined;
         const partial = this.ownConnection;
         this.ownConnection = undefined;
         void partial?.close().catch(() => undefined);
@@ -155,7 +170,15 @@ export class TelemetryReader extends EventEmitter<TelemetryReaderEvents> {
     );
   }
 
+  private stopWatching(): void {
+    this.watched?.removeListener('state', this.onState);
+    this.watched?.removeListener('state', this.onSharedState);
+    this.watched = undefined;
+  }
+
   private async begin(): Promise<void> {
+    // Said at once: a node redeployed onto another hub must not go on showing the last one's status.
+    this.emit('status', { kind: 'connection', state: 'connecting', error: this.lastFailure });
     const base = await this.options.connectionOptions();
     this.retryLimits = { minMs: base.reconnectMinMs ?? DEFAULT_RETRY.minMs, maxMs: base.reconnectMaxMs ?? DEFAULT_RETRY.maxMs };
     const given = await this.options.connection();
@@ -166,7 +189,11 @@ export class TelemetryReader extends EventEmitter<TelemetryReaderEvents> {
       connection = given;
       entityPath = (given.identity as EventHubIdentity).entityPath;
     } else {
+      this.watched = given;
+      given.on('state', this.onSharedState);
+      this.onSharedState(given.state === 'idle' ? 'connecting' : given.state, given.error);
       const redirect = await discoverEventHub(given, base.operationTimeoutMs);
+      this.stopWatching();
       if (this.closed) return;
       this.ownConnection = new HubConnection(eventHubIdentity(given.identity, redirect), eventHubConnectionOptions(base, redirect));
       connection = this.ownConnection;
@@ -174,7 +201,7 @@ export class TelemetryReader extends EventEmitter<TelemetryReaderEvents> {
     }
     this.watched = connection;
     connection.on('state', this.onState);
-    this.emit('status', { kind: 'connection', state: connection.state === 'idle' ? 'connecting' : connection.state });
+    this.emit('status', { kind: 'connection', state: connection.state === 'idle' ? 'connecting' : connection.state, error: this.lastFailure });
     const wanted = this.options.partitions;
     const partitions = wanted.length > 0 ? wanted : await readPartitionIds(connection, entityPath, base.operationTimeoutMs);
     if (this.closed) return;
@@ -257,8 +284,7 @@ export class TelemetryReader extends EventEmitter<TelemetryReaderEvents> {
     if (this.checkpointTimer) this.clock.clearTimeout(this.checkpointTimer);
     this.checkpointTimer = undefined;
     this.saveCheckpoints();
-    this.watched?.removeListener('state', this.onState);
-    this.watched = undefined;
+    this.stopWatching();
     const closing = [this.readers?.close(), this.ownConnection?.close()];
     this.readers = undefined;
     this.ownConnection = undefined;

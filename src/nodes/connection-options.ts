@@ -100,7 +100,10 @@ export function connectionConfig(settings: ConnectionSettings, credentials: Conn
     config.identity = parseConnectionString(text, { gatewayPolicy: true });
   } catch (err) {
     // The parser's messages never quote the string's values (see connection-string.ts).
-    config.configError = new HubError(err instanceof HubError ? err.code : 'InvalidConnectionString', `connection string: ${(err as Error).message}`);
+    const said = (err as Error).message;
+    // The parser's messages mostly name the connection string already: said once, not twice.
+    const message = /connection string/i.test(said) ? said : `connection string: ${said}`;
+    config.configError = new HubError(err instanceof HubError ? err.code : 'InvalidConnectionString', message);
   }
   // The Event Hubs emulator form of the string means plain AMQP, as the Event Hubs SDKs read it.
   if (config.identity?.kind === 'eventhub' && config.identity.emulator) options.transport = 'amqp';

@@ -8,7 +8,7 @@ import { deviceAddress, namedTarget } from '../iothub/device';
 import { HubSender } from '../iothub/links';
 import { toAmqpMessage } from '../iothub/message';
 import { onInput, registerNode, useHub } from './adapter';
-import { asError, positiveInt } from './common';
+import { asError, PayloadWarning, positiveInt } from './common';
 import { LinkStatusWatch } from './link-status';
 import { log, reasonOf } from '../iothub/log';
 
@@ -38,6 +38,7 @@ export default function register(RED: NodeAPI): void {
     // The link's state, not only the connection's: a gateway policy (DeviceConnect) opens the
     // connection fine, and then the hub refuses the C2D link as Unauthorized.
     const status = new LinkStatusWatch(node);
+    const emptyPayload = new PayloadWarning(node);
 
     const senderFor = (): Promise<HubSender> => {
       if (!sender) {
@@ -79,15 +80,23 @@ export default function register(RED: NodeAPI): void {
         // The hub routes a C2D message by its `to`: the device's own C2D address.
         outgoing.message.to = deviceAddress(target, 'devicebound');
       } catch (err) {
-        done(asError(err));
+        const error = asError(err);
+        status.outcome(error);
+        done(error);
         return;
       }
+      emptyPayload.check(msg.payload);
       msg.messageId = outgoing.messageId;
       const accepted = (): void => {
+        status.outcome(undefined);
         send(msg);
         done();
       };
-      const failed = (err: unknown): void => done(asError(err));
+      const failed = (err: unknown): void => {
+        const error = asError(err);
+        status.outcome(error);
+        done(error);
+      };
       const deliver = (s: HubSender): Promise<void> => s.send(outgoing.message, outgoing.expiresAt === undefined ? {} : { expiresAt: outgoing.expiresAt });
       if (made) deliver(made).then(accepted, failed);
       else senderFor().then(deliver).then(accepted, failed);

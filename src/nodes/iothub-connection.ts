@@ -101,7 +101,9 @@ export default function register(RED: NodeAPI): void {
             made = new HubConnection(identity as Identity, connectionOptions);
           }
           connectedAs = describeIdentity(made.identity);
-          made.on('state', onState);
+          // The connection's last failure, not only this change's: retrying a host that does not resolve
+          // goes through "connecting" each time, and the cause must stay on show.
+          made.on('state', (state, error) => onState(state, error ?? made.error));
           made.on('error', (err) => log.node('connection error (its state tells the users): %s', reasonOf(err)));
           hub = made;
           made.open();

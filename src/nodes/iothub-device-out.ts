@@ -10,7 +10,8 @@ import { DeviceSenders, targetName, type TargetRequest } from '../iothub/device'
 import { log, reasonOf, redactSecrets } from '../iothub/log';
 import { toAmqpMessage } from '../iothub/message';
 import { onInput, registerNode, useHub } from './adapter';
-import { asError, positiveInt } from './common';
+import { asError, positiveInt, PayloadWarning } from './common';
+import { LinkStatusWatch } from './link-status';
 
 interface DeviceOutDef extends NodeDef {
   hub: string;
@@ -31,9 +32,17 @@ export default function register(RED: NodeAPI): void {
   function DeviceOutNode(this: Node, def: DeviceOutDef): void {
     RED.nodes.createNode(this, def);
     const node = this;
-    const hub = useHub(RED, node, def.hub, { roles: ['local', 'device', 'gateway'], what: 'device-out' });
+    const hub = useHub(RED, node, def.hub, { roles: ['local', 'device', 'gateway'], what: 'device-out', connectionStatus: false });
     if (!hub) return;
     const { config } = hub;
+    // The connection being open says nothing about whether the hub takes this node's messages (a
+    // policy without DeviceConnect, a device string for another device): the latest outcome is shown too.
+    const status = new LinkStatusWatch(node);
+    const emptyPayload = new PayloadWarning(node);
+    config.connection().then(
+      (made) => status.watch(made),
+      (err: unknown) => status.failed(asError(err)),
+    );
     const maxPending = positiveInt(def.maxPending, DEFAULT_MAX_PENDING);
     const setting = (def.deviceId ?? '').trim();
     const settingType = def.deviceIdType === 'msg' || def.deviceIdType === 'env' ? def.deviceIdType : 'str';
@@ -61,21 +70,30 @@ export default function register(RED: NodeAPI): void {
         requested = request(msg);
         outgoing = toAmqpMessage(msg, 'd2c');
       } catch (err) {
-        done(asError(err));
+        const error = asError(err);
+        status.outcome(error);
+        done(error);
         return;
       }
+      emptyPayload.check(msg.payload);
       msg.messageId = outgoing.messageId;
       senders ??= watchSenders(new DeviceSenders(config.connection(), { maxPending }));
       senders.send(requested, outgoing.message, outgoing.expiresAt === undefined ? {} : { expiresAt: outgoing.expiresAt }).then(
         () => {
+          status.outcome(undefined);
           send(msg);
           done();
         },
-        (err: unknown) => done(asError(err)),
+        (err: unknown) => {
+          const error = asError(err);
+          status.outcome(error);
+          done(error);
+        },
       );
     });
 
     hub.onClose(() => {
+      status.stop();
       const closing = senders;
       senders = undefined;
       void closing?.close().catch((err: unknown) => log.node('closing device-out senders: %s', reasonOf(err)));

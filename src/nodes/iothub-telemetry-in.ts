@@ -13,7 +13,7 @@ import { fromTelemetryEvent, type OutputMode } from '../iothub/message';
 import { TelemetryReader, type CheckpointStore, type TelemetryReaderStatus } from '../iothub/telemetry-reader';
 import { registerNode, sendMsg, useHub } from './adapter';
 import { asError, positiveInt } from './common';
-import { statusFor, type Status } from './status';
+import { errorStatus, statusFor, type Status } from './status';
 
 interface TelemetryInDef extends NodeDef {
   hub: string;
@@ -72,7 +72,7 @@ function statusOf(status: TelemetryReaderStatus): Status {
     case 'receiverLimit':
       return RECEIVER_LIMIT;
     case 'failed':
-      return { fill: 'red', shape: 'ring', text: status.error.code };
+      return errorStatus(status.error);
   }
 }
 
@@ -90,7 +90,7 @@ export default function register(RED: NodeAPI): void {
       start = startPositionFrom(def);
     } catch (err) {
       const error = asError(err);
-      node.status({ fill: 'red', shape: 'ring', text: error.code });
+      node.status(errorStatus(error));
       node.error(error);
       hub.onClose();
       return;
@@ -109,7 +109,15 @@ export default function register(RED: NodeAPI): void {
       checkpoints: store ? contextCheckpoints(node, store) : undefined,
     });
     reader.on('event', (event) => sendMsg(node, fromTelemetryEvent(event, output)));
-    reader.on('status', (status) => node.status(statusOf(status)));
+    // The reader tells its state on every retry; the editor needs to hear of changes only.
+    let shown = '';
+    reader.on('status', (status) => {
+      const next = statusOf(status);
+      const key = `${next.fill}/${next.shape}/${next.text}`;
+      if (key === shown) return;
+      shown = key;
+      node.status(next);
+    });
     reader.on('partitionError', (partitionId, err) => {
       let text = `partition ${partitionId}: ${err.code}: ${err.message}`;
       if (err.code === 'ReceiverLimitExceeded') {

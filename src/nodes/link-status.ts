@@ -7,7 +7,7 @@ import type { EventEmitter } from 'node:events';
 import type { Node } from 'node-red';
 import type { HubError } from '../iothub/errors';
 import type { HubConnection } from '../iothub/hub-connection';
-import { statusFor, type Status } from './status';
+import { errorStatus, statusFor, type Status } from './status';
 
 /** Counts that move per message are coalesced: a busy link would otherwise send a status per message to every editor. */
 const STATUS_EVERY_MS = 100;
@@ -22,12 +22,14 @@ export interface LinkView {
   linkError?: HubError;
   /** Set when the hub refuses the link for want of a right (see DurableLink.refusal). */
   refusal?: HubError;
+  /** How the node's latest message went over this link: its failure, until one succeeds. */
+  lastFailure?: HubError;
   /** Shown instead of plain "connected" while the link is up. */
   openStatus?: () => Status;
 }
 
 export function linkStatus(view: LinkView): Status | undefined {
-  if (view.startError) return { fill: 'red', shape: 'ring', text: view.startError.code };
+  if (view.startError) return errorStatus(view.startError);
   const connection = view.connection;
   if (!connection) return undefined;
   if (connection.state !== 'open') return statusFor(connection.state, connection.error);
@@ -35,11 +37,14 @@ export function linkStatus(view: LinkView): Status | undefined {
     // Over an open connection a refusal is this link's own, and its code says what is wrong
     // (Unauthorized with fresh tokens: the policy lacks the right; DeviceNotFound; ...). A lapsed
     // token or a detach the link retries past by itself is shown as connecting.
-    if (view.refusal) return { fill: 'red', shape: 'ring', text: view.refusal.code };
+    if (view.refusal) return errorStatus(view.refusal);
     const error = view.linkError;
-    if (error && !error.retryable && error.code !== 'Unauthorized') return { fill: 'red', shape: 'ring', text: error.code };
+    if (error && !error.retryable && error.code !== 'Unauthorized') return errorStatus(error);
     return statusFor('connecting');
   }
+  // An attached link says little when every message over it fails (a device the hub does not know):
+  // the latest outcome is the truth a flow author needs.
+  if (view.lastFailure) return errorStatus(view.lastFailure);
   return view.openStatus?.() ?? statusFor('open');
 }
 
@@ -98,6 +103,8 @@ export class LinkStatusWatch {
   private link: WatchedLink | undefined;
   private linkError: HubError | undefined;
   private startError: HubError | undefined;
+  private lastFailure: HubError | undefined;
+  private stopped = false;
   private readonly shower: StatusShower;
   private readonly onAttached = (): void => {
     this.linkError = undefined;
@@ -113,23 +120,29 @@ export class LinkStatusWatch {
       linkStatus({
         startError: this.startError,
         connection: this.connection,
-        attached: this.link?.isAttached ?? false,
+        // Without a link of its own (device-out's senders come and go per device) the node is as
+        // attached as its connection is open.
+        attached: this.link ? this.link.isAttached : this.connection !== undefined,
         linkError: this.linkError,
         refusal: this.link?.refusal,
+        lastFailure: this.lastFailure,
         openStatus,
       }),
     );
   }
 
-  /** Shows `link` on `connection` from now on (instead of whatever was watched before). */
-  watch(connection: HubConnection, link: WatchedLink): void {
+  /** Shows `link` (or only the connection) on `connection` from now on (instead of whatever was watched before). */
+  watch(connection: HubConnection, link?: WatchedLink): void {
+    // A connection that resolves after the node closed: listening now would outlive the node on the
+    // shared connection.
+    if (this.stopped) return;
     this.release();
     this.startError = undefined;
     this.connection = connection;
     this.link = link;
     connection.on('state', this.shower.update);
-    link.on('attached', this.onAttached);
-    link.on('detached', this.onDetached);
+    link?.on('attached', this.onAttached);
+    link?.on('detached', this.onDetached);
     this.shower.update();
   }
 
@@ -139,10 +152,18 @@ export class LinkStatusWatch {
     this.shower.update();
   }
 
+  /** How the latest message went: its failure, or undefined when the hub took it. */
+  outcome(failure: HubError | undefined): void {
+    if (failure === this.lastFailure) return;
+    this.lastFailure = failure;
+    this.shower.update();
+  }
+
   /** For counts that move per message (coalesced). */
   readonly updateSoon = (): void => this.shower.updateSoon();
 
   stop(): void {
+    this.stopped = true;
     this.shower.stop();
     this.release();
   }

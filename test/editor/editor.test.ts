@@ -347,4 +347,41 @@ describe('the editor in headless Chromium against a real Node-RED 4.x', function
     assert.deepEqual(ui.pageErrors, [], 'uncaught errors in the editor page');
     assert.deepEqual(ui.consoleProblems, [], 'errors the editor logged (a node definition or dialog that threw)');
   });
+
+  it('statuses are words from the catalog, in the canvas: a refused link and a host that does not resolve name their cause', async () => {
+    // Last in the suite: the warnings these broken connections log belong in no other test's clean log.
+    const nodeRed = runtime as NodeRedRuntime;
+    const statusHub = await startTestHub();
+    try {
+      const key = Buffer.alloc(32, 5).toString('base64');
+      const flow: FlowNode[] = [
+        { id: 'status-tab', type: 'tab', label: 'Statuses' },
+        // The `device` policy has DeviceConnect only: the connection opens and the hub refuses feedback-in's link.
+        { ...azureConnection(statusHub, 'refused-hub'), credentials: { connectionString: statusHub.serviceConnectionString('device') } },
+        {
+          ...azureConnection(statusHub, 'nowhere-hub'),
+          credentials: { connectionString: `HostName=no-such-hub.invalid;SharedAccessKeyName=p;SharedAccessKey=${key}` },
+        },
+        { id: 'refused-feedback', type: 'iothub-feedback-in', z: 'status-tab', name: '', hub: 'refused-hub', batch: false, x: 200, y: 100, wires: [[]] },
+        { id: 'nowhere-telemetry', type: 'iothub-telemetry-in', z: 'status-tab', name: '', hub: 'nowhere-hub', x: 200, y: 200, wires: [[]] },
+      ];
+      nodeRed.statuses.clear();
+      await nodeRed.deploy(flow);
+      const ui = await Editor.open(browser as Browser, nodeRed.url, 'statuses');
+      editor = ui;
+      await ui.showTab('status-tab');
+      const label = (id: string, text: string): Promise<void> =>
+        ui
+          .node(id)
+          .locator('.red-ui-flow-node-status-label')
+          .filter({ hasText: new RegExp(`^${text}$`) })
+          .waitFor({ timeout: 30_000 });
+      await label('refused-feedback', 'not authorized');
+      await label('nowhere-telemetry', 'host name not found');
+      await ui.screenshot('statuses');
+      assert.deepEqual(ui.pageErrors, [], 'uncaught errors in the editor page');
+    } finally {
+      await statusHub.close();
+    }
+  });
 });

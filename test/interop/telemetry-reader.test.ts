@@ -221,13 +221,14 @@ describe('TelemetryReader', function () {
       clock.run(clock.pending()[0]);
     }
     await waitFor(() => retries.length === 4, 'the fourth failure');
+    // The connection's own failure, not a Timeout of the redirect probe waiting on a connection that cannot be made.
     assert.deepEqual(
       retries.map((r) => [r.code, r.attempt]),
       [
-        ['Timeout', 0],
-        ['Timeout', 1],
-        ['Timeout', 2],
-        ['Timeout', 3],
+        ['NotConnected', 0],
+        ['NotConnected', 1],
+        ['NotConnected', 2],
+        ['NotConnected', 3],
       ],
     );
     // backoffDelay: attempt n waits between half and all of min(max, min * 2^n).

@@ -11,6 +11,7 @@ import { serverPerTest, statuses } from '../helpers/flow';
 import { closeQuietly, Message, openDevice } from '../helpers/sdk';
 
 const CONNECTED = 'node-red:common.status.connected';
+const UNAUTHORIZED = 'iothub-common.status.unauthorized';
 
 helper.init(require.resolve('node-red'));
 
@@ -194,7 +195,7 @@ describe('c2d-send and feedback-in', function () {
     await helper.load([connectionNode, c2dSendNode, feedbackInNode], flow(), { conn1: { connectionString: hub.serviceConnectionString('device') } });
     const caught = collect('caught');
     const sent = collect('sent');
-    await waitFor(() => statuses('send1').includes('Unauthorized') && statuses('fb1').includes('Unauthorized'), 'both statuses to show the refusal');
+    await waitFor(() => statuses('send1').includes(UNAUTHORIZED) && statuses('fb1').includes(UNAUTHORIZED), 'both statuses to show the refusal');
     for (let i = 0; i < 3; i++) input({ payload: `m${i}` });
     await waitFor(() => caught.length === 3, 'every msg to fail');
     assert.deepEqual(
@@ -204,8 +205,8 @@ describe('c2d-send and feedback-in', function () {
     assert.match(String(caught[0].error?.message), /refuses \/messages\/devicebound with these credentials/);
     assert.equal(sent.length, 0);
     assert.equal(hub.c2d.depth('fridge'), 0);
-    assert.equal(statuses('send1').at(-1), 'Unauthorized', 'the status still tells the truth');
-    assert.ok(!statuses('send1').slice(statuses('send1').indexOf('Unauthorized')).includes(CONNECTED), 'never claimed connected after the refusal');
+    assert.equal(statuses('send1').at(-1), UNAUTHORIZED, 'the status still tells the truth');
+    assert.ok(!statuses('send1').slice(statuses('send1').indexOf(UNAUTHORIZED)).includes(CONNECTED), 'never claimed connected after the refusal');
   });
 
   it('a msg sent at deploy, while the link is still being refused, waits and then fails; nothing hangs', async () => {

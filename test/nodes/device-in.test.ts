@@ -265,14 +265,14 @@ describe('device-in', function () {
   it('a device id that does not fit the identity, or none with a gateway, is an error at Catch and in the status', async () => {
     const sim = await startTestHub();
     hub = sim;
-    for (const [connectionString, deviceId, code] of [
-      [sim.deviceConnectionString('fridge-8'), 'other-device', 'IdentityMismatch'],
-      [sim.serviceConnectionString('device'), '', 'MissingDeviceId'],
-      [sim.serviceConnectionString('device'), 'bad id', 'InvalidDeviceId'],
+    for (const [connectionString, deviceId, code, text] of [
+      [sim.deviceConnectionString('fridge-8'), 'other-device', 'IdentityMismatch', 'iothub-common.status.identity-mismatch'],
+      [sim.serviceConnectionString('device'), '', 'MissingDeviceId', 'iothub-common.status.missing-device-id'],
+      [sim.serviceConnectionString('device'), 'bad id', 'InvalidDeviceId', 'iothub-common.status.invalid-device-id'],
     ]) {
       await helper.load([connectionNode, deviceInNode], flow({ deviceId }), { conn1: { connectionString } });
       const caught = collect('caught');
-      await waitFor(() => statuses('in1').includes(code), `${code} in the status`);
+      await waitFor(() => statuses('in1').includes(text), `${text} in the status`);
       // The start-up error went to Catch before this test could listen; a settle msg meets it again.
       inject('in1', { settle: 'complete', lockToken: 'x' });
       await waitFor(() => caught.length >= 1, `${code} at Catch`);

@@ -133,7 +133,7 @@ describe('iothub-connection config node', function () {
     });
     const user = helper.getNode('user') as unknown as SpiedNode;
     const seen = statuses(user);
-    await waitFor(() => seen.includes('iothub-connection.status.unauthorized'), 'unauthorized status');
+    await waitFor(() => seen.includes('iothub-common.status.unauthorized'), 'unauthorized status');
   });
 
   it('redeploying the flow 100 times leaves one connection at the simulator', async () => {

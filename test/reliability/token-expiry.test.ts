@@ -72,7 +72,7 @@ describe('reliability: token expiry with renewal blocked', function () {
     started.faults.blockPutTokens(LONG, 'refuse');
     pipeline.burst(5);
     // Renewal comes about a second before expiry: each node shows the refusal when its turn comes.
-    const refused = (id: string): boolean => (running.statuses.get(id) ?? []).includes('iothub-connection.status.unauthorized');
+    const refused = (id: string): boolean => (running.statuses.get(id) ?? []).includes('iothub-common.status.unauthorized');
     await until(
       () => refused('c2d') && refused('tin'),
       () => `both nodes to show the refused renewal (${['c2d', 'tin'].map((id) => running.statuses.get(id)?.slice(-2).join(' ')).join('; ')})`,

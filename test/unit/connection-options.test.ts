@@ -178,7 +178,8 @@ describe('connection options (config node settings)', () => {
     const bad = azure('HostName=hub.azure-devices.net;SharedAccessKeyName=p');
     assert.equal(bad.role, 'invalid');
     assert.equal(bad.configError?.code, 'InvalidConnectionString');
-    assert.match(String(bad.configError?.message), /^connection string: service connection string is missing "SharedAccessKey"/);
+    // Said once: no "connection string: connection string ..." prefix doubled onto the parser's words.
+    assert.match(String(bad.configError?.message), /^service connection string is missing "SharedAccessKey"/);
   });
 
   it('a CA file is read; one that cannot be read is InvalidConfig with the reason code', () => {

@@ -50,7 +50,7 @@ describe('device targets', () => {
       'MissingDeviceId',
     );
     assert.equal(
-      codeOf(() => resolveTarget(gateway, { deviceId: 42 })),
+      codeOf(() => resolveTarget(gateway, { deviceId: { id: 42 } })),
       'InvalidDeviceId',
     );
     assert.equal(
@@ -76,8 +76,48 @@ describe('device targets', () => {
       'InvalidDeviceId',
     );
     assert.equal(
-      codeOf(() => namedTarget({ deviceId: 'ok', moduleId: 7 })),
+      codeOf(() => namedTarget({ deviceId: 'ok', moduleId: ['m'] })),
       'InvalidModuleId',
+    );
+  });
+
+  it('a numeric id (PLC data) is its text, for a gateway, for the service and against a device identity', () => {
+    assert.deepEqual(resolveTarget(gateway, { deviceId: 4711 }), { deviceId: '4711' });
+    assert.deepEqual(resolveTarget(gateway, { deviceId: 4711, moduleId: 2 }), { deviceId: '4711', moduleId: '2' });
+    assert.deepEqual(namedTarget({ deviceId: 12.5 }), { deviceId: '12.5' });
+    assert.deepEqual(namedTarget({ deviceId: 10n }), { deviceId: '10' });
+    const numbered: Identity = { kind: 'device', host: 'h.azure-devices.net', deviceId: '4711', key: 'a2V5' };
+    assert.deepEqual(resolveTarget(numbered, { deviceId: 4711 }), { deviceId: '4711' });
+    assert.equal(
+      codeOf(() => namedTarget({ deviceId: Number.NaN })),
+      'InvalidDeviceId',
+    );
+  });
+
+  it('an invalid id is echoed, cut to 40 characters, with the characters IoT Hub allows', () => {
+    const messageOf = (fn: () => unknown): string => {
+      try {
+        fn();
+      } catch (err) {
+        return (err as Error).message;
+      }
+      return 'no error';
+    };
+    assert.match(
+      messageOf(() => namedTarget({ deviceId: 'has space' })),
+      /"has space".*up to 128 ASCII letters, digits and - \. \+ % _ # \* \? ! \( \) , : = @ \$ '/,
+    );
+    const long = `${'x'.repeat(39)} ${'y'.repeat(200)}`;
+    const said = messageOf(() => namedTarget({ deviceId: long }));
+    assert.ok(said.includes(`"${'x'.repeat(39)} …"`), said);
+    assert.ok(!said.includes('yy'), 'no more than 40 characters of the id');
+    assert.match(
+      messageOf(() => namedTarget({ deviceId: 'ok', moduleId: 'a/b' })),
+      /module id "a\/b"/,
+    );
+    assert.match(
+      messageOf(() => namedTarget({ deviceId: { id: 1 } })),
+      /a value of type object/,
     );
   });
 
