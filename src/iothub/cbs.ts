@@ -6,7 +6,7 @@ import { randomUUID } from 'node:crypto';
 import { SessionEvents, type Connection, type EventContext, type Receiver, type Sender, type Session } from 'rhea-promise';
 import { PendingRequests } from '../amqp/request-response';
 import { HubError } from './errors';
-import { log } from './log';
+import { log, reasonOf } from './log';
 
 export const SAS_TOKEN_TYPE = 'servicebus.windows.net:sastoken';
 
@@ -106,7 +106,7 @@ export class CbsChannel {
     this.receiver = undefined;
     // Closing the session ends both links; a connection that is already gone needs no close.
     if (session && !session.isClosed() && this.connection.isOpen()) {
-      await session.close().catch((err: unknown) => log.cbs('closing the CBS session: %s', err instanceof Error ? err.message : String(err)));
+      await session.close().catch((err: unknown) => log.cbs('closing the CBS session: %s', reasonOf(err)));
     }
     session?.removeAllListeners();
   }

@@ -8,7 +8,7 @@ import { EventEmitter } from 'node:events';
 import type { Identity } from './connection-string';
 import { scopeKey, type Scope } from './credentials';
 import { HubError } from './errors';
-import { log } from './log';
+import { log, reasonOf } from './log';
 import type { HubConnection } from './hub-connection';
 import { HubReceiver, HubSender, type AmqpMessage, type Received, type SendOptions, type Settlement } from './links';
 import { isValidId } from './message';
@@ -183,7 +183,7 @@ export class DeviceSenders extends EventEmitter<DeviceSendersEvents> {
         connection.on('scopeError', this.onScopeError);
       },
       // Whoever made the connection promise reports its failure; here it only means no scope errors to watch.
-      (err: unknown) => log.link('device links without a connection: %s', err instanceof Error ? err.message : String(err)),
+      (err: unknown) => log.link('device links without a connection: %s', reasonOf(err)),
     );
   }
 
@@ -398,9 +398,7 @@ export class C2dInbox extends EventEmitter<C2dInboxEvents> {
     if (!held) return;
     this.forget(lockToken, held);
     // The lock has gone: the hub answers lock-lost, and the link gets its credit back.
-    held.received
-      .settle('abandon')
-      .catch((err: unknown) => log.link('handing back %s after its lock lapsed: %s', lockToken, err instanceof Error ? err.message : String(err)));
+    held.received.settle('abandon').catch((err: unknown) => log.link('handing back %s after its lock lapsed: %s', lockToken, reasonOf(err)));
   }
 
   private forget(lockToken: string, held: Held): void {

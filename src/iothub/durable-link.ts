@@ -6,7 +6,7 @@
  */
 import { EventEmitter } from 'node:events';
 import type { Receiver, Sender, Session } from 'rhea-promise';
-import { Backoff, reconnectSchedule, type ClockTimer } from './backoff';
+import { Backoff, type ClockTimer } from './backoff';
 import type { Scope } from './credentials';
 import { HubError, toHubError } from './errors';
 import type { HubConnection, LinkOwner } from './hub-connection';
@@ -54,7 +54,7 @@ export abstract class DurableLink<Events extends DurableLinkEvents & Record<keyo
     super();
     this.judge = new RefusalJudge(address);
     const o = hub.options;
-    this.retry = new Backoff(reconnectSchedule({ minMs: o.reconnectMinMs, maxMs: o.reconnectMaxMs, random: o.random }), o.clock);
+    this.retry = new Backoff(hub.retrySchedule, o.clock);
   }
 
   /** The connection this link lives on. */
@@ -193,14 +193,9 @@ export abstract class DurableLink<Events extends DurableLinkEvents & Record<keyo
           (err: unknown) => this.linkFailed(session, generation, toHubError(err, 'authorising again failed')),
         );
       },
-      slow ? (attempt) => Math.max(this.retrySchedule(attempt), floor) : undefined,
+      slow ? (attempt) => Math.max(this.hub.retrySchedule(attempt), floor) : undefined,
     );
     log.link('%s detached: %s %s; attaching again in %d ms%s', this.address, error.code, error.message, delay, refusal ? ' (refused for want of a right)' : '');
-  }
-
-  private retrySchedule(attempt: number): number {
-    const o = this.hub.options;
-    return reconnectSchedule({ minMs: o.reconnectMinMs, maxMs: o.reconnectMaxMs, random: o.random })(attempt);
   }
 
   private clearStable(): void {

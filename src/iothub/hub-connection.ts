@@ -15,7 +15,7 @@ import type { Identity } from './connection-string';
 import { checkScope, makeToken, scopeKey, type Scope, type Token } from './credentials';
 import { rheaConnectionOf } from '../amqp/rhea-internals';
 import { HubError, toHubError } from './errors';
-import { describeIdentity, log } from './log';
+import { describeIdentity, log, reasonOf } from './log';
 
 export type HubState = 'idle' | 'connecting' | 'authenticating' | 'open' | 'reconnecting' | 'closed';
 export type Transport = 'amqps' | 'amqpws' | 'amqp';
@@ -118,6 +118,8 @@ export class HubConnection extends EventEmitter<HubConnectionEvents> {
   private session: Session | undefined;
   /** Aborts every open, create and attach still pending on the current connection. */
   private abort: AbortController | undefined;
+  /** The waits of this connection's retry loops, and of its links' (re-attach, send pause): one schedule. */
+  readonly retrySchedule: Schedule;
   /** Waits between connection attempts; counts attempts since the last open. */
   private readonly reconnect: Backoff;
   private closing: Promise<void> | undefined;
@@ -131,12 +133,13 @@ export class HubConnection extends EventEmitter<HubConnectionEvents> {
     const defined = Object.fromEntries(Object.entries(options).filter(([, v]) => v !== undefined));
     this.options = { ...DEFAULTS, ...defined } as ResolvedOptions;
     if (identity.kind === 'eventhub' && options.webSocketPath === undefined) this.options.webSocketPath = '/$servicebus/websocket';
-    this.reconnect = new Backoff(this.retrySchedule(), this.options.clock);
+    this.retrySchedule = reconnectSchedule({ minMs: this.options.reconnectMinMs, maxMs: this.options.reconnectMaxMs, random: this.options.random });
+    this.reconnect = new Backoff(this.retrySchedule, this.options.clock);
     // The identity's own scope is always authorised, so a wrong key shows at connect time rather
     // than at the first message; links add the scopes (devices) they speak for.
     const base: Scope =
       identity.kind === 'device' ? (identity.moduleId ? { deviceId: identity.deviceId, moduleId: identity.moduleId } : { deviceId: identity.deviceId }) : {};
-    this.scopes.set(scopeKey(base), { scope: base, users: 1, generation: -1, renewal: new Backoff(this.retrySchedule(), this.options.clock) });
+    this.scopes.set(scopeKey(base), { scope: base, users: 1, generation: -1, renewal: new Backoff(this.retrySchedule, this.options.clock) });
   }
 
   get state(): HubState {
@@ -172,7 +175,7 @@ export class HubConnection extends EventEmitter<HubConnectionEvents> {
     const key = scopeKey(scope);
     const existing = this.scopes.get(key);
     if (existing) existing.users += 1;
-    else this.scopes.set(key, { scope, users: 1, generation: -1, renewal: new Backoff(this.retrySchedule(), this.options.clock) });
+    else this.scopes.set(key, { scope, users: 1, generation: -1, renewal: new Backoff(this.retrySchedule, this.options.clock) });
     if (this.currentState === 'idle') this.connect();
     else if (this.currentState === 'open' && this.session && this.abort) this.attachWhenAuthorized(link, this.session, this.generation, this.abort.signal);
   }
@@ -470,11 +473,6 @@ export class HubConnection extends EventEmitter<HubConnectionEvents> {
     this.emit('retry', delay, error);
   }
 
-  /** The reconnect schedule, also used for renewals that go unanswered. */
-  private retrySchedule(): Schedule {
-    return reconnectSchedule({ minMs: this.options.reconnectMinMs, maxMs: this.options.reconnectMaxMs, random: this.options.random });
-  }
-
   /** Drops this generation's connection without waiting; listeners go with it. */
   private teardown(): void {
     for (const state of this.scopes.values()) {
@@ -523,7 +521,7 @@ export class HubConnection extends EventEmitter<HubConnectionEvents> {
         if (connection) await closeConnection(connection, this.options.closeTimeoutMs);
       })();
       await withTimeout(polite, this.options.closeTimeoutMs + 500, 'closing').catch((err: unknown) =>
-        log.connection('close did not finish cleanly: %s', err instanceof Error ? err.message : String(err)),
+        log.connection('close did not finish cleanly: %s', reasonOf(err)),
       );
       this.removeAllListeners();
     })();
@@ -539,7 +537,7 @@ async function closeConnection(connection: Connection, timeoutMs: number): Promi
     if (connection.isOpen()) await connection.close({ abortSignal: controller.signal });
   } catch (err) {
     // aborted or already broken: fall through to the hard stop
-    log.connection('polite close did not finish (%s); dropping the socket', err instanceof Error ? err.message : String(err));
+    log.connection('polite close did not finish (%s); dropping the socket', reasonOf(err));
   } finally {
     clearTimeout(timer);
     destroySocket(connection);

@@ -6,12 +6,12 @@
  */
 import { SenderEvents, type Delivery, type EventContext, type Message, type Session, type Sender } from 'rhea-promise';
 import { creditLeft, forgetDelivery, rheaSenderOf } from '../amqp/rhea-internals';
-import { Backoff, reconnectSchedule, throttleDelay } from './backoff';
+import { Backoff, throttleDelay } from './backoff';
 import type { Scope } from './credentials';
 import { DurableLink, type DurableLinkEvents } from './durable-link';
 import { errorFromCondition, HubError, toHubError, type AmqpErrorLike, type ErrorContext } from './errors';
 import type { HubConnection } from './hub-connection';
-import { log } from './log';
+import { log, reasonOf } from './log';
 
 /** The longest delay Node's timers take as given. */
 const MAX_TIMER_MS = 2 ** 31 - 1;
@@ -90,7 +90,7 @@ export class HubSender extends DurableLink<DurableLinkEvents> {
     this.maxPending = options.maxPending ?? 1000;
     this.errorContext = options.errorContext ?? 'device';
     const o = hub.options;
-    this.pauseWait = new Backoff(reconnectSchedule({ minMs: o.reconnectMinMs, maxMs: o.reconnectMaxMs, random: o.random }), o.clock);
+    this.pauseWait = new Backoff(hub.retrySchedule, o.clock);
     this.start();
   }
 
@@ -224,7 +224,7 @@ export class HubSender extends DurableLink<DurableLinkEvents> {
         delivery = link.send(entry.message);
       } catch (err) {
         // The link broke under us; its error handler takes it from here.
-        log.link('%s: send failed on a breaking link (%s); the message waits for the next one', this.address, err instanceof Error ? err.message : String(err));
+        log.link('%s: send failed on a breaking link (%s); the message waits for the next one', this.address, reasonOf(err));
         this.requeue(entry);
         return;
       }

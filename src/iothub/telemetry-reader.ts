@@ -79,11 +79,6 @@ export interface TelemetryReaderEvents {
 const DEFAULT_RETRY: BackoffOptions = { minMs: 1000, maxMs: 60_000 };
 const DEFAULT_CHECKPOINT_EVERY_MS = 1000;
 
-/** Errors of other kinds come from outside the client (a simulator that failed to start): not retried. */
-function hubErrorOf(err: unknown): HubError {
-  return toHubError(err, undefined, 'Error');
-}
-
 export class TelemetryReader extends EventEmitter<TelemetryReaderEvents> {
   private readonly clock: Clock;
   private readonly backoff: Backoff;
@@ -150,7 +145,8 @@ export class TelemetryReader extends EventEmitter<TelemetryReaderEvents> {
       (err: unknown) => {
         // Stopped while starting: whatever failed was the close itself.
         if (this.closed) return;
-        const error = hubErrorOf(err);
+        // Errors of other kinds come from outside the client (a simulator that failed to start): not retried.
+        const error = toHubError(err, undefined, 'Error');
         this.lastFailure = error;
         this.stopWatching();
         this.emit('status', { kind: 'failed', error });
