@@ -9,6 +9,7 @@ import type { Identity } from '../iothub/connection-string';
 import { HubError } from '../iothub/errors';
 import { HubConnection, type HubConnectionOptions, type HubState } from '../iothub/hub-connection';
 import { closeWith, registerNode } from './adapter';
+import { registerConnectionEndpoints } from './connection-admin';
 import { connectionConfig, localOptions, type ConnectionCredentials, type ConnectionSettings, type Role } from './connection-options';
 import { acquireLocalHub, type LocalHub } from './local-simulator';
 import { describeIdentity, log, reasonOf, redactSecrets } from '../iothub/log';
@@ -159,6 +160,7 @@ export default function register(RED: NodeAPI): void {
   }
 
   registerNode(RED, 'iothub-connection', IotHubConnectionNode, { credentials: { connectionString: { type: 'password' } } });
+  registerConnectionEndpoints(RED);
 }
 
 module.exports = register;
