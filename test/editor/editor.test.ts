@@ -12,7 +12,7 @@ import * as path from 'node:path';
 import type { Browser } from 'playwright-core';
 import type { SimulatedHub } from '../../src/simulator';
 import { CHROMIUM_MISSING, Editor, findChromium, launchChromium, SCREENSHOT_DIR } from '../helpers/editor';
-import { startTestHub } from '../helpers/hub';
+import { startTestHub, testCertDir } from '../helpers/hub';
 import { freePort, NodeRedRuntime, type FlowNode } from '../helpers/node-red-runtime';
 import { assertCleanLog, azureConnection, isConnected, reportRuntimeOnFailure } from '../runtime/support';
 
@@ -346,6 +346,103 @@ describe('the editor in headless Chromium against a real Node-RED 4.x', function
 
     assert.deepEqual(ui.pageErrors, [], 'uncaught errors in the editor page');
     assert.deepEqual(ui.consoleProblems, [], 'errors the editor logged (a node definition or dialog that threw)');
+  });
+
+  it("tests a connection from its dialog, names the failure, and picks a device from the hub's list", async () => {
+    const nodeRed = runtime as NodeRedRuntime;
+    const port = await freePort();
+    const checkHub = await startTestHub();
+    try {
+      const flow: FlowNode[] = [
+        { id: 'pick-tab', type: 'tab', label: 'picker' },
+        { id: 'pick-hub', type: 'iothub-connection', name: 'pick hub', mode: 'local', localPort: port },
+        // A device that sends once, so the local simulator has it in its registry.
+        {
+          id: 'pick-press',
+          type: 'iothub-device-out',
+          z: 'pick-tab',
+          hub: 'pick-hub',
+          deviceId: 'line-3-press',
+          deviceIdType: 'str',
+          x: 400,
+          y: 100,
+          wires: [[]],
+        },
+        {
+          id: 'pick-inject',
+          type: 'inject',
+          z: 'pick-tab',
+          props: [{ p: 'payload' }],
+          payload: '1',
+          payloadType: 'num',
+          once: true,
+          onceDelay: 0.1,
+          repeat: '',
+          topic: '',
+          x: 150,
+          y: 100,
+          wires: [['pick-press']],
+        },
+        { id: 'pick-c2d', type: 'iothub-c2d-send', z: 'pick-tab', hub: 'pick-hub', deviceId: '', deviceIdType: 'msg', x: 400, y: 200, wires: [[]] },
+      ];
+      await nodeRed.deploy(flow);
+      const ui = await Editor.open(browser as Browser, nodeRed.url, 'picker');
+      editor = ui;
+      await ui.showTab('pick-tab');
+      await ui.openNode('pick-c2d');
+
+      // Test connection in local mode: the simulator this Node-RED started on the port, authenticated.
+      await ui.openConfigOf('hub');
+      await ui.page.click('#node-config-iothub-check');
+      const result = ui.page.locator('#node-config-iothub-check-result');
+      await ui.page.locator('#node-config-iothub-check-result.iothub-check-ok').waitFor();
+      assert.match(
+        String(await result.textContent()),
+        new RegExp(`^Local simulator on port ${port} \\(running inside this Node-RED\\): connected and authenticated`),
+      );
+      await assertTranslated(ui, 'the connection dialog after a test');
+      await ui.screenshot('connection-test-local');
+
+      // Azure mode, typed and not deployed: a wrong key is named as the hub names it.
+      await ui.page.selectOption('#node-config-input-mode', 'azure');
+      const wrongKey = checkHub.serviceConnectionString().replace(/SharedAccessKey=[^;]+/, `SharedAccessKey=${Buffer.alloc(32, 3).toString('base64')}`);
+      await ui.page.fill('#node-config-input-connectionString', wrongKey);
+      await ui.page.evaluate(`$('#node-config-input-caFile').val(${JSON.stringify(path.join(testCertDir(), 'cert.pem'))})`);
+      await ui.page.click('#node-config-iothub-check');
+      await ui.page.locator('#node-config-iothub-check-result.iothub-check-failed').waitFor();
+      assert.match(String(await result.textContent()), /^Failed: Unauthorized: /);
+      await ui.screenshot('connection-test-wrong-key');
+      // And the right one: connected as the policy, on the hub's host.
+      await ui.page.fill('#node-config-input-connectionString', checkHub.serviceConnectionString());
+      await ui.page.click('#node-config-iothub-check');
+      await ui.page.locator('#node-config-iothub-check-result.iothub-check-ok').waitFor();
+      assert.match(
+        String(await result.textContent()),
+        new RegExp(`^Connected and authenticated as gateway policy iothubowner on ${checkHub.hostWithPort.replace(/[.]/g, '\\.')} `),
+      );
+      await ui.screenshot('connection-test-azure');
+      await ui.page.click('#node-config-dialog-cancel');
+      await ui.page.locator('#node-config-dialog-cancel').waitFor({ state: 'detached' });
+
+      // The device picker beside c2d send's Device field lists the local simulator's devices; a choice fills the field.
+      await ui.page.click('.iothub-device-pick');
+      const option = ui.page.locator('.iothub-device-list option[value="line-3-press"]');
+      await option.waitFor({ state: 'attached' });
+      await ui.screenshot('device-picker');
+      await ui.page.selectOption('.iothub-device-list', 'line-3-press');
+      const typed = (await ui.page.evaluate(`[$('#node-input-deviceId').typedInput('type'), $('#node-input-deviceId').typedInput('value')]`)) as [
+        string,
+        string,
+      ];
+      assert.deepEqual(typed, ['str', 'line-3-press']);
+      await assertTranslated(ui, 'the c2d send dialog with the picker');
+      await ui.done();
+      assert.deepEqual(await ui.page.evaluate(`[RED.nodes.node('pick-c2d').deviceIdType, RED.nodes.node('pick-c2d').deviceId]`), ['str', 'line-3-press']);
+      assert.deepEqual(ui.pageErrors, [], 'uncaught errors in the editor page');
+      assert.deepEqual(ui.consoleProblems, [], 'errors the editor logged');
+    } finally {
+      await checkHub.close();
+    }
   });
 
   it('statuses are words from the catalog, in the canvas: a refused link and a host that does not resolve name their cause', async () => {
