@@ -20,6 +20,9 @@ import { LinkRouter } from './link-router';
 import { Listeners } from './listeners';
 import { methodRoutes } from './method-routes';
 import { RestApi } from './rest-api';
+import { TwinLinks } from './twin-links';
+import { twinRoutes } from './twin-routes';
+import { TwinStore } from './twins';
 import { ManagementReplies } from './management-replies';
 import { resolveOptions, type SimulatorOptions, type SimulatorOptionsInput } from './options';
 import { Partition, type StoredEvent } from './partitions';
@@ -43,6 +46,9 @@ export class SimulatedHub extends EventEmitter {
   readonly ports: { amqp?: number; amqps?: number; ws?: number; rest?: number } = {};
   /** Direct methods: the devices' method links and the calls waiting for answers. */
   readonly methods = new DirectMethods();
+  /** Device and module twins, and the devices' twin links. */
+  readonly twins = new TwinStore();
+  readonly twinLinks = new TwinLinks(this.twins);
   certificate?: Certificate;
   readonly stats: HubStats = emptyStats();
   /** Faults for tests and tools to inject (see faults.ts). */
@@ -83,8 +89,9 @@ export class SimulatedHub extends EventEmitter {
     });
     // A deleted device's links go at once, whatever token authorised them (a gateway's hub-level one
     // included): the device is no longer there to send as or to deliver to.
+    this.registry.removalListeners.push((deviceId) => this.twins.remove(deviceId));
     this.registry.removalListeners.push((deviceId) =>
-      this.faults.detachLinks((a) => (a.kind === 'd2c' || a.kind === 'c2d') && a.deviceId === deviceId, {
+      this.faults.detachLinks((a) => (a.kind === 'd2c' || a.kind === 'c2d' || a.kind === 'methods' || a.kind === 'twin') && a.deviceId === deviceId, {
         condition: 'amqp:not-found',
         description: `Device ${deviceId} at IotHub ${options.hubName} not registered`,
       }),
@@ -120,9 +127,17 @@ export class SimulatedHub extends EventEmitter {
       c2dIntake: this.c2dIntake,
       replies: this.replies,
       methods: this.methods,
+      twinLinks: this.twinLinks,
     });
     this.rest = new RestApi(() => this.tokenContext());
     this.rest.add(...methodRoutes(this.methods, registry));
+    this.rest.add(
+      ...twinRoutes({
+        registry,
+        twins: this.twins,
+        connected: (deviceId, moduleId) => this.connections.hasDeviceLink(deviceId, moduleId),
+      }),
+    );
     this.faults = createFaults({ connections: this.connections, throttle: this.throttle, tokens: this.replies, options });
     setupSasl(this.container, grantFor);
     this.wireEvents();

@@ -42,11 +42,11 @@ export interface Route {
   /** Path pattern segments: fixed words compare case-insensitively, `*` takes one id. */
   pattern: string[];
   /**
-   * The right a policy token needs (Azure docs, iot-hub-dev-guide-sas.md "Access control and
+   * The right a policy token needs (any one of a list) (Azure docs, iot-hub-dev-guide-sas.md "Access control and
    * permissions": RegistryRead/RegistryWrite for the identity registry, ServiceConnect for the
    * service-facing endpoints, which invoke methods and read and write twins).
    */
-  right: Right;
+  right: Right | Right[];
   handle(request: RestRequest): Promise<RestResponse> | RestResponse;
 }
 
@@ -154,7 +154,8 @@ export class RestApi {
   }
 
   /** The SAS token must be a policy's, for the whole hub, with the route's right. */
-  private authorise(header: string | undefined, right: Right): ServiceError | undefined {
+  private authorise(header: string | undefined, wanted: Right | Right[]): ServiceError | undefined {
+    const rights = Array.isArray(wanted) ? wanted : [wanted];
     // IoT Hub answers a missing or bad token with 401 and 401002 IotHubUnauthorizedAccess (IotHubServiceErrorCode.cs).
     const unauthorized = (why: string): ServiceError => new ServiceError(401, 401002, 'IotHubUnauthorizedAccess', `Unauthorized: ${why}.`);
     if (!header) return unauthorized('no Authorization header');
@@ -166,7 +167,7 @@ export class RestApi {
     }
     if (grant.eventHub || grant.signer.type !== 'policy' || grant.scope.length > 0)
       return unauthorized('the token is not a shared access policy token for the hub');
-    if (!grant.rights.has(right)) return unauthorized(`the policy ${grant.signer.name} lacks the ${right} permission`);
+    if (!rights.some((r) => grant.rights.has(r))) return unauthorized(`the policy ${grant.signer.name} lacks the ${rights.join(' or ')} permission`);
     return undefined;
   }
 
