@@ -63,6 +63,8 @@ export interface HubSenderOptions {
   maxPending?: number;
   /** How conditions map to codes on this link (C2D queue full vs device quota). */
   errorContext?: ErrorContext;
+  /** Link properties sent in every attach (the API version and channel id of method and twin links). */
+  attachProperties?: Record<string, string>;
 }
 
 export class HubSender extends DurableLink<DurableLinkEvents> {
@@ -84,11 +86,13 @@ export class HubSender extends DurableLink<DurableLinkEvents> {
   private nextSeq = 0;
   private readonly maxPending: number;
   private readonly errorContext: ErrorContext;
+  private readonly attachProperties: Record<string, string> | undefined;
 
   constructor(hub: HubConnection, address: string, scope: Scope, options: HubSenderOptions = {}) {
     super(hub, address, scope);
     this.maxPending = options.maxPending ?? 1000;
     this.errorContext = options.errorContext ?? 'device';
+    this.attachProperties = options.attachProperties;
     const o = hub.options;
     this.pauseWait = new Backoff(hub.retrySchedule, o.clock);
     this.start();
@@ -149,6 +153,7 @@ export class HubSender extends DurableLink<DurableLinkEvents> {
     const sender = await session.createSender({
       abortSignal: signal,
       target: { address: this.address },
+      ...(this.attachProperties ? { properties: this.attachProperties } : {}),
       // The link an event came from, not whichever is current when it fires: a late close of an
       // old link must not drop its replacement.
       onError: (ctx: EventContext) => this.linkFailed(session, generation, toHubError(ctx.sender?.error, `the hub detached ${this.address}`), ctx.sender),

@@ -7,6 +7,10 @@ export type Address =
   | { kind: 'cbs' }
   | { kind: 'd2c'; deviceId: string; moduleId?: string }
   | { kind: 'c2d'; deviceId: string; moduleId?: string }
+  /** A device's or module's direct-method link pair (azure-iot-common endpoint.js deviceMethodPath). */
+  | { kind: 'methods'; deviceId: string; moduleId?: string }
+  /** A device's or module's twin link pair (azure-iot-common endpoint.js deviceTwinPath). */
+  | { kind: 'twin'; deviceId: string; moduleId?: string }
   | { kind: 'devicebound' }
   | { kind: 'feedback' }
   | { kind: 'filenotifications' }
@@ -44,7 +48,7 @@ export function parseAddress(address: string | undefined, entityName: string): A
   if (s.length === 1 && eq(s[0], '$cbs')) return { kind: 'cbs' };
   // Event Hubs clients attach their management links to a bare `$management`.
   if (s.length === 1 && eq(s[0], '$management')) return { kind: 'eh-management', entity: entityName };
-  if (eq(s[0], 'devices') && s.length >= 4) {
+  if (eq(s[0], 'devices') && s.length >= 3) {
     const deviceId = s[1];
     let rest = s.slice(2);
     let moduleId: string | undefined;
@@ -52,8 +56,10 @@ export function parseAddress(address: string | undefined, entityName: string): A
       moduleId = rest[1];
       rest = rest.slice(2);
     }
+    const base = moduleId === undefined ? { deviceId } : { deviceId, moduleId };
+    if (rest.length === 2 && eq(rest[0], 'methods') && eq(rest[1], 'devicebound')) return { kind: 'methods', ...base };
+    if (rest.length === 1 && eq(rest[0], 'twin')) return { kind: 'twin', ...base };
     if (rest.length === 2 && eq(rest[0], 'messages')) {
-      const base = moduleId === undefined ? { deviceId } : { deviceId, moduleId };
       if (eq(rest[1], 'events')) return { kind: 'd2c', ...base };
       if (eq(rest[1], 'devicebound')) return { kind: 'c2d', ...base };
     }

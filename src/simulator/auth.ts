@@ -177,6 +177,17 @@ export function requirementFor(address: Address): Requirement | undefined {
       const device = address.moduleId === undefined ? { deviceId: address.deviceId } : { deviceId: address.deviceId, moduleId: address.moduleId };
       return { path, right: 'DeviceConnect', eventHub: false, device };
     }
+    case 'methods':
+    case 'twin': {
+      // The device side of methods and twins needs DeviceConnect like its messages (Azure docs,
+      // iot-hub-dev-guide-sas.md: DeviceConnect "grants access to device-facing endpoints").
+      const path = ['devices', address.deviceId];
+      if (address.moduleId !== undefined) path.push('modules', address.moduleId);
+      if (address.kind === 'methods') path.push('methods', 'devicebound');
+      else path.push('twin');
+      const device = address.moduleId === undefined ? { deviceId: address.deviceId } : { deviceId: address.deviceId, moduleId: address.moduleId };
+      return { path, right: 'DeviceConnect', eventHub: false, device };
+    }
     case 'devicebound':
       return { path: ['messages', 'devicebound'], right: 'ServiceConnect', eventHub: false };
     case 'feedback':

@@ -243,6 +243,17 @@ export class Connections {
     if (state.address.kind !== 'cbs') conn.linklessSince = undefined;
   }
 
+  /** Whether any open link on any connection is a device's (or module's) own: its connection state. */
+  hasDeviceLink(deviceId: string, moduleId?: string): boolean {
+    for (const conn of this.conns.values()) {
+      for (const link of conn.links.values()) {
+        const a = link.address;
+        if ('deviceId' in a && a.deviceId === deviceId && a.moduleId === moduleId && !link.closed) return true;
+      }
+    }
+    return false;
+  }
+
   linkGone(state: LinkState): void {
     if (state.closed) return;
     state.closed = true;

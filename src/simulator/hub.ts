@@ -9,14 +9,20 @@ import { formatDeviceConnectionString, formatEventHubConnectionString, formatSer
 import { grantFromToken, type Grant, type TokenContext } from './auth';
 import { C2dQueues } from './c2d';
 import { C2dIntake } from './c2d-intake';
-import type { Certificate } from './certificate';
+import { loadOrMakeCertificate, type Certificate } from './certificate';
 import { Connections } from './connections';
 import { D2cIngest, decode } from './d2c-ingest';
+import { DirectMethods } from './direct-methods';
 import { EventHubSurface } from './event-hub';
 import { createFaults, type HubFaults } from './faults';
 import { FeedbackQueue } from './feedback';
 import { LinkRouter } from './link-router';
 import { Listeners } from './listeners';
+import { methodRoutes } from './method-routes';
+import { RestApi } from './rest-api';
+import { TwinLinks } from './twin-links';
+import { twinRoutes } from './twin-routes';
+import { TwinStore } from './twins';
 import { ManagementReplies } from './management-replies';
 import { resolveOptions, type SimulatorOptions, type SimulatorOptionsInput } from './options';
 import { Partition, type StoredEvent } from './partitions';
@@ -37,7 +43,12 @@ export class SimulatedHub extends EventEmitter {
   readonly c2d: C2dQueues;
   readonly feedback: FeedbackQueue;
   readonly eventHub: EventHubSurface;
-  readonly ports: { amqp?: number; amqps?: number; ws?: number } = {};
+  readonly ports: { amqp?: number; amqps?: number; ws?: number; rest?: number } = {};
+  /** Direct methods: the devices' method links and the calls waiting for answers. */
+  readonly methods = new DirectMethods();
+  /** Device and module twins, and the devices' twin links. */
+  readonly twins = new TwinStore();
+  readonly twinLinks = new TwinLinks(this.twins);
   certificate?: Certificate;
   readonly stats: HubStats = emptyStats();
   /** Faults for tests and tools to inject (see faults.ts). */
@@ -52,6 +63,8 @@ export class SimulatedHub extends EventEmitter {
   private readonly throttle: Throttle;
   private readonly d2c: D2cIngest;
   private readonly c2dIntake: C2dIntake;
+  /** The HTTPS service API (method calls, twins, registry). */
+  private readonly rest: RestApi;
   private persistence: Persistence | undefined;
   private sweepTimer: NodeJS.Timeout | undefined;
 
@@ -76,8 +89,9 @@ export class SimulatedHub extends EventEmitter {
     });
     // A deleted device's links go at once, whatever token authorised them (a gateway's hub-level one
     // included): the device is no longer there to send as or to deliver to.
+    this.registry.removalListeners.push((deviceId) => this.twins.remove(deviceId));
     this.registry.removalListeners.push((deviceId) =>
-      this.faults.detachLinks((a) => (a.kind === 'd2c' || a.kind === 'c2d') && a.deviceId === deviceId, {
+      this.faults.detachLinks((a) => (a.kind === 'd2c' || a.kind === 'c2d' || a.kind === 'methods' || a.kind === 'twin') && a.deviceId === deviceId, {
         condition: 'amqp:not-found',
         description: `Device ${deviceId} at IotHub ${options.hubName} not registered`,
       }),
@@ -112,7 +126,18 @@ export class SimulatedHub extends EventEmitter {
       d2c: this.d2c,
       c2dIntake: this.c2dIntake,
       replies: this.replies,
+      methods: this.methods,
+      twinLinks: this.twinLinks,
     });
+    this.rest = new RestApi(() => this.tokenContext());
+    this.rest.add(...methodRoutes(this.methods, registry));
+    this.rest.add(
+      ...twinRoutes({
+        registry,
+        twins: this.twins,
+        connected: (deviceId, moduleId) => this.connections.hasDeviceLink(deviceId, moduleId),
+      }),
+    );
     this.faults = createFaults({ connections: this.connections, throttle: this.throttle, tokens: this.replies, options });
     setupSasl(this.container, grantFor);
     this.wireEvents();
@@ -123,6 +148,11 @@ export class SimulatedHub extends EventEmitter {
     const hub = new SimulatedHub(resolveOptions(input));
     try {
       hub.certificate = await hub.endpoints.listen();
+      const { restPort, host, certDir, hostName } = hub.options;
+      if (restPort !== null) {
+        hub.certificate ??= hub.options.tls ?? (await loadOrMakeCertificate(certDir, [hostName]));
+        hub.ports.rest = await hub.rest.listen(host, restPort, hub.certificate);
+      }
     } catch (err) {
       await hub.close();
       throw err;
@@ -138,6 +168,16 @@ export class SimulatedHub extends EventEmitter {
   get hostWithPort(): string {
     const port = this.ports.amqps;
     return port === undefined || port === 5671 ? this.options.hostName : `${this.options.hostName}:${port}`;
+  }
+
+  /**
+   * Where the service REST API listens, as `host:port` (the real hub's is the host name on 443: the
+   * service SDKs cannot be given another port, see docs/METHODS-AND-TWINS.md).
+   */
+  get restHost(): string {
+    const port = this.ports.rest;
+    if (port === undefined) throw new Error('the REST listener is off (restPort)');
+    return port === 443 ? this.options.hostName : `${this.options.hostName}:${port}`;
   }
 
   serviceConnectionString(policyName = 'iothubowner'): string {
@@ -227,6 +267,7 @@ export class SimulatedHub extends EventEmitter {
   /** Lets the process exit while the simulator listens (an embedded simulator serves, it does not hold). */
   unrefListeners(): void {
     this.endpoints.unref();
+    this.rest.unref();
   }
 
   /** Counts of what is open now, for tests and the CLI. */
@@ -244,7 +285,8 @@ export class SimulatedHub extends EventEmitter {
     if (this.sweepTimer) clearInterval(this.sweepTimer);
     this.sweepTimer = undefined;
     this.connections.destroyAll();
-    await this.endpoints.close();
+    this.methods.close();
+    await Promise.all([this.endpoints.close(), this.rest.close()]);
     const persistence = this.persistence;
     this.persistence = undefined;
     persistence?.close();

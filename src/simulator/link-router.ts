@@ -14,6 +14,8 @@ import type { C2dQueues } from './c2d';
 import type { C2dIntake } from './c2d-intake';
 import { UNAUTHORIZED, type Connections, type ConnState, type Link, type LinkState, type Transport } from './connections';
 import type { D2cIngest } from './d2c-ingest';
+import type { DirectMethods } from './direct-methods';
+import type { TwinLinks } from './twin-links';
 import type { EventHubSurface } from './event-hub';
 import type { FeedbackQueue } from './feedback';
 import type { Ports } from './listeners';
@@ -47,6 +49,8 @@ export interface LinkRouterParts {
   eventHub: EventHubSurface;
   d2c: Pick<D2cIngest, 'onTransfer'>;
   c2dIntake: Pick<C2dIntake, 'onSend'>;
+  methods: DirectMethods;
+  twinLinks: TwinLinks;
   replies: Pick<ManagementReplies, 'onCbsRequest' | 'onManagementRequest'>;
 }
 
@@ -114,7 +118,7 @@ export class LinkRouter {
 
   /** Wires an authorised link to what serves it, or returns why it cannot be served. */
   private serveLink(conn: ConnState, state: LinkState): AmqpError | undefined {
-    const { registry, c2d, feedback, eventHub, d2c, c2dIntake, replies } = this.parts;
+    const { registry, c2d, feedback, eventHub, d2c, c2dIntake, replies, methods, twinLinks } = this.parts;
     const { address, role } = state;
     const wrongRole = (): AmqpError => ({
       condition: 'amqp:not-allowed',
@@ -138,6 +142,37 @@ export class LinkRouter {
         state.onSendable = () => c2d.onSendable(sender);
         state.onOutcome = (delivery, outcome) => c2d.onOutcome(delivery, outcome);
         state.onClose = () => c2d.detachReceiver(sender);
+        return undefined;
+      }
+      case 'methods': {
+        // A pair of links on one address: the hub sends calls on its sender, takes answers on its
+        // receiver (azure-iot-device-amqp amqp_device_method_client.js attaches both to
+        // /devices/<id>/methods/devicebound).
+        const missing = this.ensureDevice(address.deviceId, address.moduleId);
+        if (missing) return missing;
+        if (role === 'sender') {
+          const sender = state.link as rhea.Sender;
+          methods.attachRequests(address.deviceId, address.moduleId, sender);
+          state.onSendable = () => methods.onSendable(sender);
+          state.onClose = () => methods.detach(sender);
+        } else {
+          const receiver = state.link as rhea.Receiver;
+          methods.attachResponses(address.deviceId, address.moduleId, receiver);
+          state.onMessage = (c) => methods.onResponse(c);
+          state.onClose = () => methods.detach(receiver);
+        }
+        return undefined;
+      }
+      case 'twin': {
+        // A pair on one address: requests come on the hub's receiver, answers and desired patches go
+        // out on its sender (amqp_twin_client.js attaches both to /devices/<id>/twin).
+        const missing = this.ensureDevice(address.deviceId, address.moduleId);
+        if (missing) return missing;
+        const link = state.link;
+        twinLinks.attach(address.deviceId, address.moduleId, link);
+        if (role === 'sender') state.onSendable = () => twinLinks.onSendable(link as rhea.Sender);
+        else state.onMessage = (c) => twinLinks.onRequest(c);
+        state.onClose = () => twinLinks.detach(link);
         return undefined;
       }
       case 'devicebound':

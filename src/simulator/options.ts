@@ -35,6 +35,11 @@ export interface SimulatorOptions {
   amqpsPort: number | null;
   /** AMQP over WebSockets port, path `/$iothub/websocket` (0 = any free port, null = off). */
   wsPort: number | null;
+  /**
+   * HTTPS port of the service REST API (direct methods, twins, registry; 0 = any free port, null = off).
+   * The real hub serves it on 443; the service SDKs have no port option (see docs/METHODS-AND-TWINS.md).
+   */
+  restPort: number | null;
   /** TLS certificate and key (PEM); made and stored in `certDir` when absent. */
   tls?: { cert: string; key: string };
   /** Where a made certificate is kept so clients can trust it once. */
@@ -88,6 +93,7 @@ export const DEFAULT_OPTIONS: SimulatorOptions = {
   amqpPort: 5672,
   amqpsPort: 5671,
   wsPort: null,
+  restPort: null,
   certDir: defaultCertDir(),
   partitionCount: 4,
   consumerGroups: ['$Default'],
@@ -158,6 +164,7 @@ function validate(o: SimulatorOptions): void {
   checkPort('amqpPort', o.amqpPort);
   checkPort('amqpsPort', o.amqpsPort);
   checkPort('wsPort', o.wsPort);
+  checkPort('restPort', o.restPort);
   if (o.amqpPort === null && o.amqpsPort === null && o.wsPort === null) throw new OptionsError('at least one of amqpPort, amqpsPort and wsPort must be on');
   if (!/^[A-Za-z0-9.-]+$/.test(o.hostName)) throw new OptionsError('hostName must be a host name');
   if (!/^[A-Za-z0-9][A-Za-z0-9-]{1,48}[A-Za-z0-9]$/.test(o.hubName)) throw new OptionsError('hubName must be 3 to 50 letters, digits or hyphens');

@@ -71,10 +71,18 @@ describe('addresses', () => {
     assert.deepEqual(parse('$management'), { kind: 'eh-management', entity: ENTITY });
   });
 
+  it('method and twin links of devices and modules', () => {
+    assert.deepEqual(parse('/devices/d1/methods/devicebound'), { kind: 'methods', deviceId: 'd1' });
+    assert.deepEqual(parse('/devices/d1/modules/m%231/methods/deviceBound'), { kind: 'methods', deviceId: 'd1', moduleId: 'm#1' });
+    assert.deepEqual(parse('amqps://h/devices/d1/twin'), { kind: 'twin', deviceId: 'd1' });
+    assert.deepEqual(parse('/devices/d1/modules/m1/twin'), { kind: 'twin', deviceId: 'd1', moduleId: 'm1' });
+  });
+
   it('anything else is unknown, with the decoded path', () => {
     assert.deepEqual(parse(undefined), { kind: 'unknown', path: '' });
     assert.deepEqual(parse(''), { kind: 'unknown', path: '' });
-    assert.deepEqual(parse('/devices/d1/twin'), { kind: 'unknown', path: 'devices/d1/twin' });
+    assert.deepEqual(parse('/devices/d1/twin/extra'), { kind: 'unknown', path: 'devices/d1/twin/extra' });
+    assert.deepEqual(parse('/devices/d1/methods'), { kind: 'unknown', path: 'devices/d1/methods' });
     assert.deepEqual(parse('/devices/d1/messages/events/extra'), { kind: 'unknown', path: 'devices/d1/messages/events/extra' });
     assert.deepEqual(parse('/devices/d1/modules/m1/messages'), { kind: 'unknown', path: 'devices/d1/modules/m1/messages' });
     assert.deepEqual(parse('otherhub/$management'), { kind: 'unknown', path: 'otherhub/$management' });

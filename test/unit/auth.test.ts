@@ -179,7 +179,21 @@ describe('auth: requirementFor and ConnectionAuth.allows', () => {
       eventHub: true,
     });
     assert.equal(requirementFor(parseAddress('$cbs', ENTITY)), undefined);
-    assert.equal(requirementFor(parseAddress('/devices/d1/twin', ENTITY)), undefined);
+    assert.deepEqual(requirementFor(parseAddress('/devices/d1/twin', ENTITY)), {
+      path: ['devices', 'd1', 'twin'],
+      right: 'DeviceConnect',
+      eventHub: false,
+      device: { deviceId: 'd1' },
+    });
+    assert.deepEqual(requirementFor(parseAddress('/devices/d1/modules/m/methods/devicebound', ENTITY))?.path, [
+      'devices',
+      'd1',
+      'modules',
+      'm',
+      'methods',
+      'devicebound',
+    ]);
+    assert.equal(requirementFor(parseAddress('/devices/d1/twin/x', ENTITY)), undefined);
   });
 
   it("device A's token does not allow device B", () => {

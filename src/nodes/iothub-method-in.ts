@@ -1,0 +1,101 @@
+/**
+ * method-in: receives direct-method calls for a device, a module, or (through a gateway or the local
+ * simulator) a list of devices, each on its own method links on the shared connection. Each call is a
+ * msg with methodName, payload and requestId; an iothub-method-response node answers it, as http in
+ * and http response pair. Calls for methods the node does not list are answered 404 by the node.
+ */
+import type { Node, NodeAPI, NodeDef } from 'node-red';
+import { resolveTarget, targetName, type DeviceTarget } from '../iothub/device';
+import { MethodInbox, type MethodCallFields } from '../iothub/direct-methods';
+import type { HubError } from '../iothub/errors';
+import { log, reasonOf, redactSecrets } from '../iothub/log';
+import { registerNode, sendMsg, useHub } from './adapter';
+import { asError } from './common';
+import { LinkStatusWatch, RefusalLog } from './link-status';
+
+interface MethodInDef extends NodeDef {
+  hub: string;
+  /** One device id, or several (comma or space separated) for a gateway; empty for a device connection. */
+  deviceId?: string;
+  deviceIdType?: 'str' | 'env';
+  /** Method names this node handles (comma separated); empty means every method. */
+  methods?: string;
+}
+
+/** The ids of a Device setting: separated by commas, spaces or new lines. Empty means the connection's own device. */
+export function deviceList(setting: string): string[] {
+  const ids = setting
+    .split(/[\s,]+/)
+    .map((s) => s.trim())
+    .filter((s) => s !== '');
+  return ids.length === 0 ? [''] : [...new Set(ids)];
+}
+
+/** The answer to a call for a method this node does not handle: the 404 an HTTP API would give. */
+export const NOT_HANDLED_STATUS = 404;
+
+export default function register(RED: NodeAPI): void {
+  function MethodInNode(this: Node, def: MethodInDef): void {
+    RED.nodes.createNode(this, def);
+    const node = this;
+    const hub = useHub(RED, node, def.hub, { roles: ['local', 'device', 'gateway'], what: 'method-in', connectionStatus: false });
+    if (!hub) return;
+    const { config } = hub;
+    const handled = new Set(
+      (def.methods ?? '')
+        .split(',')
+        .map((m) => m.trim())
+        .filter((m) => m !== ''),
+    );
+    const setting = def.deviceIdType === 'env' ? String(RED.util.evaluateNodeProperty(def.deviceId ?? '', 'env', node, {}) ?? '') : (def.deviceId ?? '');
+    let inbox: MethodInbox | undefined;
+    let refusals: RefusalLog | undefined;
+    let closed = false;
+    const status = new LinkStatusWatch(node);
+
+    const onCall = (call: MethodCallFields): void => {
+      if (handled.size > 0 && !handled.has(call.methodName)) {
+        inbox
+          ?.answer(call.requestId, NOT_HANDLED_STATUS, { message: `method '${call.methodName.slice(0, 100)}' is not handled by this device` })
+          .catch((err: unknown) => log.node('answering an unhandled method call: %s', reasonOf(err)));
+        return;
+      }
+      sendMsg(node, { ...call });
+    };
+
+    const start = async (): Promise<void> => {
+      const made = await config.connection();
+      if (closed) return;
+      const targets: DeviceTarget[] = deviceList(setting).map((deviceId) => resolveTarget(made.identity, { deviceId }));
+      const box = new MethodInbox(made, targets);
+      inbox = box;
+      box.on('call', onCall);
+      box.on('unreadable', (target: DeviceTarget, error: HubError) => node.warn(`device ${targetName(target)}: ${error.message}`));
+      refusals = new RefusalLog(box, {
+        refused: (error) => node.warn(`method links: ${error.code}: ${redactSecrets(error.message)}; no method calls until the hub accepts them`),
+        taken: () => node.log('receiving method calls again'),
+      });
+      status.watch(made, box);
+    };
+
+    start().catch((err: unknown) => {
+      const error = asError(err);
+      status.failed(error);
+      node.error(error, { payload: undefined, topic: setting });
+    });
+
+    hub.onClose(() => {
+      closed = true;
+      status.stop();
+      refusals?.stop();
+      const closing = inbox;
+      inbox = undefined;
+      return closing?.close();
+    });
+  }
+
+  registerNode(RED, 'iothub-method-in', MethodInNode);
+}
+
+module.exports = register;
+module.exports.default = register;

@@ -1,0 +1,141 @@
+/**
+ * The REST routes of twins and of the device registry, as azure-iothub's Registry calls them
+ * (registry.js): `GET`/`PATCH /twins/{id}` and `/twins/{id}/modules/{mid}`, `PUT`/`GET`/`DELETE
+ * /devices/{id}`. The documents are TwinStore's and Registry's; this is their REST shape and the
+ * registry's HTTP rules (If-Match, 409 on a second create).
+ */
+import { isPlainObject } from '../amqp/method-twin-wire';
+import type { Registry, DeviceRecord } from './registry';
+import type { RestRequest, Route } from './rest-api';
+import { ServiceError } from './service-errors';
+import type { TwinStore } from './twins';
+
+export interface TwinRouteParts {
+  registry: Registry;
+  twins: TwinStore;
+  /** Whether the device has a link open now (the twin's and the device's connectionState). */
+  connected: (deviceId: string, moduleId?: string) => boolean;
+}
+
+const notFound = (deviceId: string, moduleId?: string): ServiceError =>
+  moduleId === undefined
+    ? new ServiceError(404, 404001, 'DeviceNotFound', `Device ${deviceId.slice(0, 128)} not registered.`)
+    : new ServiceError(404, 404010, 'ModuleNotFound', `Module ${moduleId.slice(0, 128)} on device ${deviceId.slice(0, 128)} not registered.`);
+
+function header(request: RestRequest, name: string): string | undefined {
+  const value = request.headers[name];
+  return Array.isArray(value) ? value[0] : value;
+}
+
+/**
+ * Which rights open twins. ServiceConnect is what the service SDKs' twin samples use; that RegistryRead
+ * (read) and RegistryWrite (write) open them too follows the permission table of iot-hub-dev-guide-sas.md
+ * as read here: UNVERIFIED, and more lenient than refusing.
+ */
+const TWIN_READ = ['ServiceConnect', 'RegistryRead'] as const;
+const TWIN_WRITE = ['ServiceConnect', 'RegistryWrite'] as const;
+
+export function twinRoutes({ registry, twins, connected }: TwinRouteParts): Route[] {
+  const known = (deviceId: string, moduleId?: string): void => {
+    const device = registry.getDevice(deviceId);
+    if (!device || (moduleId !== undefined && !device.modules.has(moduleId))) throw notFound(deviceId, moduleId);
+  };
+  const getTwin = (request: RestRequest) => {
+    const [deviceId, moduleId] = request.params;
+    known(deviceId, moduleId);
+    return { status: 200, body: twins.document(deviceId, moduleId, connected(deviceId, moduleId)) };
+  };
+  const patchTwin = (request: RestRequest) => {
+    const [deviceId, moduleId] = request.params;
+    known(deviceId, moduleId);
+    twins.patchFromService(deviceId, moduleId, request.body, header(request, 'if-match'));
+    return { status: 200, body: twins.document(deviceId, moduleId, connected(deviceId, moduleId)) };
+  };
+  return [
+    { method: 'GET', pattern: ['twins', '*'], right: [...TWIN_READ], handle: getTwin },
+    { method: 'GET', pattern: ['twins', '*', 'modules', '*'], right: [...TWIN_READ], handle: getTwin },
+    { method: 'PATCH', pattern: ['twins', '*'], right: [...TWIN_WRITE], handle: patchTwin },
+    { method: 'PATCH', pattern: ['twins', '*', 'modules', '*'], right: [...TWIN_WRITE], handle: patchTwin },
+    ...deviceRoutes({ registry, connected }),
+  ];
+}
+
+/** A device as the registry API returns it (azure-iothub device.js reads these fields). */
+function deviceDocument(device: DeviceRecord, connected: boolean): Record<string, unknown> {
+  return {
+    deviceId: device.deviceId,
+    generationId: device.generationId,
+    etag: Buffer.from(device.generationId).toString('base64'),
+    connectionState: connected ? 'Connected' : 'Disconnected',
+    status: 'enabled',
+    statusReason: null,
+    cloudToDeviceMessageCount: 0,
+    authentication: {
+      type: 'sas',
+      symmetricKey: { primaryKey: device.primaryKey, secondaryKey: device.secondaryKey ?? null },
+      x509Thumbprint: { primaryThumbprint: null, secondaryThumbprint: null },
+    },
+    capabilities: { iotEdge: false },
+  };
+}
+
+function keysOf(body: Record<string, unknown>): { primaryKey?: string; secondaryKey?: string } {
+  const auth = body.authentication;
+  const symmetric = isPlainObject(auth) && isPlainObject(auth.symmetricKey) ? auth.symmetricKey : {};
+  const keys: { primaryKey?: string; secondaryKey?: string } = {};
+  if (typeof symmetric.primaryKey === 'string' && symmetric.primaryKey !== '') keys.primaryKey = symmetric.primaryKey;
+  if (typeof symmetric.secondaryKey === 'string' && symmetric.secondaryKey !== '') keys.secondaryKey = symmetric.secondaryKey;
+  return keys;
+}
+
+function deviceRoutes({ registry, connected }: Omit<TwinRouteParts, 'twins'>): Route[] {
+  return [
+    {
+      method: 'GET',
+      pattern: ['devices', '*'],
+      right: 'RegistryRead',
+      handle: (request) => {
+        const [deviceId] = request.params;
+        const device = registry.getDevice(deviceId);
+        if (!device) throw notFound(deviceId);
+        return { status: 200, body: deviceDocument(device, connected(deviceId)) };
+      },
+    },
+    {
+      method: 'PUT',
+      pattern: ['devices', '*'],
+      right: 'RegistryWrite',
+      handle: (request) => {
+        const [deviceId] = request.params;
+        const body = request.body;
+        if (!isPlainObject(body)) throw new ServiceError(400, 400006, 'IotHubFormatError', 'The device must be a JSON object.');
+        if (body.deviceId !== undefined && body.deviceId !== deviceId)
+          throw new ServiceError(400, 400004, 'ArgumentInvalid', 'The deviceId in the body does not match the path.');
+        const existing = registry.getDevice(deviceId);
+        // Without If-Match a PUT creates, and a second create is 409 DeviceAlreadyExists (409001);
+        // with If-Match it updates (registry.js `create` sends none, `update` sends "*").
+        if (existing && header(request, 'if-match') === undefined)
+          throw new ServiceError(409, 409001, 'DeviceAlreadyExists', `A device with ID '${deviceId.slice(0, 128)}' is already registered.`);
+        let device: DeviceRecord;
+        try {
+          device = existing ?? registry.addDevice(deviceId, keysOf(body));
+        } catch (err) {
+          throw new ServiceError(400, 400004, 'ArgumentInvalid', (err as Error).message);
+        }
+        if (existing) Object.assign(existing, keysOf(body));
+        return { status: 200, body: deviceDocument(device, connected(deviceId)) };
+      },
+    },
+    {
+      method: 'DELETE',
+      pattern: ['devices', '*'],
+      right: 'RegistryWrite',
+      handle: (request) => {
+        const [deviceId] = request.params;
+        // Its twin goes with it (the hub's removal listeners, hub.ts).
+        if (!registry.removeDevice(deviceId)) throw notFound(deviceId);
+        return { status: 204 };
+      },
+    },
+  ];
+}

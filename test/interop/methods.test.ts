@@ -1,0 +1,183 @@
+/**
+ * Direct methods through the simulator with the official SDKs on both sides: azure-iothub's
+ * Client.invokeDeviceMethod over the REST API, azure-iot-device's onDeviceMethod over AMQP.
+ */
+import { strict as assert } from 'node:assert';
+import type { Client as DeviceClient } from 'azure-iot-device';
+import type { SimulatedHub } from '../../src/simulator';
+import { startTestHub, waitFor } from '../helpers/hub';
+import { closeQuietly, openDevice } from '../helpers/sdk';
+import { serviceClient } from '../helpers/service-rest';
+
+interface MethodRequestLike {
+  methodName: string;
+  requestId: string;
+  payload: unknown;
+}
+interface MethodResponseLike {
+  send(status: number, payload?: unknown): Promise<void>;
+}
+
+type Invoked = { result: { status: number; payload: unknown } };
+
+/** Resolves once the device's method links are attached at the hub. */
+async function answering(
+  hub: SimulatedHub,
+  device: DeviceClient,
+  name: string,
+  handler: (req: MethodRequestLike, res: MethodResponseLike) => void,
+  deviceId: string,
+  moduleId?: string,
+): Promise<void> {
+  device.onDeviceMethod(name, handler as never);
+  await waitFor(() => hub.methods.isOnline(deviceId, moduleId), 'the method links of the device');
+}
+
+/** The HTTP status and IoT Hub error code of a failed REST call. */
+function failure(err: unknown): { status: number | undefined; errorCode: number | undefined } {
+  const e = err as { response?: { statusCode?: number }; responseBody?: string };
+  let errorCode: number | undefined;
+  try {
+    errorCode = (JSON.parse(e.responseBody ?? '{}') as { errorCode?: number }).errorCode;
+  } catch {
+    errorCode = undefined;
+  }
+  return { status: e.response?.statusCode, errorCode };
+}
+
+describe('direct methods: official SDKs against the simulator', function () {
+  this.timeout(30_000);
+  let hub: SimulatedHub;
+  let device: DeviceClient | undefined;
+
+  afterEach(async () => {
+    await closeQuietly(device);
+    device = undefined;
+    await hub?.close();
+  });
+
+  it('invokeDeviceMethod reaches onDeviceMethod over AMQP; the status and JSON payload come back', async () => {
+    hub = await startTestHub({ restPort: 0 });
+    device = await openDevice(hub, 'press-7');
+    const seen: MethodRequestLike[] = [];
+    await answering(
+      hub,
+      device,
+      'startLine',
+      (req, res) => {
+        seen.push(req);
+        void res.send(201, { started: (req.payload as { line: number }).line, at: 'now' });
+      },
+      'press-7',
+    );
+    const service = serviceClient(hub);
+    const answer = (await service.invokeDeviceMethod('press-7', { methodName: 'startLine', payload: { line: 3 } })) as unknown as Invoked;
+    assert.deepEqual(answer.result, { status: 201, payload: { started: 3, at: 'now' } });
+    assert.equal(seen.length, 1);
+    assert.equal(seen[0].methodName, 'startLine');
+    assert.deepEqual(seen[0].payload, { line: 3 });
+    assert.match(seen[0].requestId, /^[0-9a-f-]{36}$/, 'the request id reaches the device as a uuid');
+  });
+
+  it('a module answers its own methods; a string payload and a null answer pass as JSON', async () => {
+    hub = await startTestHub({ restPort: 0 });
+    device = await openDevice(hub, 'edge-2', 'plc');
+    await answering(hub, device, 'echo', (req, res) => void res.send(200, req.payload === 'ping' ? null : 'wrong'), 'edge-2', 'plc');
+    const service = serviceClient(hub);
+    const answer = (await service.invokeDeviceMethod('edge-2', 'plc', { methodName: 'echo', payload: 'ping' })) as unknown as Invoked;
+    assert.deepEqual(answer.result, { status: 200, payload: null });
+  });
+
+  it('a device without method links is 404103 DeviceNotOnline; an unknown device is DeviceNotFound', async () => {
+    hub = await startTestHub({ restPort: 0, autoRegister: false, devices: [{ deviceId: 'sleeper' }] });
+    const service = serviceClient(hub);
+    const offline = await service.invokeDeviceMethod('sleeper', { methodName: 'wake', payload: null }).then(
+      () => assert.fail('an offline device cannot answer'),
+      (err: unknown) => err,
+    );
+    assert.deepEqual(failure(offline), { status: 404, errorCode: 404103 });
+    const unknown = await service.invokeDeviceMethod('nobody', { methodName: 'wake', payload: null }).then(
+      () => assert.fail('an unknown device cannot answer'),
+      (err: unknown) => err,
+    );
+    assert.equal((unknown as Error).name, 'DeviceNotFoundError');
+    assert.deepEqual(failure(unknown), { status: 404, errorCode: 404001 });
+  });
+
+  it('a device that connects within connectTimeoutInSeconds gets the call', async () => {
+    hub = await startTestHub({ restPort: 0 });
+    hub.registry.addDevice('late');
+    const service = serviceClient(hub);
+    const call = service.invokeDeviceMethod('late', { methodName: 'hello', payload: 1, connectTimeoutInSeconds: 30, responseTimeoutInSeconds: 30 });
+    await waitFor(() => hub.methods.awaitingDevice === 1, 'the call waiting for its device');
+    device = await openDevice(hub, 'late');
+    await answering(hub, device, 'hello', (req, res) => void res.send(200, { got: req.payload }), 'late');
+    const answer = (await call) as unknown as Invoked;
+    assert.deepEqual(answer.result, { status: 200, payload: { got: 1 } });
+  });
+
+  it('a call nobody answers fails with 504101 GatewayTimeout and the links stay usable', async () => {
+    hub = await startTestHub({ restPort: 0 });
+    device = await openDevice(hub, 'mute');
+    let answerNext = false;
+    await answering(
+      hub,
+      device,
+      'maybe',
+      (_req, res) => {
+        if (answerNext) void res.send(200, 'late but here');
+      },
+      'mute',
+    );
+    const service = serviceClient(hub);
+    const timedOut = await service.invokeDeviceMethod('mute', { methodName: 'maybe', payload: null, responseTimeoutInSeconds: 5 }).then(
+      () => assert.fail('nobody answered'),
+      (err: unknown) => err,
+    );
+    assert.equal((timedOut as Error).name, 'GatewayTimeoutError');
+    assert.deepEqual(failure(timedOut), { status: 504, errorCode: 504101 });
+    answerNext = true;
+    const answer = (await service.invokeDeviceMethod('mute', { methodName: 'maybe', payload: null })) as unknown as Invoked;
+    assert.deepEqual(answer.result, { status: 200, payload: 'late but here' });
+  });
+
+  it('REST calls need a policy with ServiceConnect: registryRead is refused with 401', async () => {
+    hub = await startTestHub({ restPort: 0 });
+    device = await openDevice(hub, 'guarded');
+    await answering(hub, device, 'm', (_req, res) => void res.send(200, 'ok'), 'guarded');
+    const answer = (await serviceClient(hub, 'service').invokeDeviceMethod('guarded', { methodName: 'm', payload: null })) as unknown as Invoked;
+    assert.equal(answer.result.payload, 'ok');
+    const refused = await serviceClient(hub, 'registryRead')
+      .invokeDeviceMethod('guarded', { methodName: 'm', payload: null })
+      .then(
+        () => assert.fail('registryRead has no ServiceConnect'),
+        (err: unknown) => err,
+      );
+    assert.equal((refused as Error).name, 'UnauthorizedError');
+    assert.deepEqual(failure(refused), { status: 401, errorCode: 401002 });
+  });
+
+  it('a payload over 128 KB is refused with 413001 before it reaches the device', async () => {
+    hub = await startTestHub({ restPort: 0 });
+    device = await openDevice(hub, 'small');
+    let calls = 0;
+    await answering(
+      hub,
+      device,
+      'big',
+      (_req, res) => {
+        calls++;
+        void res.send(200, null);
+      },
+      'small',
+    );
+    const refused = await serviceClient(hub)
+      .invokeDeviceMethod('small', { methodName: 'big', payload: 'x'.repeat(129 * 1024) })
+      .then(
+        () => assert.fail('too large'),
+        (err: unknown) => err,
+      );
+    assert.deepEqual(failure(refused), { status: 413, errorCode: 413001 });
+    assert.equal(calls, 0);
+  });
+});
