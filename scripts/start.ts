@@ -11,6 +11,7 @@ import * as path from 'node:path';
 import { parseArgs } from 'node:util';
 import { LOCAL_FEEDBACK_FLUSH_MS, startSimulator, type SimulatedHub, type SimulatorOptionsInput } from '../src/simulator';
 import { linkPackage, PACKAGE_ROOT, writeSettings } from './node-red-setup';
+import { LOCAL_CERT_DIR_ENV, LOCAL_REST_PORT_ENV } from '../src/nodes/local-simulator';
 
 /** The flow the demo starts with (relative to the package root). */
 export const DEMO_FLOW = 'examples/end-to-end.json';
@@ -26,6 +27,7 @@ Options:
   --user-dir DIR    Node-RED user directory (default .node-red in the package)
   --amqp-port N     simulator plain AMQP port (default 5672; the demo's connection uses it)
   --amqps-port N    simulator AMQPS port (default 5671)
+  --rest-port N     simulator service REST API port (default: any free port, printed)
   --cert-dir DIR    where the simulator keeps its certificate (default ~/.iothub-sim)
   --reset           replace the user directory's flows with the demo flow
   -h, --help        show this help
@@ -52,8 +54,8 @@ export function demoFlows(file: string, amqpPort: number): FlowNode[] {
 }
 
 /** The simulator `npm start` runs: feedback as often as the config node's local simulator sends it. */
-export function demoSimulatorOptions(amqpPort: number, amqpsPort: number, certDir?: string): SimulatorOptionsInput {
-  return { amqpPort, amqpsPort, feedback: { flushIntervalMs: LOCAL_FEEDBACK_FLUSH_MS }, ...(certDir ? { certDir } : {}) };
+export function demoSimulatorOptions(amqpPort: number, amqpsPort: number, certDir?: string, restPort = 0): SimulatorOptionsInput {
+  return { amqpPort, amqpsPort, restPort, feedback: { flushIntervalMs: LOCAL_FEEDBACK_FLUSH_MS }, ...(certDir ? { certDir } : {}) };
 }
 
 /** The file in the user directory that keeps the demo's credential key. */
@@ -103,6 +105,7 @@ async function main(): Promise<void> {
       'user-dir': { type: 'string' },
       'amqp-port': { type: 'string' },
       'amqps-port': { type: 'string' },
+      'rest-port': { type: 'string' },
       'cert-dir': { type: 'string' },
       reset: { type: 'boolean' },
       help: { type: 'boolean', short: 'h' },
@@ -116,13 +119,14 @@ async function main(): Promise<void> {
   const editorPort = port('port', values.port, 1880);
   const amqpPort = port('amqp-port', values['amqp-port'], 5672);
   const amqpsPort = port('amqps-port', values['amqps-port'], 5671);
+  const restPort = port('rest-port', values['rest-port'], 0);
   const userDir = path.resolve(values['user-dir'] ?? path.join(PACKAGE_ROOT, '.node-red'));
 
   // Before the simulator starts, so a second npm start says what to do instead of half starting.
   await checkEditorPort(editorPort);
   let hub: SimulatedHub | undefined;
   try {
-    hub = await startSimulator(demoSimulatorOptions(amqpPort, amqpsPort, values['cert-dir']));
+    hub = await startSimulator(demoSimulatorOptions(amqpPort, amqpsPort, values['cert-dir'], restPort));
   } catch (err) {
     if (!/already in use/.test((err as Error).message)) throw err;
     // Another simulator (iothub-sim, an earlier npm start) serves the port: the demo joins it.
@@ -139,6 +143,8 @@ async function main(): Promise<void> {
   const redJs = require.resolve('node-red/red.js', { paths: [PACKAGE_ROOT] });
   const child = spawn(process.execPath, [redJs, '--userDir', userDir, '--settings', path.join(userDir, 'settings.js')], {
     cwd: userDir,
+    // Local-mode config nodes join this simulator over AMQP; these tell them where its REST API is (the device picker).
+    env: { ...process.env, ...(hub ? localRestEnv(hub) : {}) },
     stdio: ['ignore', 'pipe', 'inherit'],
   });
   let announced = false;
@@ -164,6 +170,12 @@ async function main(): Promise<void> {
   });
 }
 
+/** What a Node-RED beside this simulator needs to reach its service REST API (see src/nodes/local-simulator.ts). */
+export function localRestEnv(hub: SimulatedHub): Record<string, string> {
+  if (hub.ports.rest === undefined) return {};
+  return { [LOCAL_REST_PORT_ENV]: String(hub.ports.rest), [LOCAL_CERT_DIR_ENV]: hub.options.certDir };
+}
+
 function banner(hub: SimulatedHub | undefined, editorPort: number, userDir: string, flowsFile: string): string {
   const lines = [
     '',
@@ -174,7 +186,8 @@ function banner(hub: SimulatedHub | undefined, editorPort: number, userDir: stri
   if (hub) {
     lines.push(
       '',
-      `IoT Hub simulator "${hub.options.hubName}": AMQPS ${hub.options.host}:${hub.ports.amqps}, AMQP ${hub.options.host}:${hub.ports.amqp}`,
+      `IoT Hub simulator "${hub.options.hubName}": AMQPS ${hub.options.host}:${hub.ports.amqps}, AMQP ${hub.options.host}:${hub.ports.amqp}` +
+        (hub.ports.rest === undefined ? '' : `, service REST API https://${hub.options.host}:${hub.ports.rest}`),
       'Service connection string (iothubowner):',
       `  ${hub.serviceConnectionString()}`,
       `Device connection string (any device id works; it registers on first connect):`,

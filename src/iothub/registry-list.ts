@@ -23,7 +23,7 @@ export interface DeviceSummary {
 }
 
 export interface RegistryListOptions {
-  /** Connect here instead of the identity's host (the simulator); the token audience keeps the identity's host. */
+  /** Connect here instead of the identity's host (the simulator); the token audience and TLS name keep the identity's host. */
   connectHost?: string;
   port?: number;
   ca?: string | Buffer | Array<string | Buffer>;
@@ -32,12 +32,13 @@ export interface RegistryListOptions {
 
 export function listDevices(identity: ServiceIdentity | GatewayIdentity, options: RegistryListOptions = {}): Promise<DeviceSummary[]> {
   const token = makeToken(identity, {}, 300).token;
-  const [host, hostPort] = identity.host.split(':');
+  // The host's port, if the string has one, is the AMQPS port; the service API is on 443.
+  const host = identity.host.split(':')[0];
   return new Promise((resolve, reject) => {
     const req = https.request(
       {
         host: options.connectHost ?? host,
-        port: options.port ?? (hostPort ? Number(hostPort) : 443),
+        port: options.port ?? 443,
         servername: host,
         path: `/devices?top=${REGISTRY_LIST_MAX}&api-version=${REGISTRY_API_VERSION}`,
         method: 'GET',

@@ -8,11 +8,12 @@
 import { readFileSync } from 'node:fs';
 import type { NodeAPI } from 'node-red';
 import { checkConnection, type CheckReport } from '../iothub/connection-check';
+import type { GatewayIdentity } from '../iothub/connection-string';
 import { HubError } from '../iothub/errors';
 import { describeIdentity, log, reasonOf, redactSecrets } from '../iothub/log';
 import { listDevices, type DeviceSummary } from '../iothub/registry-list';
 import { connectionConfig, localOptions, type ConnectionCredentials, type ConnectionSettings } from './connection-options';
-import { acquireLocalHub } from './local-simulator';
+import { acquireLocalHub, LOCAL_CERT_DIR_ENV, LOCAL_REST_PORT_ENV } from './local-simulator';
 
 /** What the editor posts: the dialog's fields, and the config node's id for a stored string. */
 export interface AdminRequest {
@@ -72,10 +73,18 @@ export async function devicesFromEditor(request: AdminRequest, stored: (id: stri
         const devices = [...local.hub.registry.devices.keys()].sort((a, b) => a.localeCompare(b)).map((deviceId) => ({ deviceId, status: 'enabled' }));
         return { ok: true, source: 'local', devices };
       }
+      if (local.rest) {
+        const devices = await listDevices(local.identity as GatewayIdentity, {
+          connectHost: '127.0.0.1',
+          port: local.rest.port,
+          ...(local.rest.ca ? { ca: local.rest.ca } : {}),
+        });
+        return { ok: true, source: 'local', devices };
+      }
       return failure(
         new HubError(
           'NotImplemented',
-          `the local simulator on port ${local.port} runs in another process: its device list is not reachable from this Node-RED`,
+          `the local simulator on port ${local.port} runs in another process that did not say where its REST API is: set ${LOCAL_REST_PORT_ENV} (and ${LOCAL_CERT_DIR_ENV}) for Node-RED, as npm start does`,
         ),
       );
     }

@@ -4,6 +4,8 @@
  * data), and its listeners do not keep the process alive. If the port is already served by another
  * process (`npm start`, `iothub-sim`), the config node joins that one instead.
  */
+import { readFileSync } from 'node:fs';
+import * as path from 'node:path';
 import { DEFAULT_KEYS, LOCAL_FEEDBACK_FLUSH_MS, startSimulator, type SimulatedHub } from '../simulator';
 import type { Identity } from '../iothub/connection-string';
 import { log, reasonOf } from '../iothub/log';
@@ -12,11 +14,19 @@ export interface LocalHub {
   /** The in-process simulator, or undefined when another process serves the port. */
   hub?: SimulatedHub;
   port: number;
+  /**
+   * Another process's simulator: its service REST API, when that process said where (npm start sets
+   * LOCAL_REST_PORT_ENV and LOCAL_CERT_DIR_ENV for its Node-RED; with iothub-sim, set them by hand).
+   */
+  rest?: { port: number; ca?: Buffer };
   /** The owner policy: service side and gateway for any device, all on one connection. */
   identity: Identity;
 }
 
 const running = new Map<number, Promise<LocalHub>>();
+
+export const LOCAL_REST_PORT_ENV = 'IOTHUB_SIM_REST_PORT';
+export const LOCAL_CERT_DIR_ENV = 'IOTHUB_SIM_CERT_DIR';
 
 export const LOCAL_HOST = 'localhost';
 
@@ -41,9 +51,23 @@ async function start(port: number): Promise<LocalHub> {
     hub.unrefListeners();
     return { hub, port: hub.ports.amqp as number, identity: localIdentity() };
   } catch (err) {
-    if (/already in use/.test((err as Error).message)) return { port, identity: localIdentity() };
+    if (/already in use/.test((err as Error).message)) return { port, identity: localIdentity(), ...otherProcessRest() };
     throw err;
   }
+}
+
+/** The REST API of a simulator in another process, as the environment tells it (unset: unknown). */
+function otherProcessRest(env: NodeJS.ProcessEnv = process.env): { rest?: LocalHub['rest'] } {
+  const port = Number(env[LOCAL_REST_PORT_ENV]);
+  if (!Number.isInteger(port) || port <= 0 || port > 65535) return {};
+  const dir = env[LOCAL_CERT_DIR_ENV];
+  let ca: Buffer | undefined;
+  try {
+    ca = dir ? readFileSync(path.join(dir, 'cert.pem')) : undefined;
+  } catch (err) {
+    log.node('the local simulator certificate is not readable (%s): the REST API is tried with the system CAs', reasonOf(err));
+  }
+  return { rest: { port, ...(ca ? { ca } : {}) } };
 }
 
 /** Stops every in-process simulator (tests, and Node-RED shutting down). */

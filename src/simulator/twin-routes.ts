@@ -88,8 +88,25 @@ function keysOf(body: Record<string, unknown>): { primaryKey?: string; secondary
   return keys;
 }
 
+/** Get Devices answers at most this many (Azure REST reference "Devices - Get Devices": top, maximum 1000). */
+const DEVICE_LIST_MAX = 1000;
+
 function deviceRoutes({ registry, connected }: Omit<TwinRouteParts, 'twins'>): Route[] {
   return [
+    {
+      // `GET /devices?top=N` (azure-iothub registry.js `list` sends `/devices/` without top): the
+      // registry's devices, each as GET /devices/{id} returns it, keys included as the hub includes them.
+      method: 'GET',
+      pattern: ['devices'],
+      right: 'RegistryRead',
+      handle: (request) => {
+        const asked = Number(request.query.get('top') ?? DEVICE_LIST_MAX);
+        if (!Number.isInteger(asked) || asked < 1 || asked > DEVICE_LIST_MAX)
+          throw new ServiceError(400, 400004, 'ArgumentInvalid', `top must be a whole number from 1 to ${DEVICE_LIST_MAX}.`);
+        const devices = [...registry.devices.values()].slice(0, asked).map((device) => deviceDocument(device, connected(device.deviceId)));
+        return { status: 200, body: devices };
+      },
+    },
     {
       method: 'GET',
       pattern: ['devices', '*'],

@@ -107,6 +107,22 @@ describe('npm start', function () {
     await waitUntil(() => debugFrom('iothub-device-in').some((m) => m.includes('blink')), 'the command at the demo device');
     await waitUntil(() => debugFrom('iothub-feedback-in').some((m) => m.includes('"Success"')), 'Success feedback in the debug sidebar');
 
+    // The device picker of the demo's Node-RED reads this simulator's registry over its REST API (npm start says where).
+    const demoDevice = String(ofType('iothub-device-out').deviceId);
+    const picked = await fetch(`http://127.0.0.1:${editorPort}/iothub-connection/devices`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify({ id: ofType('iothub-connection').id, settings: { mode: 'local', localPort: amqpPort } }),
+    });
+    const list = (await picked.json()) as { ok: boolean; source?: string; devices?: Array<{ deviceId: string }> };
+    assert.equal(list.ok, true, JSON.stringify(list));
+    assert.equal(list.source, 'local');
+    assert.ok(
+      list.devices?.some((d) => d.deviceId === demoDevice),
+      JSON.stringify(list),
+    );
+    assert.match(output, /service REST API https:\/\/[^:]+:\d+/);
+
     // The printed device string works with the official SDK, and telemetry-in sees that device too.
     device = DeviceClient.fromConnectionString(deviceString, DeviceAmqp);
     const client = device;
