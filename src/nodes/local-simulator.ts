@@ -37,7 +37,8 @@ export function acquireLocalHub(port: number): Promise<LocalHub> {
 
 async function start(port: number): Promise<LocalHub> {
   try {
-    const hub = await startSimulator({ amqpPort: port, amqpsPort: null, wsPort: null, feedback: { flushIntervalMs: LOCAL_FEEDBACK_FLUSH_MS } });
+    // The REST API (methods, twins, registry) on any free port: the service nodes ask this hub for it.
+    const hub = await startSimulator({ amqpPort: port, amqpsPort: null, wsPort: null, restPort: 0, feedback: { flushIntervalMs: LOCAL_FEEDBACK_FLUSH_MS } });
     hub.unrefListeners();
     return { hub, port: hub.ports.amqp as number, identity: localIdentity() };
   } catch (err) {

@@ -1,0 +1,120 @@
+/**
+ * The service nodes (method-invoke, twin-desired) on the local simulator, against the device nodes
+ * (method-in and method-response, twin) on the same config node: the local mode's owner policy acts as
+ * service and as gateway, the REST calls go to the in-process simulator's REST port.
+ */
+import { strict as assert } from 'node:assert';
+import helper from 'node-red-node-test-helper';
+import connectionNode from '../../src/nodes/iothub-connection';
+import methodInNode from '../../src/nodes/iothub-method-in';
+import methodInvokeNode from '../../src/nodes/iothub-method-invoke';
+import methodResponseNode from '../../src/nodes/iothub-method-response';
+import twinNode from '../../src/nodes/iothub-twin';
+import twinDesiredNode from '../../src/nodes/iothub-twin-desired';
+import { collect, inject, serverPerTest, type FlowMsg } from '../helpers/flow';
+import { freePort, waitFor } from '../helpers/hub';
+import type { ConnectionNode } from '../../src/nodes/iothub-connection';
+
+helper.init(require.resolve('node-red'));
+
+const NODES = [connectionNode, methodInNode, methodResponseNode, methodInvokeNode, twinNode, twinDesiredNode];
+
+function flow(port: number): object[] {
+  return [
+    { id: 'tab', type: 'tab', label: 'service' },
+    { id: 'conn1', type: 'iothub-connection', z: 'tab', mode: 'local', localPort: port },
+    {
+      id: 'invoke',
+      type: 'iothub-method-invoke',
+      z: 'tab',
+      hub: 'conn1',
+      deviceId: 'machine-1',
+      deviceIdType: 'str',
+      methodName: 'start',
+      responseTimeout: 10,
+      wires: [['answers']],
+    },
+    { id: 'answers', type: 'helper', z: 'tab', wires: [] },
+    { id: 'in1', type: 'iothub-method-in', z: 'tab', hub: 'conn1', deviceId: 'machine-1', deviceIdType: 'str', methods: '', wires: [['calls']] },
+    { id: 'calls', type: 'helper', z: 'tab', wires: [] },
+    { id: 'resp1', type: 'iothub-method-response', z: 'tab', hub: 'conn1', statusCode: 200, wires: [] },
+    { id: 'desired', type: 'iothub-twin-desired', z: 'tab', hub: 'conn1', deviceId: 'machine-1', deviceIdType: 'str', action: 'update', wires: [['twins']] },
+    { id: 'twins', type: 'helper', z: 'tab', wires: [] },
+    {
+      id: 'twin1',
+      type: 'iothub-twin',
+      z: 'tab',
+      hub: 'conn1',
+      deviceId: 'machine-1',
+      deviceIdType: 'str',
+      action: 'report',
+      subscribe: true,
+      wires: [['device']],
+    },
+    { id: 'device', type: 'helper', z: 'tab', wires: [] },
+    { id: 'catcher', type: 'catch', z: 'tab', scope: null, uncaught: false, wires: [['caught']] },
+    { id: 'caught', type: 'helper', z: 'tab', wires: [] },
+  ];
+}
+
+type Twin = { desired: Record<string, unknown>; reported: Record<string, unknown> };
+
+describe('service nodes on the local simulator', function () {
+  this.timeout(60_000);
+  serverPerTest();
+
+  async function load(): Promise<Record<string, FlowMsg[]>> {
+    await helper.load(NODES, flow(await freePort()));
+    return Object.fromEntries(['answers', 'calls', 'twins', 'device', 'caught'].map((id) => [id, collect(id)]));
+  }
+
+  it('method-invoke calls the device that method-in plays, and gets its answer', async () => {
+    const seen = await load();
+    await waitFor(() => seen.device.length === 1, 'the device twin on deploy (the device is up)');
+    inject('invoke', { payload: { line: 3 } });
+    await waitFor(() => seen.calls.length === 1, 'the call at method-in');
+    assert.equal(seen.calls[0].methodName, 'start');
+    assert.deepEqual(seen.calls[0].payload, { line: 3 });
+    inject('resp1', { requestId: seen.calls[0].requestId, statusCode: 201, payload: { started: true } });
+    await waitFor(() => seen.answers.length === 1, 'the answer out of method-invoke');
+    assert.deepEqual(seen.answers[0].payload, { started: true });
+    assert.equal(seen.answers[0].statusCode, 201);
+  });
+
+  it('an offline device is DeviceNotOnline, an unknown one DeviceNotFound, a blank method name ArgumentInvalid', async () => {
+    const seen = await load();
+    await waitFor(() => seen.device.length === 1, 'the flow up');
+    const local = await (helper.getNode('conn1') as unknown as ConnectionNode).localHub();
+    local?.hub?.registry.addDevice('sleeper');
+    inject('invoke', { deviceId: 'sleeper', payload: null });
+    await waitFor(() => seen.caught.length === 1, 'the offline device at Catch');
+    inject('invoke', { deviceId: 'nobody-home', payload: null });
+    await waitFor(() => seen.caught.length === 2, 'the unknown device at Catch');
+    inject('invoke', { methodName: ' ', payload: null });
+    await waitFor(() => seen.caught.length === 3, 'the blank method name at Catch');
+    assert.deepEqual(
+      seen.caught.map((m) => m.error?.code),
+      ['DeviceNotOnline', 'DeviceNotFound', 'ArgumentInvalid'],
+    );
+    assert.equal(seen.answers.length, 0);
+    assert.equal(seen.calls.length, 0, 'nothing reached the device');
+  });
+
+  it('twin-desired sets desired properties the device twin receives, reads what it reported, and refuses a stale etag', async () => {
+    const seen = await load();
+    await waitFor(() => seen.device.length === 1, 'the device twin on deploy');
+    inject('desired', { payload: { speed: 40 } });
+    await waitFor(() => seen.twins.length === 1 && seen.device.length === 2, 'the update answered and the patch at the device');
+    assert.deepEqual(seen.device[1].payload, { speed: 40, $version: 2 });
+    const etag = String(seen.twins[0].etag);
+    inject('twin1', { payload: { speed: 40, state: 'running' } });
+    await waitFor(() => seen.device.length === 3, 'the report');
+    inject('desired', { topic: 'get' });
+    await waitFor(() => seen.twins.length === 2, 'the twin read');
+    assert.equal((seen.twins[1].payload as Twin).reported.state, 'running');
+    inject('desired', { payload: { speed: 50 }, etag });
+    inject('desired', { payload: 'fast' });
+    await waitFor(() => seen.caught.length === 2, 'two refusals at Catch');
+    assert.deepEqual(seen.caught.map((m) => m.error?.code).sort(), ['InvalidPayload', 'PreconditionFailed']);
+  });
+});
