@@ -2,7 +2,7 @@
  * method-invoke: calls a direct method on a device (or module) through IoT Hub's service REST API and
  * sends the device's answer on: msg.payload its payload, msg.statusCode its status. A device that is
  * offline (DeviceNotOnline, 404103) or does not answer in time (GatewayTimeout, 504101) fails the msg
- * for Catch nodes with the hub's code, IoT Hub's six-digit one in msg.error.info.errorCode.
+ * for Catch nodes with the hub's code; IoT Hub's six-digit one is in msg.error.message.
  */
 import type { Node, NodeAPI, NodeDef, NodeMessageInFlow } from 'node-red';
 import { ServiceApi } from '../iothub/service-api';

@@ -96,6 +96,7 @@ describe('service nodes on the local simulator', function () {
       seen.caught.map((m) => m.error?.code),
       ['DeviceNotOnline', 'DeviceNotFound', 'ArgumentInvalid'],
     );
+    assert.match(String(seen.caught[0].error?.message), /\(404103\)/, "the hub's own code is in the message");
     assert.equal(seen.answers.length, 0);
     assert.equal(seen.calls.length, 0, 'nothing reached the device');
   });
