@@ -53,7 +53,20 @@ export function demoFlows(file: string, amqpPort: number): FlowNode[] {
 
 /** The simulator `npm start` runs: feedback as often as the config node's local simulator sends it. */
 export function demoSimulatorOptions(amqpPort: number, amqpsPort: number, certDir?: string): SimulatorOptionsInput {
-  return { amqpPort, amqpsPort, feedback: { flushIntervalMs: LOCAL_FEEDBACK_FLUSH_MS }, ...(certDir ? { certDir } : {}) };
+  // The REST API (direct methods, twins) on a free port, told to Node-RED through localRestEnv.
+  return { amqpPort, amqpsPort, restPort: 0, feedback: { flushIntervalMs: LOCAL_FEEDBACK_FLUSH_MS }, ...(certDir ? { certDir } : {}) };
+}
+
+/**
+ * What tells the Node-RED process where this process's simulator serves its REST API and which
+ * certificate it uses: a local-mode config node that joins a simulator of another process reads these
+ * (src/nodes/local-simulator.ts), since nothing on AMQP says it.
+ */
+export function localRestEnv(hub: SimulatedHub | undefined): Record<string, string> {
+  if (!hub || hub.ports.rest === undefined) return {};
+  const env: Record<string, string> = { IOTHUB_SIM_REST_PORT: String(hub.ports.rest) };
+  if (!hub.options.tls) env.IOTHUB_SIM_REST_CA = path.join(hub.options.certDir, 'cert.pem');
+  return env;
 }
 
 /** The file in the user directory that keeps the demo's credential key. */
@@ -139,6 +152,7 @@ async function main(): Promise<void> {
   const redJs = require.resolve('node-red/red.js', { paths: [PACKAGE_ROOT] });
   const child = spawn(process.execPath, [redJs, '--userDir', userDir, '--settings', path.join(userDir, 'settings.js')], {
     cwd: userDir,
+    env: { ...process.env, ...localRestEnv(hub) },
     stdio: ['ignore', 'pipe', 'inherit'],
   });
   let announced = false;

@@ -50,20 +50,21 @@ export function serviceEndpointOf(identity: Identity, ca: HubConnectionOptions['
     throw new HubError('WrongRole', `the service REST API needs a shared access policy connection string, not a ${identity.kind} one`);
   }
   if (local) {
-    const port = local.hub?.ports.rest;
+    const port = local.hub?.ports.rest ?? local.rest?.port;
     if (port === undefined) {
       throw new HubError(
         'NotConnected',
-        `the local simulator on port ${local.port} runs in another process; its REST API is not known here (start it with a REST port and use an azure-mode connection)`,
+        `the local simulator on port ${local.port} runs in another process that did not say where its REST API is (npm start does; with iothub-sim --rest-port N, set IOTHUB_SIM_REST_PORT=N and IOTHUB_SIM_REST_CA=<its cert.pem> for Node-RED)`,
       );
     }
+    const trusted = local.hub?.certificate?.cert ?? local.rest?.ca;
     return {
       host: identity.host,
       connectHost: '127.0.0.1',
       port,
       policy: identity.policy,
       key: identity.key,
-      ca: local.hub?.certificate?.cert,
+      ...(trusted === undefined ? {} : { ca: trusted }),
       timeoutMs: REST_TIMEOUT_MS,
     };
   }

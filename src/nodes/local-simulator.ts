@@ -5,6 +5,7 @@
  * process (`npm start`, `iothub-sim`), the config node joins that one instead.
  */
 import { DEFAULT_KEYS, LOCAL_FEEDBACK_FLUSH_MS, startSimulator, type SimulatedHub } from '../simulator';
+import { readFileSync } from 'node:fs';
 import type { Identity } from '../iothub/connection-string';
 import { log, reasonOf } from '../iothub/log';
 
@@ -14,6 +15,24 @@ export interface LocalHub {
   port: number;
   /** The owner policy: service side and gateway for any device, all on one connection. */
   identity: Identity;
+  /** The REST API of a simulator in another process, when that process said where (joinedRest). */
+  rest?: { port: number; ca?: string };
+}
+
+/**
+ * Where the simulator of another process serves its REST API: `npm start` runs the simulator beside
+ * Node-RED and says so in IOTHUB_SIM_REST_PORT and IOTHUB_SIM_REST_CA (scripts/start.ts localRestEnv).
+ */
+export function joinedRest(env: NodeJS.ProcessEnv, readFile: (file: string) => string): { port: number; ca?: string } | undefined {
+  const port = Number(env.IOTHUB_SIM_REST_PORT);
+  if (!Number.isInteger(port) || port <= 0 || port > 65535) return undefined;
+  let ca: string | undefined;
+  try {
+    ca = env.IOTHUB_SIM_REST_CA ? readFile(env.IOTHUB_SIM_REST_CA) : undefined;
+  } catch (err) {
+    log.node('the simulator certificate named by IOTHUB_SIM_REST_CA cannot be read: %s', reasonOf(err));
+  }
+  return ca === undefined ? { port } : { port, ca };
 }
 
 const running = new Map<number, Promise<LocalHub>>();
@@ -42,7 +61,10 @@ async function start(port: number): Promise<LocalHub> {
     hub.unrefListeners();
     return { hub, port: hub.ports.amqp as number, identity: localIdentity() };
   } catch (err) {
-    if (/already in use/.test((err as Error).message)) return { port, identity: localIdentity() };
+    if (/already in use/.test((err as Error).message)) {
+      const rest = joinedRest(process.env, (file) => readFileSync(file, 'utf8'));
+      return rest ? { port, identity: localIdentity(), rest } : { port, identity: localIdentity() };
+    }
     throw err;
   }
 }

@@ -12,7 +12,8 @@ import methodResponseNode from '../../src/nodes/iothub-method-response';
 import twinNode from '../../src/nodes/iothub-twin';
 import twinDesiredNode from '../../src/nodes/iothub-twin-desired';
 import { collect, inject, serverPerTest, type FlowMsg } from '../helpers/flow';
-import { freePort, waitFor } from '../helpers/hub';
+import * as path from 'node:path';
+import { freePort, startTestHub, testCertDir, waitFor } from '../helpers/hub';
 import type { ConnectionNode } from '../../src/nodes/iothub-connection';
 
 helper.init(require.resolve('node-red'));
@@ -99,6 +100,34 @@ describe('service nodes on the local simulator', function () {
     assert.match(String(seen.caught[0].error?.message), /\(404103\)/, "the hub's own code is in the message");
     assert.equal(seen.answers.length, 0);
     assert.equal(seen.calls.length, 0, 'nothing reached the device');
+  });
+
+  it('joining a simulator of another process: its REST API is found through IOTHUB_SIM_REST_PORT and IOTHUB_SIM_REST_CA', async () => {
+    const port = await freePort();
+    // Started here, but not by a config node: to the flow it is a simulator some other process runs (npm start).
+    const other = await startTestHub({ amqpPort: port, amqpsPort: null, restPort: 0 });
+    const saved = { port: process.env.IOTHUB_SIM_REST_PORT, ca: process.env.IOTHUB_SIM_REST_CA };
+    process.env.IOTHUB_SIM_REST_PORT = String(other.ports.rest);
+    process.env.IOTHUB_SIM_REST_CA = path.join(testCertDir(), 'cert.pem');
+    try {
+      await helper.load(NODES, flow(port));
+      const seen = Object.fromEntries(['answers', 'calls', 'caught'].map((id) => [id, collect(id)]));
+      await waitFor(() => other.methods.isOnline('machine-1'), 'method-in on the other simulator');
+      inject('invoke', { payload: 1 });
+      await waitFor(() => seen.calls.length === 1 || seen.caught.length > 0, 'the call');
+      assert.deepEqual(seen.caught.map((m) => m.error?.message), []);
+      inject('resp1', { requestId: seen.calls[0].requestId, payload: 'from afar' });
+      await waitFor(() => seen.answers.length === 1, 'the answer');
+      assert.equal(seen.answers[0].payload, 'from afar');
+      assert.equal(seen.caught.length, 0);
+    } finally {
+      if (saved.port === undefined) delete process.env.IOTHUB_SIM_REST_PORT;
+      else process.env.IOTHUB_SIM_REST_PORT = saved.port;
+      if (saved.ca === undefined) delete process.env.IOTHUB_SIM_REST_CA;
+      else process.env.IOTHUB_SIM_REST_CA = saved.ca;
+      await helper.unload();
+      await other.close();
+    }
   });
 
   it('twin-desired sets desired properties the device twin receives, reads what it reported, and refuses a stale etag', async () => {
