@@ -6,6 +6,7 @@
  */
 import type { Node, NodeAPI, NodeDef, NodeMessageInFlow } from 'node-red';
 import { ServiceApi } from '../iothub/service-api';
+import { desiredAction } from './method-twin-fields';
 import { onInput, registerNode, useHub, type Send } from './adapter';
 import { asError } from './common';
 import { errorStatus, statusFor } from './status';
@@ -19,13 +20,6 @@ interface TwinDesiredDef extends NodeDef {
 }
 
 type DesiredMsg = NodeMessageInFlow & { deviceId?: unknown; moduleId?: unknown; etag?: unknown; version?: number };
-
-/** get or update: msg.topic when it names one, else the setting. */
-export function desiredAction(topic: unknown, setting: unknown): 'get' | 'update' {
-  const t = typeof topic === 'string' ? topic.trim().toLowerCase() : '';
-  if (t === 'get' || t === 'update') return t;
-  return setting === 'get' ? 'get' : 'update';
-}
 
 export default function register(RED: NodeAPI): void {
   function TwinDesiredNode(this: Node, def: TwinDesiredDef): void {

@@ -10,6 +10,7 @@ import { resolveTarget, targetName } from '../iothub/device';
 import { DeviceTwin, type TwinProperties, type TwinSection } from '../iothub/device-twin';
 import { HubError } from '../iothub/errors';
 import { redactSecrets } from '../iothub/log';
+import { twinAction } from './method-twin-fields';
 import { onInput, registerNode, sendMsg, useHub, type Send } from './adapter';
 import { asError } from './common';
 import { LinkStatusWatch, RefusalLog } from './link-status';
@@ -25,14 +26,6 @@ interface TwinDef extends NodeDef {
 }
 
 type TwinMsg = NodeMessageInFlow & { topic?: string };
-
-/** What a msg asks for: its topic when it names an action, else the node's setting. */
-export function twinAction(topic: unknown, setting: unknown): 'get' | 'report' {
-  const t = typeof topic === 'string' ? topic.trim().toLowerCase() : '';
-  if (t === 'get' || t === 'report') return t;
-  if (t === 'reported') return 'report';
-  return setting === 'get' ? 'get' : 'report';
-}
 
 export default function register(RED: NodeAPI): void {
   function TwinNode(this: Node, def: TwinDef): void {
