@@ -115,7 +115,10 @@ describe('service nodes on the local simulator', function () {
       await waitFor(() => other.methods.isOnline('machine-1'), 'method-in on the other simulator');
       inject('invoke', { payload: 1 });
       await waitFor(() => seen.calls.length === 1 || seen.caught.length > 0, 'the call');
-      assert.deepEqual(seen.caught.map((m) => m.error?.message), []);
+      assert.deepEqual(
+        seen.caught.map((m) => m.error?.message),
+        [],
+      );
       inject('resp1', { requestId: seen.calls[0].requestId, payload: 'from afar' });
       await waitFor(() => seen.answers.length === 1, 'the answer');
       assert.equal(seen.answers[0].payload, 'from afar');
