@@ -13,7 +13,9 @@ import twinNode from '../../src/nodes/iothub-twin';
 import twinDesiredNode from '../../src/nodes/iothub-twin-desired';
 import { collect, inject, serverPerTest, type FlowMsg } from '../helpers/flow';
 import * as path from 'node:path';
+import type { Client as DeviceClient, Twin as DeviceTwin } from 'azure-iot-device';
 import { freePort, startTestHub, testCertDir, waitFor } from '../helpers/hub';
+import { closeQuietly, openDevice } from '../helpers/sdk';
 import type { ConnectionNode } from '../../src/nodes/iothub-connection';
 
 helper.init(require.resolve('node-red'));
@@ -129,6 +131,46 @@ describe('service nodes on the local simulator', function () {
       if (saved.ca === undefined) delete process.env.IOTHUB_SIM_REST_CA;
       else process.env.IOTHUB_SIM_REST_CA = saved.ca;
       await helper.unload();
+      await other.close();
+    }
+  });
+
+  it('the official device SDK (azure-iot-device over AMQP) answers method-invoke and follows twin-desired', async () => {
+    const port = await freePort();
+    const other = await startTestHub({ amqpPort: port, amqpsPort: 0, restPort: 0 });
+    const saved = { port: process.env.IOTHUB_SIM_REST_PORT, ca: process.env.IOTHUB_SIM_REST_CA };
+    process.env.IOTHUB_SIM_REST_PORT = String(other.ports.rest);
+    process.env.IOTHUB_SIM_REST_CA = path.join(testCertDir(), 'cert.pem');
+    let device: DeviceClient | undefined;
+    try {
+      device = await openDevice(other, 'sdk-machine');
+      device.onDeviceMethod('start', (request, response) => {
+        void response.send(200, { echo: request.payload as unknown });
+      });
+      const twin: DeviceTwin = await device.getTwin();
+      const patches: Array<Record<string, unknown>> = [];
+      twin.on('properties.desired', (patch: Record<string, unknown>) => patches.push(patch));
+      await waitFor(() => other.methods.isOnline('sdk-machine') && other.twinLinks.isSubscribed('sdk-machine'), 'the SDK device online');
+      patches.length = 0; // the twin replays what it has to its first listener
+
+      // Only the service nodes of the flow: the device is the SDK's.
+      const service = flow(port).filter((n) => !['in1', 'calls', 'resp1', 'twin1', 'device'].includes((n as { id: string }).id));
+      await helper.load(NODES, service);
+      const seen = Object.fromEntries(['answers', 'twins', 'caught'].map((id) => [id, collect(id)]));
+      inject('invoke', { deviceId: 'sdk-machine', payload: { line: 9 } });
+      await waitFor(() => seen.answers.length === 1 || seen.caught.length > 0, 'the SDK device answer');
+      assert.deepEqual(seen.answers[0]?.payload, { echo: { line: 9 } });
+      inject('desired', { deviceId: 'sdk-machine', payload: { mode: 'eco' } });
+      await waitFor(() => patches.length === 1, 'the desired patch at the SDK device');
+      assert.equal(patches[0].mode, 'eco');
+      assert.equal(seen.caught.length, 0);
+    } finally {
+      if (saved.port === undefined) delete process.env.IOTHUB_SIM_REST_PORT;
+      else process.env.IOTHUB_SIM_REST_PORT = saved.port;
+      if (saved.ca === undefined) delete process.env.IOTHUB_SIM_REST_CA;
+      else process.env.IOTHUB_SIM_REST_CA = saved.ca;
+      await helper.unload();
+      await closeQuietly(device);
       await other.close();
     }
   });
