@@ -11,7 +11,6 @@ import * as path from 'node:path';
 import { parseArgs } from 'node:util';
 import { LOCAL_FEEDBACK_FLUSH_MS, startSimulator, type SimulatedHub, type SimulatorOptionsInput } from '../src/simulator';
 import { linkPackage, PACKAGE_ROOT, writeSettings } from './node-red-setup';
-import { LOCAL_CERT_DIR_ENV, LOCAL_REST_PORT_ENV } from '../src/nodes/local-simulator';
 
 /** The flow the demo starts with (relative to the package root). */
 export const DEMO_FLOW = 'examples/end-to-end.json';
@@ -55,7 +54,20 @@ export function demoFlows(file: string, amqpPort: number): FlowNode[] {
 
 /** The simulator `npm start` runs: feedback as often as the config node's local simulator sends it. */
 export function demoSimulatorOptions(amqpPort: number, amqpsPort: number, certDir?: string, restPort = 0): SimulatorOptionsInput {
+  // The REST API (direct methods, twins, the device picker's list) on a free port unless chosen, told to Node-RED through localRestEnv.
   return { amqpPort, amqpsPort, restPort, feedback: { flushIntervalMs: LOCAL_FEEDBACK_FLUSH_MS }, ...(certDir ? { certDir } : {}) };
+}
+
+/**
+ * What tells the Node-RED process where this process's simulator serves its REST API and which
+ * certificate it uses: a local-mode config node that joins a simulator of another process reads these
+ * (src/nodes/local-simulator.ts), since nothing on AMQP says it.
+ */
+export function localRestEnv(hub: SimulatedHub | undefined): Record<string, string> {
+  if (!hub || hub.ports.rest === undefined) return {};
+  const env: Record<string, string> = { IOTHUB_SIM_REST_PORT: String(hub.ports.rest) };
+  if (!hub.options.tls) env.IOTHUB_SIM_REST_CA = path.join(hub.options.certDir, 'cert.pem');
+  return env;
 }
 
 /** The file in the user directory that keeps the demo's credential key. */
@@ -143,8 +155,7 @@ async function main(): Promise<void> {
   const redJs = require.resolve('node-red/red.js', { paths: [PACKAGE_ROOT] });
   const child = spawn(process.execPath, [redJs, '--userDir', userDir, '--settings', path.join(userDir, 'settings.js')], {
     cwd: userDir,
-    // Local-mode config nodes join this simulator over AMQP; these tell them where its REST API is (the device picker).
-    env: { ...process.env, ...(hub ? localRestEnv(hub) : {}) },
+    env: { ...process.env, ...localRestEnv(hub) },
     stdio: ['ignore', 'pipe', 'inherit'],
   });
   let announced = false;
@@ -168,12 +179,6 @@ async function main(): Promise<void> {
     const closing = hub ? hub.close() : Promise.resolve();
     void closing.finally(() => process.exit(stopping ? 0 : (code ?? 1)));
   });
-}
-
-/** What a Node-RED beside this simulator needs to reach its service REST API (see src/nodes/local-simulator.ts). */
-export function localRestEnv(hub: SimulatedHub): Record<string, string> {
-  if (hub.ports.rest === undefined) return {};
-  return { [LOCAL_REST_PORT_ENV]: String(hub.ports.rest), [LOCAL_CERT_DIR_ENV]: hub.options.certDir };
 }
 
 function banner(hub: SimulatedHub | undefined, editorPort: number, userDir: string, flowsFile: string): string {

@@ -13,7 +13,7 @@ import { HubError } from '../iothub/errors';
 import { describeIdentity, log, reasonOf, redactSecrets } from '../iothub/log';
 import { listDevices, type DeviceSummary } from '../iothub/registry-list';
 import { connectionConfig, localOptions, type ConnectionCredentials, type ConnectionSettings } from './connection-options';
-import { acquireLocalHub, LOCAL_CERT_DIR_ENV, LOCAL_REST_PORT_ENV } from './local-simulator';
+import { acquireLocalHub } from './local-simulator';
 
 /** What the editor posts: the dialog's fields, and the config node's id for a stored string. */
 export interface AdminRequest {
@@ -84,7 +84,7 @@ export async function devicesFromEditor(request: AdminRequest, stored: (id: stri
       return failure(
         new HubError(
           'NotImplemented',
-          `the local simulator on port ${local.port} runs in another process that did not say where its REST API is: set ${LOCAL_REST_PORT_ENV} (and ${LOCAL_CERT_DIR_ENV}) for Node-RED, as npm start does`,
+          `the local simulator on port ${local.port} runs in another process that did not say where its REST API is: set IOTHUB_SIM_REST_PORT (and IOTHUB_SIM_REST_CA, the path of its certificate) for Node-RED, as npm start does`,
         ),
       );
     }

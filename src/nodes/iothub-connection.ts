@@ -8,6 +8,7 @@ import type { Node, NodeAPI, NodeDef } from 'node-red';
 import type { Identity } from '../iothub/connection-string';
 import { HubError } from '../iothub/errors';
 import { HubConnection, type HubConnectionOptions, type HubState } from '../iothub/hub-connection';
+import type { ServiceEndpoint } from '../iothub/service-api';
 import { closeWith, registerNode } from './adapter';
 import { registerConnectionEndpoints } from './connection-admin';
 import { connectionConfig, localOptions, type ConnectionCredentials, type ConnectionSettings, type Role } from './connection-options';
@@ -34,6 +35,49 @@ export interface ConnectionNode extends Node<ConnectionCredentials> {
   connection(): Promise<HubConnection>;
   /** The local simulator this config uses, if in local mode. */
   localHub(): Promise<LocalHub | undefined>;
+  /** Where the service REST API is and the policy that signs for it (service nodes). */
+  serviceEndpoint(): Promise<ServiceEndpoint>;
+}
+
+/** How long a REST call may take beyond what it waits for by design (ms). */
+const REST_TIMEOUT_MS = 30_000;
+
+/**
+ * The service REST endpoint of a connection: IoT Hub serves it on 443 of the hub's host name (a port in
+ * the HostName is used as given); the local simulator on its REST port, trusting its certificate.
+ */
+export function serviceEndpointOf(identity: Identity, ca: HubConnectionOptions['ca'], local?: LocalHub): ServiceEndpoint {
+  if (identity.kind !== 'service' && identity.kind !== 'gateway') {
+    throw new HubError('WrongRole', `the service REST API needs a shared access policy connection string, not a ${identity.kind} one`);
+  }
+  if (local) {
+    const port = local.hub?.ports.rest ?? local.rest?.port;
+    if (port === undefined) {
+      throw new HubError(
+        'NotConnected',
+        `the local simulator on port ${local.port} runs in another process that did not say where its REST API is (npm start does; with iothub-sim --rest-port N, set IOTHUB_SIM_REST_PORT=N and IOTHUB_SIM_REST_CA=<its cert.pem> for Node-RED)`,
+      );
+    }
+    const trusted = local.hub?.certificate?.cert ?? local.rest?.ca;
+    return {
+      host: identity.host,
+      connectHost: '127.0.0.1',
+      port,
+      policy: identity.policy,
+      key: identity.key,
+      ...(trusted === undefined ? {} : { ca: trusted }),
+      timeoutMs: REST_TIMEOUT_MS,
+    };
+  }
+  const [host, port] = identity.host.split(':');
+  return {
+    host,
+    port: port === undefined ? 443 : Number(port),
+    policy: identity.policy,
+    key: identity.key,
+    ...(ca === undefined ? {} : { ca }),
+    timeoutMs: REST_TIMEOUT_MS,
+  };
 }
 
 export default function register(RED: NodeAPI): void {
@@ -116,6 +160,15 @@ export default function register(RED: NodeAPI): void {
         });
       }
       return opening;
+    };
+
+    node.serviceEndpoint = async (): Promise<ServiceEndpoint> => {
+      if (configError) throw configError;
+      if (mode === 'local') {
+        const localHub = (await node.localHub()) as LocalHub;
+        return serviceEndpointOf(localHub.identity, undefined, localHub);
+      }
+      return serviceEndpointOf(identity as Identity, options.ca);
     };
 
     node.connectionOptions = async (): Promise<HubConnectionOptions> => {

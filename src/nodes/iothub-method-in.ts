@@ -9,6 +9,7 @@ import { resolveTarget, targetName, type DeviceTarget } from '../iothub/device';
 import { MethodInbox, type MethodCallFields } from '../iothub/direct-methods';
 import type { HubError } from '../iothub/errors';
 import { log, reasonOf, redactSecrets } from '../iothub/log';
+import { deviceList } from './method-twin-fields';
 import { registerNode, sendMsg, useHub } from './adapter';
 import { asError } from './common';
 import { LinkStatusWatch, RefusalLog } from './link-status';
@@ -20,15 +21,6 @@ interface MethodInDef extends NodeDef {
   deviceIdType?: 'str' | 'env';
   /** Method names this node handles (comma separated); empty means every method. */
   methods?: string;
-}
-
-/** The ids of a Device setting: separated by commas, spaces or new lines. Empty means the connection's own device. */
-export function deviceList(setting: string): string[] {
-  const ids = setting
-    .split(/[\s,]+/)
-    .map((s) => s.trim())
-    .filter((s) => s !== '');
-  return ids.length === 0 ? [''] : [...new Set(ids)];
 }
 
 /** The answer to a call for a method this node does not handle: the 404 an HTTP API would give. */

@@ -6,6 +6,7 @@
  */
 import type { Node, NodeAPI, NodeDef, NodeMessageInFlow } from 'node-red';
 import { answerMethodCall } from '../iothub/direct-methods';
+import { answerStatus } from './method-twin-fields';
 import { onInput, registerNode, useHub } from './adapter';
 import { asError } from './common';
 import { errorStatus, statusFor } from './status';
@@ -17,16 +18,6 @@ interface MethodResponseDef extends NodeDef {
 }
 
 type AnswerMsg = NodeMessageInFlow & { requestId?: unknown; statusCode?: unknown };
-
-const DEFAULT_STATUS = 200;
-
-/** The status to answer with: msg.statusCode (a number or numeric text), else the setting, else 200. */
-export function answerStatus(msgStatus: unknown, setting: unknown): unknown {
-  const read = (v: unknown): unknown => (typeof v === 'string' && /^\s*-?\d+\s*$/.test(v) ? Number(v) : v);
-  if (msgStatus !== undefined && msgStatus !== null && msgStatus !== '') return read(msgStatus);
-  if (setting !== undefined && setting !== null && setting !== '') return read(setting);
-  return DEFAULT_STATUS;
-}
 
 export default function register(RED: NodeAPI): void {
   function MethodResponseNode(this: Node, def: MethodResponseDef): void {

@@ -4,9 +4,8 @@
  * data), and its listeners do not keep the process alive. If the port is already served by another
  * process (`npm start`, `iothub-sim`), the config node joins that one instead.
  */
-import { readFileSync } from 'node:fs';
-import * as path from 'node:path';
 import { DEFAULT_KEYS, LOCAL_FEEDBACK_FLUSH_MS, startSimulator, type SimulatedHub } from '../simulator';
+import { readFileSync } from 'node:fs';
 import type { Identity } from '../iothub/connection-string';
 import { log, reasonOf } from '../iothub/log';
 
@@ -14,19 +13,29 @@ export interface LocalHub {
   /** The in-process simulator, or undefined when another process serves the port. */
   hub?: SimulatedHub;
   port: number;
-  /**
-   * Another process's simulator: its service REST API, when that process said where (npm start sets
-   * LOCAL_REST_PORT_ENV and LOCAL_CERT_DIR_ENV for its Node-RED; with iothub-sim, set them by hand).
-   */
-  rest?: { port: number; ca?: Buffer };
   /** The owner policy: service side and gateway for any device, all on one connection. */
   identity: Identity;
+  /** The REST API of a simulator in another process, when that process said where (joinedRest). */
+  rest?: { port: number; ca?: string };
+}
+
+/**
+ * Where the simulator of another process serves its REST API: `npm start` runs the simulator beside
+ * Node-RED and says so in IOTHUB_SIM_REST_PORT and IOTHUB_SIM_REST_CA (scripts/start.ts localRestEnv).
+ */
+export function joinedRest(env: NodeJS.ProcessEnv, readFile: (file: string) => string): { port: number; ca?: string } | undefined {
+  const port = Number(env.IOTHUB_SIM_REST_PORT);
+  if (!Number.isInteger(port) || port <= 0 || port > 65535) return undefined;
+  let ca: string | undefined;
+  try {
+    ca = env.IOTHUB_SIM_REST_CA ? readFile(env.IOTHUB_SIM_REST_CA) : undefined;
+  } catch (err) {
+    log.node('the simulator certificate named by IOTHUB_SIM_REST_CA cannot be read: %s', reasonOf(err));
+  }
+  return ca === undefined ? { port } : { port, ca };
 }
 
 const running = new Map<number, Promise<LocalHub>>();
-
-export const LOCAL_REST_PORT_ENV = 'IOTHUB_SIM_REST_PORT';
-export const LOCAL_CERT_DIR_ENV = 'IOTHUB_SIM_CERT_DIR';
 
 export const LOCAL_HOST = 'localhost';
 
@@ -47,27 +56,17 @@ export function acquireLocalHub(port: number): Promise<LocalHub> {
 
 async function start(port: number): Promise<LocalHub> {
   try {
-    const hub = await startSimulator({ amqpPort: port, amqpsPort: null, wsPort: null, feedback: { flushIntervalMs: LOCAL_FEEDBACK_FLUSH_MS } });
+    // The REST API (methods, twins, registry) on any free port: the service nodes ask this hub for it.
+    const hub = await startSimulator({ amqpPort: port, amqpsPort: null, wsPort: null, restPort: 0, feedback: { flushIntervalMs: LOCAL_FEEDBACK_FLUSH_MS } });
     hub.unrefListeners();
     return { hub, port: hub.ports.amqp as number, identity: localIdentity() };
   } catch (err) {
-    if (/already in use/.test((err as Error).message)) return { port, identity: localIdentity(), ...otherProcessRest() };
+    if (/already in use/.test((err as Error).message)) {
+      const rest = joinedRest(process.env, (file) => readFileSync(file, 'utf8'));
+      return rest ? { port, identity: localIdentity(), rest } : { port, identity: localIdentity() };
+    }
     throw err;
   }
-}
-
-/** The REST API of a simulator in another process, as the environment tells it (unset: unknown). */
-function otherProcessRest(env: NodeJS.ProcessEnv = process.env): { rest?: LocalHub['rest'] } {
-  const port = Number(env[LOCAL_REST_PORT_ENV]);
-  if (!Number.isInteger(port) || port <= 0 || port > 65535) return {};
-  const dir = env[LOCAL_CERT_DIR_ENV];
-  let ca: Buffer | undefined;
-  try {
-    ca = dir ? readFileSync(path.join(dir, 'cert.pem')) : undefined;
-  } catch (err) {
-    log.node('the local simulator certificate is not readable (%s): the REST API is tried with the system CAs', reasonOf(err));
-  }
-  return { rest: { port, ...(ca ? { ca } : {}) } };
 }
 
 /** Stops every in-process simulator (tests, and Node-RED shutting down). */

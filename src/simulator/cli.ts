@@ -17,6 +17,8 @@ Options:
   --amqp-port N          plain AMQP port, 0 = any free port, off = none (default 5672)
   --amqps-port N         AMQPS (TLS) port, 0 = any free port, off = none (default 5671)
   --ws-port N            AMQP over WebSockets (TLS) port, off = none (default off)
+  --rest-port N          HTTPS service API port (direct methods, twins, registry), 0 = any
+                         free port, off = none (default off; IoT Hub's own is 443)
   --partitions N         partitions of the built-in endpoint, 1 to 32 (default 4)
   --consumer-group NAME  an extra consumer group (repeatable); $Default always exists
   --device ID            register a device with the default key (repeatable)
@@ -43,6 +45,7 @@ async function main(): Promise<void> {
       'amqp-port': { type: 'string' },
       'amqps-port': { type: 'string' },
       'ws-port': { type: 'string' },
+      'rest-port': { type: 'string' },
       partitions: { type: 'string' },
       'consumer-group': { type: 'string', multiple: true },
       device: { type: 'string', multiple: true },
@@ -68,6 +71,8 @@ async function main(): Promise<void> {
   if (amqps !== undefined) input.amqpsPort = amqps;
   const ws = port('ws-port', values['ws-port']);
   if (ws !== undefined) input.wsPort = ws;
+  const rest = port('rest-port', values['rest-port']);
+  if (rest !== undefined) input.restPort = rest;
   if (values.partitions !== undefined) {
     if (!/^\d+$/.test(values.partitions)) throw new OptionsError('--partitions must be a number');
     input.partitionCount = Number(values.partitions);
@@ -83,6 +88,7 @@ async function main(): Promise<void> {
   if (hub.ports.amqps !== undefined) lines.push(`  AMQPS      ${hub.options.host}:${hub.ports.amqps}`);
   if (hub.ports.amqp !== undefined) lines.push(`  AMQP       ${hub.options.host}:${hub.ports.amqp}`);
   if (hub.ports.ws !== undefined) lines.push(`  WebSocket  wss://${hub.options.host}:${hub.ports.ws}/$iothub/websocket`);
+  if (hub.ports.rest !== undefined) lines.push(`  REST       https://${hub.options.host}:${hub.ports.rest} (service API: methods, twins, registry)`);
   lines.push('', 'Service connection string (iothubowner):', `  ${hub.serviceConnectionString()}`);
   const devices = [...hub.registry.devices.keys()];
   const shown = devices.length > 0 ? devices.slice(0, 10) : ['device1'];

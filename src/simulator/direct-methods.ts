@@ -41,8 +41,6 @@ interface PendingCall {
   resolve: (result: MethodResult) => void;
   reject: (error: ServiceError) => void;
   timer?: NodeJS.Timeout;
-  /** True once the request is on the wire: a lost link then fails the call. */
-  sent: boolean;
 }
 
 const keyOf = (deviceId: string, moduleId?: string): string => (moduleId === undefined ? deviceId : `${deviceId}/${moduleId}`);
@@ -98,10 +96,8 @@ export class DirectMethods {
       if (endpoint.requests !== link && endpoint.responses !== link) continue;
       if (endpoint.requests === link) endpoint.requests = undefined;
       if (endpoint.responses === link) endpoint.responses = undefined;
-      const queued = endpoint.queue.splice(0);
-      for (const call of [...this.pending.values()].filter((c) => c.key === key)) {
-        if (call.sent || queued.some((q) => q.call === call)) this.fail(call, deviceGone(key));
-      }
+      endpoint.queue.length = 0;
+      for (const call of [...this.pending.values()]) if (call.key === key) this.fail(call, deviceGone(key));
       if (!endpoint.requests && !endpoint.responses) this.endpoints.delete(key);
     }
   }
@@ -120,7 +116,9 @@ export class DirectMethods {
     // The Node device SDK answers with the request id as a string (amqp_device_method_client.js
     // sendMethodResponse), the C# SDK with a Guid (AmqpIotMessageConverter): both read as text here.
     const correlationId = idToString(message.correlation_id);
-    const call = correlationId === undefined ? undefined : this.pending.get(correlationId);
+    const found = correlationId === undefined ? undefined : this.pending.get(correlationId);
+    // Only the called device answers its call: the answer must come on that device's own link.
+    const call = found && this.endpoints.get(found.key)?.responses === ctx.receiver ? found : undefined;
     if (!call) {
       // An answer after its call timed out or for a call that never was: the device hears it is unknown.
       settleIncoming(delivery, 'rejected', {
@@ -176,7 +174,7 @@ export class DirectMethods {
         return;
       }
       const correlationId = randomUUID();
-      const pending: PendingCall = { key, correlationId, resolve, reject, sent: false };
+      const pending: PendingCall = { key, correlationId, resolve, reject };
       const start = (): void => {
         if (this.closed) return;
         this.pending.set(correlationId, pending);
@@ -261,9 +259,7 @@ export class DirectMethods {
     const sender = endpoint.requests;
     while (sender && sender.is_open() && sender.sendable() && endpoint.queue.length > 0) {
       const next = endpoint.queue.shift() as { message: rhea.Message; call: PendingCall };
-      if (!this.pending.has(next.call.correlationId)) continue;
-      next.call.sent = true;
-      sender.send(next.message);
+      if (this.pending.has(next.call.correlationId)) sender.send(next.message);
     }
   }
 

@@ -128,6 +128,62 @@ describe('the editor in headless Chromium against a real Node-RED 4.x', function
     assertCleanLog(nodeRed.log);
   });
 
+  it('methods and twins: the two examples import, every new dialog and help is translated and fits, and the call on deploy is answered', async () => {
+    const nodeRed = runtime as NodeRedRuntime;
+    const port = await freePort();
+    const ui = await Editor.open(browser as Browser, nodeRed.url, 'methods-twins');
+    editor = ui;
+    const read = (file: string): FlowNode[] =>
+      (JSON.parse(readFileSync(path.resolve(__dirname, '..', '..', '..', 'examples', file), 'utf8')) as FlowNode[]).map((n) =>
+        n.type === 'iothub-connection' ? { ...n, id: 'mt-hub', localPort: port } : typeof n.hub === 'string' ? { ...n, hub: 'mt-hub' } : n,
+      );
+    const methods = read('direct-methods.json');
+    // One import, one connection node: the twin example's own copy of it is left out.
+    const twin = read('device-twin.json').filter((n) => n.type !== 'iothub-connection');
+    await ui.importFlow(JSON.stringify([...methods, ...twin]));
+    const dialogs: Array<{ id: string; type: string; tab: string }> = [
+      { id: 'meth-in', type: 'iothub-method-in', tab: 'm3th0d5e8a1c0001' },
+      { id: 'meth-response', type: 'iothub-method-response', tab: 'm3th0d5e8a1c0001' },
+      { id: 'meth-invoke', type: 'iothub-method-invoke', tab: 'm3th0d5e8a1c0001' },
+      { id: 'twin-device', type: 'iothub-twin', tab: 'tw1nde5e8a1c0001' },
+      { id: 'twin-desired', type: 'iothub-twin-desired', tab: 'tw1nde5e8a1c0001' },
+    ];
+    for (const d of dialogs) {
+      await ui.showTab(d.tab);
+      await ui.node(d.id).waitFor();
+      await ui.openNode(d.id);
+      assert.equal(await ui.page.inputValue('#node-input-hub'), 'mt-hub', `${d.type} uses the connection`);
+      await assertTranslated(ui, `the ${d.type} dialog`);
+      await ui.screenshot(`dialog-${d.type}`);
+      await ui.done();
+      await ui.page.evaluate(`RED.sidebar.help.show(${JSON.stringify(d.type)}, true)`);
+      await ui.page.locator('.red-ui-help dl.message-properties > dt').first().waitFor();
+      const clipped = (await ui.page.evaluate(
+        `[...document.querySelectorAll('.red-ui-help dl.message-properties > dt')].filter((dt) => dt.getClientRects().length && dt.scrollWidth > dt.clientWidth + 1).map((dt) => dt.textContent)`,
+      )) as string[];
+      assert.deepEqual(clipped, [], `${d.type}: help rows cut off in the sidebar`);
+    }
+    const labels = (await ui.page.evaluate(
+      `Object.fromEntries(${JSON.stringify(dialogs.map((d) => d.type))}.map((t) => { const el = document.querySelector('.red-ui-palette-node[data-palette-type="' + t + '"]'); return [t, el ? el.querySelector('.red-ui-palette-label').textContent.replace(/\\s+/g, ' ').trim() : null]; }))`,
+    )) as Record<string, string | null>;
+    assert.deepEqual(labels, {
+      'iothub-method-in': 'method in',
+      'iothub-method-response': 'method response',
+      'iothub-method-invoke': 'method invoke',
+      'iothub-twin': 'twin',
+      'iothub-twin-desired': 'twin desired',
+    });
+
+    await ui.deploy();
+    await ui.showTab('m3th0d5e8a1c0001');
+    await ui.showDebugSidebar();
+    await ui.debugMessages('answer').first().waitFor();
+    await ui.screenshot('methods-answered');
+    assert.equal(await ui.debugMessages('errors').count(), 0, `errors in the debug sidebar: ${await ui.debugMessages('errors').allInnerTexts()}`);
+    assert.deepEqual(ui.pageErrors, [], 'uncaught errors in the editor page');
+    assert.deepEqual(ui.consoleProblems, [], 'errors the editor logged (a node definition or dialog that threw)');
+  });
+
   it('never shows a stored connection string: not in the config dialog, the page or the exported flow', async () => {
     const nodeRed = runtime as NodeRedRuntime;
     hub = await startTestHub();

@@ -2,6 +2,7 @@
 import { strict as assert } from 'node:assert';
 import { spawn, type ChildProcess } from 'node:child_process';
 import { promises as fs } from 'node:fs';
+import * as https from 'node:https';
 import * as net from 'node:net';
 import * as os from 'node:os';
 import * as path from 'node:path';
@@ -36,6 +37,31 @@ async function until(check: () => boolean, ms = 15_000): Promise<void> {
 }
 
 describe('iothub-sim CLI', function () {
+  it('--rest-port serves the HTTPS service API and prints where', async () => {
+    const r = run(['--amqp-port', '0', '--amqps-port', 'off', '--rest-port', '0', '--cert-dir', testCertDir()]);
+    try {
+      await until(() => r.stdout().includes('Press Ctrl-C'));
+      const port = Number(/REST\s+https:\/\/127\.0\.0\.1:(\d+)/.exec(r.stdout())?.[1]);
+      assert.ok(port > 0, r.stdout());
+      // Unsigned: the API answers, and refuses (401002) as IoT Hub does.
+      const status = await new Promise<number>((resolve, reject) => {
+        const req = https.request(
+          { host: '127.0.0.1', port, servername: 'localhost', path: '/twins/x/methods?api-version=2021-04-12', method: 'POST' },
+          (res) => {
+            res.resume();
+            resolve(res.statusCode ?? 0);
+          },
+        );
+        req.on('error', reject);
+        req.end('{}');
+      });
+      assert.equal(status, 401);
+    } finally {
+      r.child.kill('SIGINT');
+      await r.exit;
+    }
+  });
+
   it('prints service, device and Event Hubs connection strings, serves them, and exits cleanly on SIGINT', async () => {
     const r = run(['--amqp-port', '0', '--amqps-port', '0', '--cert-dir', testCertDir(), '--device', 'pump-1']);
     try {

@@ -3,8 +3,10 @@
  * Client.invokeDeviceMethod over the REST API, azure-iot-device's onDeviceMethod over AMQP.
  */
 import { strict as assert } from 'node:assert';
+import * as https from 'node:https';
 import type { Client as DeviceClient } from 'azure-iot-device';
-import type { SimulatedHub } from '../../src/simulator';
+import { expiryIn, makeSasToken } from '../../src/iothub/sas';
+import { DEFAULT_KEYS, type SimulatedHub } from '../../src/simulator';
 import { startTestHub, waitFor } from '../helpers/hub';
 import { closeQuietly, openDevice } from '../helpers/sdk';
 import { serviceClient } from '../helpers/service-rest';
@@ -155,6 +157,37 @@ describe('direct methods: official SDKs against the simulator', function () {
       );
     assert.equal((refused as Error).name, 'UnauthorizedError');
     assert.deepEqual(failure(refused), { status: 401, errorCode: 401002 });
+  });
+
+  it('a body that is not JSON is 400006 and one without api-version 400001; the next call works', async () => {
+    hub = await startTestHub({ restPort: 0 });
+    device = await openDevice(hub, 'strict');
+    await answering(hub, device, 'm', (_req, res) => void res.send(200, 'fine'), 'strict');
+    const token = makeSasToken({ resource: 'localhost', key: DEFAULT_KEYS.iothubowner, keyName: 'iothubowner', expiry: expiryIn(600) });
+    const post = (path: string, body: string): Promise<{ status: number; errorCode?: number }> =>
+      new Promise((resolve, reject) => {
+        const req = https.request(
+          {
+            host: '127.0.0.1',
+            port: hub.ports.rest,
+            servername: 'localhost',
+            path,
+            method: 'POST',
+            headers: { Authorization: token, 'Content-Type': 'application/json' },
+          },
+          (res) => {
+            let text = '';
+            res.on('data', (c: Buffer) => (text += c.toString()));
+            res.on('end', () => resolve({ status: res.statusCode ?? 0, errorCode: (JSON.parse(text || '{}') as { errorCode?: number }).errorCode }));
+          },
+        );
+        req.on('error', reject);
+        req.end(body);
+      });
+    assert.deepEqual(await post('/twins/strict/methods?api-version=2021-04-12', '{"methodName": "m", payload: oops}'), { status: 400, errorCode: 400006 });
+    assert.deepEqual(await post('/twins/strict/methods', '{"methodName": "m"}'), { status: 400, errorCode: 400001 });
+    const answer = (await serviceClient(hub).invokeDeviceMethod('strict', { methodName: 'm', payload: null })) as unknown as Invoked;
+    assert.equal(answer.result.payload, 'fine');
   });
 
   it('a payload over 128 KB is refused with 413001 before it reaches the device', async () => {

@@ -18,6 +18,11 @@ import feedbackInNode from '../../src/nodes/iothub-feedback-in';
 import telemetryInNode from '../../src/nodes/iothub-telemetry-in';
 import deviceOutNode from '../../src/nodes/iothub-device-out';
 import deviceInNode from '../../src/nodes/iothub-device-in';
+import methodInNode from '../../src/nodes/iothub-method-in';
+import methodInvokeNode from '../../src/nodes/iothub-method-invoke';
+import methodResponseNode from '../../src/nodes/iothub-method-response';
+import twinNode from '../../src/nodes/iothub-twin';
+import twinDesiredNode from '../../src/nodes/iothub-twin-desired';
 import { stopLocalHubs } from '../../src/nodes/local-simulator';
 import { collect } from '../helpers/flow';
 import { freePort, waitFor } from '../helpers/hub';
@@ -27,7 +32,19 @@ helper.init(require.resolve('node-red'));
 const ROOT = path.resolve(__dirname, '../../..');
 const EXAMPLES = path.join(ROOT, 'examples');
 const CORE_NODES = [injectNode, catchNode, commentNode, functionNode, changeNode];
-const OUR_NODES = [connectionNode, c2dSendNode, feedbackInNode, telemetryInNode, deviceOutNode, deviceInNode];
+const OUR_NODES = [
+  connectionNode,
+  c2dSendNode,
+  feedbackInNode,
+  telemetryInNode,
+  deviceOutNode,
+  deviceInNode,
+  methodInNode,
+  methodResponseNode,
+  methodInvokeNode,
+  twinNode,
+  twinDesiredNode,
+];
 /**
  * A port free when the file starts: a simulator already serving a fixed port (one someone runs, or the
  * tests of another checkout running at the same time) would be joined, and its queues mixed with ours.
@@ -175,6 +192,35 @@ describe('examples', function () {
     (helper.getNode('c2d-unknown') as unknown as Injectable).receive({});
     await waitFor(() => at(seen, 'c2d-error-debug').length > 0, 'the error for the unknown device');
     assert.equal(at(seen, 'c2d-error-debug')[0]?.error?.code, 'DeviceNotFound');
+  });
+
+  it('direct methods: the call fired on deploy is answered by the flow that plays the device; an unknown method is 404', async () => {
+    const nodes = load('direct-methods.json');
+    await helper.load([...OUR_NODES, ...CORE_NODES], runnable(nodes));
+    const seen = probes(nodes);
+    await waitFor(() => at(seen, 'meth-answer-debug').length > 0, 'the answer to the call made on deploy', 30_000);
+    const answer = at(seen, 'meth-answer-debug')[0] as Msg;
+    assert.equal(answer.statusCode, 200);
+    assert.equal((answer.payload as { started: number }).started, 3);
+    (helper.getNode('meth-unknown') as unknown as Injectable).receive({ payload: {}, methodName: 'selfDestruct' });
+    await waitFor(() => at(seen, 'meth-answer-debug').length > 1, 'the answer for the unknown method');
+    assert.equal(at(seen, 'meth-answer-debug')[1]?.statusCode, 404);
+    assert.equal(at(seen, 'meth-error-debug').length, 0, JSON.stringify(at(seen, 'meth-error-debug')[0]?.error));
+  });
+
+  it('device twin: a set point from the inject reaches the device, which reports it back', async () => {
+    const nodes = load('device-twin.json');
+    await helper.load([...OUR_NODES, ...CORE_NODES], runnable(nodes));
+    const seen = probes(nodes);
+    await waitFor(() => at(seen, 'twin-device-debug').length > 0, 'the twin on deploy');
+    (helper.getNode('twin-set-220') as unknown as Injectable).receive({ topic: 'update', payload: { setPoint: 220 } });
+    await waitFor(() => at(seen, 'twin-device-debug').some((m) => m.topic === 'report'), 'the report of the new set point');
+    (helper.getNode('twin-read') as unknown as Injectable).receive({ topic: 'get' });
+    await waitFor(() => at(seen, 'twin-service-debug').length > 1, 'the twin read by the service');
+    const twin = at(seen, 'twin-service-debug')[1]?.payload as { desired: { setPoint: number }; reported: { setPoint: number; heating: boolean } };
+    assert.equal(twin.desired.setPoint, 220);
+    assert.deepEqual({ setPoint: twin.reported.setPoint, heating: twin.reported.heating }, { setPoint: 220, heating: true });
+    assert.equal(at(seen, 'twin-error-debug').length, 0, JSON.stringify(at(seen, 'twin-error-debug')[0]?.error));
   });
 
   it('feedback-in: the first job is rejected by the device and feedback-in says Rejected for its message id', async () => {

@@ -73,6 +73,19 @@ describe('method-in and method-response', function () {
     assert.deepEqual(answer.result, { status: 202, payload: { rpm: 1200, accepted: true } });
   });
 
+  it('a module connection: calls for the module reach method-in with its module id', async () => {
+    const sim = await startTestHub({ restPort: 0 });
+    hub = sim;
+    const { calls } = await load(sim, sim.deviceConnectionString('edge-5', 'plc'), { deviceId: '', methods: '' });
+    await waitFor(() => sim.methods.isOnline('edge-5', 'plc'), 'the module method links');
+    const invoked = serviceClient(sim).invokeDeviceMethod('edge-5', 'plc', { methodName: 'reset', payload: 7 });
+    await waitFor(() => calls.length === 1, 'the call');
+    assert.equal(calls[0].moduleId, 'plc');
+    assert.equal(calls[0].topic, 'edge-5/plc');
+    inject('resp1', { requestId: calls[0].requestId, payload: 'reset done' });
+    assert.deepEqual(((await invoked) as unknown as Invoked).result, { status: 200, payload: 'reset done' });
+  });
+
   it('a method the node does not list is answered 404 by the node; listed ones reach the flow', async () => {
     const sim = await startTestHub({ restPort: 0 });
     hub = sim;

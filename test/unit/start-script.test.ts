@@ -13,6 +13,7 @@ describe('npm start (scripts/start.ts)', () => {
     const options = demoSimulatorOptions(5672, 5671);
     assert.equal(options.feedback?.flushIntervalMs, LOCAL_FEEDBACK_FLUSH_MS);
     assert.deepEqual([options.amqpPort, options.amqpsPort], [5672, 5671]);
+    assert.equal(options.restPort, 0, 'the REST API (methods, twins) on a free port');
   });
 
   it('makes the credential key once per user directory and keeps it there, readable by its owner only', () => {

@@ -1,0 +1,266 @@
+/**
+ * A device's (or module's) twin over AMQP on the shared connection: get the twin, patch reported
+ * properties, and follow desired-property patches. The twin link pair carries one channel id
+ * (`twin:<uuid>`) so the hub pairs them; requests are answered by correlation id, patches come without
+ * one (azure-iot-device-amqp amqp_twin_client.js; docs/METHODS-AND-TWINS.md §3).
+ *
+ * The hub does not keep desired patches for a device that is not listening: after each re-attach the
+ * subscription is put again and the whole twin fetched and told as `resync`, as the official SDKs do,
+ * so a patch missed while offline is never lost to the flow.
+ */
+import { randomUUID } from 'node:crypto';
+import { EventEmitter } from 'node:events';
+import rhea = require('rhea');
+import { bodyBytes, idToString } from '../amqp/message-rules';
+import {
+  DEVICE_API_VERSION,
+  isPlainObject,
+  LINK_API_VERSION,
+  LINK_CHANNEL_CORRELATION_ID,
+  TWIN_DESIRED_NOTIFICATIONS_RESOURCE,
+  TWIN_OPERATION,
+  TWIN_REPORTED_RESOURCE,
+  TWIN_RESOURCE,
+  TWIN_SECTION_MAX_BYTES,
+  TWIN_STATUS,
+  TWIN_VERSION,
+  twinAddress,
+  type TwinOperation,
+} from '../amqp/method-twin-wire';
+import { scopeOf, type DeviceTarget } from './device';
+import { HubError, type HubErrorCode } from './errors';
+import type { HubConnection } from './hub-connection';
+import { HubReceiver, HubSender, type AmqpMessage, type Received } from './links';
+import { log, reasonOf } from './log';
+
+export type TwinSection = Record<string, unknown> & { $version?: number };
+
+export interface TwinProperties {
+  desired: TwinSection;
+  reported: TwinSection;
+}
+
+export interface DeviceTwinEvents {
+  /** A desired-property patch as the hub sent it (with its $version). */
+  desired: [patch: TwinSection];
+  /** The whole twin, fetched again after the links came back (patches may have been missed). */
+  resync: [twin: TwinProperties];
+  /** The resync after a re-attach failed; the next re-attach tries again. */
+  resyncFailed: [error: HubError];
+  attached: [];
+  detached: [error: HubError];
+}
+
+interface Pending {
+  resolve: (answer: { status: number; version?: number; body: unknown }) => void;
+  reject: (error: HubError) => void;
+  timer: NodeJS.Timeout;
+}
+
+/** The code of a twin answer's status (amqp_twin_client.js `_translateErrorResponse` maps the same ones). */
+function codeOfStatus(status: number): HubErrorCode {
+  switch (status) {
+    case 400:
+      return 'ArgumentInvalid';
+    case 401:
+      return 'Unauthorized';
+    case 403:
+      return 'InvalidOperation';
+    case 404:
+      return 'DeviceNotFound';
+    case 412:
+      return 'PreconditionFailed';
+    case 413:
+      return 'MessageTooLarge';
+    case 429:
+      return 'Throttled';
+    case 500:
+      return 'InternalServerError';
+    case 503:
+      return 'ServiceUnavailable';
+    case 504:
+      return 'Timeout';
+    default:
+      return 'Error';
+  }
+}
+
+export class DeviceTwin extends EventEmitter<DeviceTwinEvents> {
+  private readonly sender: HubSender;
+  private readonly receiver: HubReceiver;
+  private readonly pending = new Map<string, Pending>();
+  private readonly timeoutMs: number;
+  private subscribed = false;
+  /** Re-attaches after the first: each one resyncs a subscribed twin. */
+  private attaches = 0;
+  private closed = false;
+
+  constructor(
+    connection: HubConnection,
+    readonly target: DeviceTarget,
+  ) {
+    super();
+    this.timeoutMs = connection.options.operationTimeoutMs;
+    const address = twinAddress(target.deviceId, target.moduleId);
+    const scope = scopeOf(target);
+    const properties = { [LINK_API_VERSION]: DEVICE_API_VERSION, [LINK_CHANNEL_CORRELATION_ID]: `twin:${randomUUID()}` };
+    this.sender = new HubSender(connection, address, scope, { maxPending: 100, attachProperties: properties });
+    this.receiver = new HubReceiver(connection, address, scope, { credit: 100, settle: 'auto', attachOptions: () => ({ properties }) });
+    this.receiver.on('message', (received: Received) => this.onMessage(received.message));
+    this.receiver.on('attached', () => {
+      this.attaches++;
+      this.emit('attached');
+      if (this.attaches > 1 && this.subscribed) void this.resync();
+    });
+    this.receiver.on('detached', (error: HubError) => {
+      // Answers come on this link only: what waits for one will not get it.
+      this.failPending(new HubError('NotConnected', `the twin link of ${target.deviceId} went down before the hub answered`, { retryable: true }));
+      this.emit('detached', error);
+    });
+  }
+
+  get isAttached(): boolean {
+    return this.receiver.isAttached && this.sender.isAttached;
+  }
+
+  get refusal(): HubError | undefined {
+    return this.receiver.refusal ?? this.sender.refusal;
+  }
+
+  /** The whole twin: desired and reported properties with their versions. */
+  async get(): Promise<TwinProperties> {
+    const answer = await this.request('GET', undefined, ' ');
+    const body = answer.body;
+    if (!isPlainObject(body)) throw new HubError('InvalidMessage', 'the hub answered the twin get without a twin');
+    return {
+      desired: (isPlainObject(body.desired) ? body.desired : {}) as TwinSection,
+      reported: (isPlainObject(body.reported) ? body.reported : {}) as TwinSection,
+    };
+  }
+
+  /**
+   * Patches the reported properties (a JSON object; null removes a property). Resolves with the new
+   * reported version when the hub gives one. Fails before the wire with InvalidPayload or MessageTooLarge.
+   */
+  async patchReported(patch: unknown): Promise<number | undefined> {
+    if (!isPlainObject(patch)) throw new HubError('InvalidPayload', 'a reported-properties patch must be a JSON object, e.g. {"firmware": "1.2"}');
+    let json: string;
+    try {
+      json = JSON.stringify(patch);
+    } catch (err) {
+      throw new HubError('InvalidPayload', `the reported-properties patch cannot be written as JSON: ${reasonOf(err)}`);
+    }
+    const size = Buffer.byteLength(json);
+    if (size > TWIN_SECTION_MAX_BYTES) {
+      throw new HubError('MessageTooLarge', `the reported-properties patch is ${size} bytes; a twin section holds at most ${TWIN_SECTION_MAX_BYTES} (32 KB)`);
+    }
+    const answer = await this.request('PATCH', TWIN_REPORTED_RESOURCE, json);
+    return answer.version;
+  }
+
+  /** Follows desired-property patches from now on, and after every reconnect (with a resync). */
+  async subscribe(): Promise<void> {
+    this.subscribed = true;
+    await this.request('PUT', TWIN_DESIRED_NOTIFICATIONS_RESOURCE, ' ');
+  }
+
+  private async resync(): Promise<void> {
+    try {
+      await this.request('PUT', TWIN_DESIRED_NOTIFICATIONS_RESOURCE, ' ');
+      const twin = await this.get();
+      if (!this.closed) this.emit('resync', twin);
+    } catch (err) {
+      const error = err instanceof HubError ? err : new HubError('Error', reasonOf(err));
+      log.link('twin resync of %s: %s', this.target.deviceId, error.message);
+      if (!this.closed) this.emit('resyncFailed', error);
+    }
+  }
+
+  private async request(operation: TwinOperation, resource: string | undefined, body: string): Promise<{ status: number; version?: number; body: unknown }> {
+    if (this.closed) throw new HubError('Closed', 'the twin is closed');
+    // Answers come on the receiver: a request sent before it is attached could be answered into nothing.
+    if (!this.receiver.isAttached) await this.attachedOrTimeout();
+    const correlationId = randomUUID();
+    const message: AmqpMessage = {
+      correlation_id: correlationId,
+      message_annotations: { [TWIN_OPERATION]: operation, ...(resource === undefined ? {} : { [TWIN_RESOURCE]: resource }) },
+      body: rhea.message.data_section(Buffer.from(body, 'utf8')),
+    };
+    const answered = new Promise<{ status: number; version?: number; body: unknown }>((resolve, reject) => {
+      const timer = setTimeout(() => {
+        this.pending.delete(correlationId);
+        reject(new HubError('Timeout', `the hub did not answer the twin ${operation} in time`, { retryable: true }));
+      }, this.timeoutMs);
+      timer.unref();
+      this.pending.set(correlationId, { resolve, reject, timer });
+    });
+    this.sender.send(message).catch((err: unknown) => {
+      const entry = this.pending.get(correlationId);
+      if (!entry) return;
+      clearTimeout(entry.timer);
+      this.pending.delete(correlationId);
+      entry.reject(err instanceof HubError ? err : new HubError('Error', reasonOf(err)));
+    });
+    const answer = await answered;
+    if (answer.status < 200 || answer.status >= 300) {
+      const why = typeof answer.body === 'string' ? answer.body : `status ${answer.status}`;
+      throw new HubError(codeOfStatus(answer.status), `the hub refused the twin ${operation}: ${why.slice(0, 200)}`);
+    }
+    return answer;
+  }
+
+  private attachedOrTimeout(): Promise<void> {
+    return new Promise<void>((resolve, reject) => {
+      const done = (): void => {
+        clearTimeout(timer);
+        this.receiver.removeListener('attached', done);
+        resolve();
+      };
+      const timer = setTimeout(() => {
+        this.receiver.removeListener('attached', done);
+        reject(this.receiver.refusal ?? new HubError('NotConnected', 'the twin link is not attached', { retryable: true }));
+      }, this.timeoutMs);
+      timer.unref();
+      this.receiver.on('attached', done);
+    });
+  }
+
+  private onMessage(message: AmqpMessage): void {
+    const correlationId = idToString(message.correlation_id);
+    const bytes = bodyBytes(message.body);
+    let body: unknown;
+    try {
+      body = bytes.length === 0 || bytes.toString('utf8').trim() === '' ? undefined : JSON.parse(bytes.toString('utf8'));
+    } catch {
+      body = bytes.toString('utf8');
+    }
+    if (correlationId === undefined) {
+      // A desired-property patch: the only message without a correlation id (amqp_twin_client.js).
+      if (isPlainObject(body)) this.emit('desired', body as TwinSection);
+      return;
+    }
+    const entry = this.pending.get(correlationId);
+    if (!entry) return;
+    clearTimeout(entry.timer);
+    this.pending.delete(correlationId);
+    const annotations = (message.message_annotations ?? {}) as Record<string, unknown>;
+    const status = Number(annotations[TWIN_STATUS] ?? 200);
+    const version = annotations[TWIN_VERSION] === undefined || annotations[TWIN_VERSION] === null ? undefined : Number(annotations[TWIN_VERSION]);
+    entry.resolve({ status, ...(version === undefined || Number.isNaN(version) ? {} : { version }), body });
+  }
+
+  private failPending(error: HubError): void {
+    for (const entry of this.pending.values()) {
+      clearTimeout(entry.timer);
+      entry.reject(error);
+    }
+    this.pending.clear();
+  }
+
+  async close(): Promise<void> {
+    this.closed = true;
+    this.failPending(new HubError('Closed', 'the twin is closed'));
+    await Promise.all([this.receiver.close(), this.sender.close()]);
+    this.removeAllListeners();
+  }
+}

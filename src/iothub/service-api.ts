@@ -1,0 +1,207 @@
+/**
+ * IoT Hub's service REST API, as far as the service nodes use it: invoke a direct method, read a twin,
+ * update its desired properties (with an etag). IoT Hub serves it over HTTPS on the hub's host name
+ * (443), authorised by a SAS token of a shared access policy in the Authorization header, and answers
+ * failures with IoT Hub error codes (docs/METHODS-AND-TWINS.md §2 and §4; azure-iothub
+ * common-http/rest_api_client.js and registry.js make the same requests).
+ */
+import * as https from 'node:https';
+import { isPlainObject } from '../amqp/method-twin-wire';
+import { HubError, type HubErrorCode } from './errors';
+import { expiryIn, makeSasToken } from './sas';
+import { namedTarget, type DeviceTarget, type TargetRequest } from './device';
+import type { TwinProperties } from './device-twin';
+
+/** The API version the service SDK sends (azure-iothub version.js). */
+export const SERVICE_API_VERSION = '2021-04-12';
+
+export interface ServiceEndpoint {
+  /** The hub's host name, as tokens name it (no port). */
+  host: string;
+  /** Where to connect: the host name, or 127.0.0.1 for the local simulator. */
+  connectHost?: string;
+  port: number;
+  policy: string;
+  key: string;
+  /** Certificates to trust (the local simulator's). */
+  ca?: string | Buffer | Array<string | Buffer>;
+  /** How long a request may take before it fails with Timeout (ms). */
+  timeoutMs: number;
+}
+
+export interface MethodInvocation {
+  methodName: string;
+  payload?: unknown;
+  responseTimeoutInSeconds?: number;
+  connectTimeoutInSeconds?: number;
+}
+
+export interface MethodResult {
+  status: number;
+  payload: unknown;
+}
+
+export interface ServiceTwin extends TwinProperties {
+  etag: string;
+  tags: Record<string, unknown>;
+  version?: number;
+}
+
+/** HubError codes for IoT Hub's REST error codes (IotHubServiceErrorCode.cs), else by HTTP status. */
+const CODES: Record<string, HubErrorCode> = {
+  DeviceNotOnline: 'DeviceNotOnline',
+  GatewayTimeout: 'GatewayTimeout',
+  DeviceNotFound: 'DeviceNotFound',
+  ModuleNotFound: 'DeviceNotFound',
+  PreconditionFailed: 'PreconditionFailed',
+  MessageTooLarge: 'MessageTooLarge',
+  ArgumentInvalid: 'ArgumentInvalid',
+  IotHubFormatError: 'ArgumentInvalid',
+  IotHubUnauthorizedAccess: 'Unauthorized',
+  ThrottlingException: 'Throttled',
+};
+
+function codeOf(status: number, name: string | undefined): HubErrorCode {
+  if (name && CODES[name]) return CODES[name];
+  if (status === 401 || status === 403) return 'Unauthorized';
+  if (status === 404) return 'DeviceNotFound';
+  if (status === 412) return 'PreconditionFailed';
+  if (status === 413) return 'MessageTooLarge';
+  if (status === 429) return 'Throttled';
+  if (status === 504) return 'GatewayTimeout';
+  if (status >= 500) return 'ServiceUnavailable';
+  return 'ArgumentInvalid';
+}
+
+/** The error of a failed call, with IoT Hub's six-digit code in `info.errorCode` and the HTTP status in `info.status`. */
+function errorOf(status: number, body: string): HubError {
+  let parsed: Record<string, unknown> = {};
+  try {
+    const value = JSON.parse(body) as unknown;
+    if (isPlainObject(value)) parsed = value;
+  } catch {
+    parsed = {};
+  }
+  // Both error shapes IoT Hub uses (docs/METHODS-AND-TWINS.md "Error bodies").
+  const legacy = typeof parsed.Message === 'string' ? /^ErrorCode:([A-Za-z]+);(.*)$/s.exec(parsed.Message) : null;
+  const errorCode = typeof parsed.errorCode === 'number' ? parsed.errorCode : undefined;
+  const name = legacy?.[1];
+  const text = typeof parsed.message === 'string' ? parsed.message : (legacy?.[2] ?? `HTTP ${status}`);
+  const code = codeOf(status, name);
+  const retryable = code === 'Throttled' || code === 'ServiceUnavailable';
+  return new HubError(code, `IoT Hub answered ${status}${errorCode === undefined ? '' : ` (${errorCode})`}: ${text.slice(0, 300)}`, {
+    retryable,
+    info: { status, ...(errorCode === undefined ? {} : { errorCode }) },
+  });
+}
+
+function path(kind: 'methods' | 'twin', target: DeviceTarget): string {
+  let p = `/twins/${encodeURIComponent(target.deviceId)}`;
+  if (target.moduleId !== undefined) p += `/modules/${encodeURIComponent(target.moduleId)}`;
+  if (kind === 'methods') p += '/methods';
+  return `${p}?api-version=${SERVICE_API_VERSION}`;
+}
+
+export class ServiceApi {
+  constructor(private readonly endpoint: ServiceEndpoint) {}
+
+  /** Invokes a direct method; resolves with the device's status and payload (any status, 404 included). */
+  async invokeMethod(requested: TargetRequest, call: MethodInvocation): Promise<MethodResult> {
+    const target = namedTarget(requested);
+    if (typeof call.methodName !== 'string' || call.methodName.trim() === '')
+      throw new HubError('ArgumentInvalid', "no method name: set msg.methodName or the node's Method");
+    const body = {
+      methodName: call.methodName,
+      payload: call.payload === undefined ? null : call.payload,
+      responseTimeoutInSeconds: call.responseTimeoutInSeconds ?? 30,
+      connectTimeoutInSeconds: call.connectTimeoutInSeconds ?? 0,
+    };
+    // The request waits as long as the hub may: the device's time plus the connect time (device_method.js).
+    const waitMs = (body.responseTimeoutInSeconds + body.connectTimeoutInSeconds) * 1000 + this.endpoint.timeoutMs;
+    const answer = await this.call('POST', path('methods', target), body, {}, waitMs);
+    if (!isPlainObject(answer) || typeof answer.status !== 'number') throw new HubError('InvalidMessage', 'IoT Hub answered the method call without a status');
+    return { status: answer.status, payload: answer.payload ?? null };
+  }
+
+  async getTwin(requested: TargetRequest): Promise<ServiceTwin> {
+    return twinOf(await this.call('GET', path('twin', namedTarget(requested)), undefined, {}, this.endpoint.timeoutMs));
+  }
+
+  /**
+   * Patches desired properties (a JSON object; null removes a property). With an etag the hub refuses
+   * the patch if the twin changed since (PreconditionFailed, 412); without one it applies it anyway.
+   */
+  async updateDesired(requested: TargetRequest, patch: unknown, etag?: string): Promise<ServiceTwin> {
+    const target = namedTarget(requested);
+    if (!isPlainObject(patch)) throw new HubError('InvalidPayload', 'a desired-properties patch must be a JSON object, e.g. {"setPoint": 21}');
+    const ifMatch = etag === undefined || etag === '' ? '"*"' : `"${etag.replace(/^"(.*)"$/, '$1')}"`;
+    return twinOf(await this.call('PATCH', path('twin', target), { properties: { desired: patch } }, { 'If-Match': ifMatch }, this.endpoint.timeoutMs));
+  }
+
+  private call(method: string, requestPath: string, body: unknown, headers: Record<string, string>, timeoutMs: number): Promise<unknown> {
+    const e = this.endpoint;
+    let text: string | undefined;
+    try {
+      text = body === undefined ? undefined : JSON.stringify(body);
+    } catch (err) {
+      return Promise.reject(new HubError('InvalidPayload', `the request cannot be written as JSON: ${(err as Error).message}`));
+    }
+    const token = makeSasToken({ resource: e.host, key: e.key, keyName: e.policy, expiry: expiryIn(3600) });
+    return new Promise<unknown>((resolve, reject) => {
+      const request = https.request(
+        {
+          host: e.connectHost ?? e.host,
+          port: e.port,
+          servername: e.host,
+          path: requestPath,
+          method,
+          ca: e.ca,
+          headers: {
+            Authorization: token,
+            ...(text === undefined ? {} : { 'Content-Type': 'application/json; charset=utf-8', 'Content-Length': String(Buffer.byteLength(text)) }),
+            ...headers,
+          },
+        },
+        (response) => {
+          const chunks: Buffer[] = [];
+          response.on('data', (c: Buffer) => chunks.push(c));
+          response.on('error', (err) => reject(new HubError('NotConnected', `the REST answer broke off: ${err.message}`, { retryable: true })));
+          response.on('end', () => {
+            const answer = Buffer.concat(chunks).toString('utf8');
+            const status = response.statusCode ?? 0;
+            if (status < 200 || status >= 300) {
+              reject(errorOf(status, answer));
+              return;
+            }
+            try {
+              resolve(answer.trim() === '' ? undefined : (JSON.parse(answer) as unknown));
+            } catch {
+              reject(new HubError('InvalidMessage', 'IoT Hub answered with something that is not JSON'));
+            }
+          });
+        },
+      );
+      request.setTimeout(timeoutMs, () =>
+        request.destroy(new HubError('Timeout', `IoT Hub did not answer within ${Math.round(timeoutMs / 1000)} s`, { retryable: true })),
+      );
+      request.on('error', (err: Error & { code?: string }) =>
+        reject(
+          err instanceof HubError ? err : new HubError('NotConnected', `cannot reach the IoT Hub REST API at ${e.host}: ${err.message}`, { retryable: true }),
+        ),
+      );
+      request.end(text);
+    });
+  }
+}
+
+function twinOf(value: unknown): ServiceTwin {
+  if (!isPlainObject(value)) throw new HubError('InvalidMessage', 'IoT Hub answered without a twin');
+  const properties = isPlainObject(value.properties) ? value.properties : {};
+  return {
+    etag: typeof value.etag === 'string' ? value.etag : '',
+    ...(typeof value.version === 'number' ? { version: value.version } : {}),
+    tags: isPlainObject(value.tags) ? value.tags : {},
+    desired: (isPlainObject(properties.desired) ? properties.desired : {}) as ServiceTwin['desired'],
+    reported: (isPlainObject(properties.reported) ? properties.reported : {}) as ServiceTwin['reported'],
+  };
+}

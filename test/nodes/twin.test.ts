@@ -1,0 +1,114 @@
+/**
+ * The twin node against the simulator, with azure-iothub's Registry as the service side: the twin as
+ * it is on deploy, desired patches as they happen, reported patches, bad input failing alone, and a
+ * reconnect in the middle of the subscription (a patch made while the device was away comes back as a
+ * full twin).
+ */
+import { strict as assert } from 'node:assert';
+import helper from 'node-red-node-test-helper';
+import connectionNode from '../../src/nodes/iothub-connection';
+import twinNode from '../../src/nodes/iothub-twin';
+import type { SimulatedHub } from '../../src/simulator';
+import { collect, inject, serverPerTest, type FlowMsg } from '../helpers/flow';
+import { startTestHub, waitFor } from '../helpers/hub';
+import { registryClient } from '../helpers/service-rest';
+
+helper.init(require.resolve('node-red'));
+
+function flow(twin: Record<string, unknown>): object[] {
+  return [
+    { id: 'tab', type: 'tab', label: 'twin' },
+    { id: 'conn1', type: 'iothub-connection', z: 'tab', mode: 'azure', transport: 'amqps', reconnectMin: 50, reconnectMax: 200 },
+    { id: 'twin1', type: 'iothub-twin', z: 'tab', hub: 'conn1', deviceIdType: 'str', action: 'report', subscribe: true, ...twin, wires: [['out']] },
+    { id: 'out', type: 'helper', z: 'tab', wires: [] },
+    { id: 'catcher', type: 'catch', z: 'tab', scope: null, uncaught: false, wires: [['caught']] },
+    { id: 'caught', type: 'helper', z: 'tab', wires: [] },
+  ];
+}
+
+type Section = Record<string, unknown>;
+const payloadOf = (m: FlowMsg): { desired: Section; reported: Section } => m.payload as { desired: Section; reported: Section };
+
+describe('twin node', function () {
+  this.timeout(60_000);
+  let hub: SimulatedHub | undefined;
+
+  serverPerTest({
+    after: async () => {
+      await hub?.close();
+      hub = undefined;
+    },
+  });
+
+  async function load(sim: SimulatedHub, connectionString: string, twin: Record<string, unknown>): Promise<{ out: FlowMsg[]; caught: FlowMsg[] }> {
+    await helper.load([connectionNode, twinNode], flow(twin), { conn1: { connectionString } });
+    return { out: collect('out'), caught: collect('caught') };
+  }
+
+  it('sends the twin on deploy, desired patches as they come, and reports what the flow sends', async () => {
+    const sim = await startTestHub({ restPort: 0 });
+    hub = sim;
+    const registry = registryClient(sim);
+    await registry.create({ deviceId: 'oven-1' });
+    await registry.updateTwin('oven-1', { properties: { desired: { temperature: 180 } } }, '*');
+    const { out, caught } = await load(sim, sim.deviceConnectionString('oven-1'), { deviceId: '' });
+    await waitFor(() => out.length === 1, 'the twin on deploy');
+    assert.equal(out[0].topic, 'twin');
+    assert.equal(payloadOf(out[0]).desired.temperature, 180);
+    assert.equal(out[0].deviceId, 'oven-1');
+
+    await registry.updateTwin('oven-1', { properties: { desired: { temperature: 200 } } }, '*');
+    await waitFor(() => out.length === 2, 'the desired patch');
+    assert.equal(out[1].topic, 'desired');
+    assert.deepEqual(out[1].payload, { temperature: 200, $version: 3 });
+    assert.equal(out[1].version, 3);
+
+    inject('twin1', { topic: 'report', payload: { temperature: 199.5, door: 'closed' } });
+    await waitFor(() => out.length === 3, 'the report sent on');
+    assert.equal(out[2].version, 2);
+    const seen = (await registry.getTwin('oven-1')).responseBody;
+    assert.equal((seen.properties.reported as Section).door, 'closed');
+
+    inject('twin1', { topic: 'get' });
+    await waitFor(() => out.length === 4, 'the twin on get');
+    assert.equal(payloadOf(out[3]).reported.temperature, 199.5);
+    assert.equal(caught.length, 0);
+  });
+
+  it('a patch that is not an object or is too large fails alone; the next report goes through', async () => {
+    const sim = await startTestHub({ restPort: 0 });
+    hub = sim;
+    const { out, caught } = await load(sim, sim.serviceConnectionString('device'), { deviceId: 'oven-2', subscribe: false });
+    inject('twin1', { payload: 'warm' });
+    inject('twin1', { payload: [1, 2] });
+    inject('twin1', { payload: { blob: 'x'.repeat(40 * 1024) } });
+    await waitFor(() => caught.length === 3, 'three errors at Catch');
+    assert.deepEqual(caught.map((m) => m.error?.code).sort(), ['InvalidPayload', 'InvalidPayload', 'MessageTooLarge']);
+    inject('twin1', { payload: { ok: true } });
+    await waitFor(() => out.length === 1, 'the good report');
+    assert.equal(caught.length, 3);
+    const seen = (await registryClient(sim).getTwin('oven-2')).responseBody;
+    assert.equal((seen.properties.reported as Section).ok, true);
+  });
+
+  it('a reconnect in the middle of the subscription: a patch made while away comes back as the whole twin', async () => {
+    const sim = await startTestHub({ restPort: 0 });
+    hub = sim;
+    const registry = registryClient(sim);
+    await registry.create({ deviceId: 'oven-3' });
+    const { out } = await load(sim, sim.deviceConnectionString('oven-3'), { deviceId: '' });
+    await waitFor(() => out.length === 1 && sim.twinLinks.isSubscribed('oven-3'), 'the twin on deploy and the subscription');
+    sim.faults.blockPutTokens(1500, 'refuse');
+    sim.faults.dropConnections();
+    await waitFor(() => !sim.twinLinks.isConnected('oven-3'), 'the twin links gone');
+    await registry.updateTwin('oven-3', { properties: { desired: { fan: 'high' } } }, '*');
+    await waitFor(() => out.some((m) => m.resync === true), 'the whole twin after the reconnect', 20_000);
+    const resync = out.find((m) => m.resync === true) as FlowMsg;
+    assert.equal(resync.topic, 'twin');
+    assert.equal(payloadOf(resync).desired.fan, 'high');
+    assert.ok(!out.some((m) => m.topic === 'desired'), 'the patch itself was never delivered');
+    await registry.updateTwin('oven-3', { properties: { desired: { fan: 'low' } } }, '*');
+    await waitFor(() => out.some((m) => m.topic === 'desired'), 'patches flow again');
+    assert.equal((out.find((m) => m.topic === 'desired') as FlowMsg & { payload: Section }).payload.fan, 'low');
+  });
+});
