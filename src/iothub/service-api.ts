@@ -47,7 +47,7 @@ export interface ServiceTwin extends TwinProperties {
   version?: number;
 }
 
-/** HubError codes for IoT Hub's REST error codes (IotHubServiceErrorCode.cs), else by HTTP status. */
+/** HubError codes for IoT Hub's REST error names (ErrorCode.cs), else by HTTP status. */
 const CODES: Record<string, HubErrorCode> = {
   DeviceNotOnline: 'DeviceNotOnline',
   GatewayTimeout: 'GatewayTimeout',
@@ -61,6 +61,31 @@ const CODES: Record<string, HubErrorCode> = {
   ThrottlingException: 'Throttled',
 };
 
+/**
+ * IoT Hub's six-digit codes and their names (azure-iot-sdk-csharp iothub/service/src/Common/Exceptions/
+ * ErrorCode.cs; 504101 GatewayTimeout from Azure docs, troubleshoot-error-codes.md, as ErrorCode.cs has no
+ * 504 code). The body of an error carries the number, its header the name; either finds the other here.
+ */
+const NAMES: Record<number, string> = {
+  400001: 'InvalidProtocolVersion',
+  400004: 'ArgumentInvalid',
+  400005: 'ArgumentNull',
+  400006: 'IotHubFormatError',
+  401002: 'IotHubUnauthorizedAccess',
+  403002: 'IotHubQuotaExceeded',
+  404001: 'DeviceNotFound',
+  404010: 'ModuleNotFound',
+  404103: 'DeviceNotOnline',
+  409001: 'DeviceAlreadyExists',
+  412001: 'PreconditionFailed',
+  413001: 'MessageTooLarge',
+  429001: 'ThrottlingException',
+  500001: 'ServerError',
+  503001: 'ServiceUnavailable',
+  504101: 'GatewayTimeout',
+};
+const NUMBERS: Record<string, number> = Object.fromEntries(Object.entries(NAMES).map(([n, name]) => [name, Number(n)]));
+
 function codeOf(status: number, name: string | undefined): HubErrorCode {
   if (name && CODES[name]) return CODES[name];
   if (status === 401 || status === 403) return 'Unauthorized';
@@ -73,25 +98,48 @@ function codeOf(status: number, name: string | undefined): HubErrorCode {
   return 'ArgumentInvalid';
 }
 
-/** The error of a failed call, with IoT Hub's six-digit code in `info.errorCode` and the HTTP status in `info.status`. */
-function errorOf(status: number, body: string): HubError {
-  let parsed: Record<string, unknown> = {};
+function parseObject(text: string): Record<string, unknown> | undefined {
   try {
-    const value = JSON.parse(body) as unknown;
-    if (isPlainObject(value)) parsed = value;
+    const value = JSON.parse(text) as unknown;
+    return isPlainObject(value) ? value : undefined;
   } catch {
-    parsed = {};
+    return undefined;
   }
-  // Both error shapes IoT Hub uses (docs/METHODS-AND-TWINS.md "Error bodies").
-  const legacy = typeof parsed.Message === 'string' ? /^ErrorCode:([A-Za-z]+);(.*)$/s.exec(parsed.Message) : null;
-  const errorCode = typeof parsed.errorCode === 'number' ? parsed.errorCode : undefined;
-  const name = legacy?.[1];
-  const text = typeof parsed.message === 'string' ? parsed.message : (legacy?.[2] ?? `HTTP ${status}`);
+}
+
+function sixDigits(value: unknown): number | undefined {
+  const n = typeof value === 'string' && /^\d{6}$/.test(value) ? Number(value) : value;
+  return typeof n === 'number' && Number.isInteger(n) && n >= 100000 && n <= 999999 ? n : undefined;
+}
+
+/**
+ * The error of a failed call, with IoT Hub's six-digit code in `info.errorCode`, its name in
+ * `info.errorName` and the HTTP status in `info.status`. IoT Hub writes the code in one of two bodies
+ * and the name in the `iothub-errorcode` header (azure-iot-sdk-csharp common/src/service/
+ * ExceptionHandlingHelper.cs GetExceptionCodeAsync, CommonConstants.cs HttpErrorCodeName):
+ * - `{"Message":"{\"errorCode\":404103,\"trackingId\":..,\"message\":..,\"info\":{..}}","ExceptionMessage":""}`,
+ *   the error as JSON inside the Message string (a method call on an offline device, azure-iot-sdk-csharp
+ *   issue #3442);
+ * - `{"Message":"ErrorCode:DeviceNotOnline;Timed out waiting for device to connect.","ExceptionMessage":..}`,
+ *   the older one (azure-iot-sdk-java issue #85), which is all azure-iothub reads (http.js parseErrorBody).
+ * A top-level errorCode and message, as no IoT Hub answer quoted by the SDKs has, is read last.
+ */
+export function errorOf(status: number, body: string, header: string | undefined): HubError {
+  const outer = parseObject(body) ?? {};
+  const Message = typeof outer.Message === 'string' ? outer.Message : undefined;
+  const inner = Message === undefined ? undefined : parseObject(Message);
+  const older = Message !== undefined && inner === undefined ? /^\s*ErrorCode:([A-Za-z]+);(.*)$/s.exec(Message) : null;
+  const headerName = header !== undefined && /^[A-Za-z]+$/.test(header) ? header : undefined;
+  const number = sixDigits(inner?.errorCode) ?? sixDigits(outer.errorCode);
+  const name = headerName ?? (number === undefined ? undefined : NAMES[number]) ?? older?.[1];
+  const errorCode = number ?? (name === undefined ? undefined : NUMBERS[name]);
+  const said = typeof inner?.message === 'string' ? inner.message : (older?.[2] ?? (typeof outer.message === 'string' ? outer.message : undefined));
+  const text = said ?? `HTTP ${status}`;
   const code = codeOf(status, name);
   const retryable = code === 'Throttled' || code === 'ServiceUnavailable';
   return new HubError(code, `IoT Hub answered ${status}${errorCode === undefined ? '' : ` (${errorCode})`}: ${text.slice(0, 300)}`, {
     retryable,
-    info: { status, ...(errorCode === undefined ? {} : { errorCode }) },
+    info: { status, ...(errorCode === undefined ? {} : { errorCode }), ...(name === undefined ? {} : { errorName: name }) },
   });
 }
 
@@ -170,7 +218,8 @@ export class ServiceApi {
             const answer = Buffer.concat(chunks).toString('utf8');
             const status = response.statusCode ?? 0;
             if (status < 200 || status >= 300) {
-              reject(errorOf(status, answer));
+              const header = response.headers['iothub-errorcode'];
+              reject(errorOf(status, answer, typeof header === 'string' ? header : undefined));
               return;
             }
             try {

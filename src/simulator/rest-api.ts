@@ -65,8 +65,10 @@ export class RestApi {
     const server = https.createServer({ cert: certificate.cert, key: certificate.key }, (req, res) => {
       this.serve(req, res).catch((err: unknown) => {
         simLog.socket('REST request failed: %s', reason(err));
-        if (!res.headersSent)
-          this.write(res, 500, new ServiceError(500, 500001, 'ServerError', 'The simulator failed to handle the request.').body(randomUUID()));
+        if (!res.headersSent) {
+          const error = new ServiceError(500, 500001, 'ServerError', 'The simulator failed to handle the request.');
+          this.write(res, 500, error.body(randomUUID()), error.headers());
+        }
       });
     });
     server.on('tlsClientError', (err) => simLog.socket('REST TLS handshake failed: %s', reason(err)));
@@ -111,7 +113,7 @@ export class RestApi {
     const method = (req.method ?? 'GET').toUpperCase();
     const matches = this.routes.filter((r) => matchPattern(r.pattern, segments) !== undefined);
     const route = matches.find((r) => r.method === method);
-    const fail = (error: ServiceError): void => this.write(res, error.httpStatus, error.body(trackingId));
+    const fail = (error: ServiceError): void => this.write(res, error.httpStatus, error.body(trackingId), error.headers());
     if (!route) {
       req.resume();
       if (matches.length > 0) fail(new ServiceError(405, 405001, 'MethodNotAllowed', `${method} is not allowed on this resource.`));

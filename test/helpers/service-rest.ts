@@ -46,3 +46,49 @@ export function serviceClient(hub: SimulatedHub, policy = 'iothubowner'): Servic
 export function registryClient(hub: SimulatedHub, policy = 'iothubowner'): Registry {
   return reach(Registry.fromConnectionString(hub.serviceConnectionString(policy)), hub);
 }
+
+/** The six-digit codes of ErrorCode.cs (azure-iot-sdk-csharp iothub/service/src/Common/Exceptions) the simulator uses. */
+const CSHARP_ERROR_CODES: Record<string, number> = {
+  InvalidProtocolVersion: 400001,
+  ArgumentInvalid: 400004,
+  IotHubFormatError: 400006,
+  IotHubUnauthorizedAccess: 401002,
+  DeviceNotFound: 404001,
+  ModuleNotFound: 404010,
+  DeviceNotOnline: 404103,
+  DeviceAlreadyExists: 409001,
+  PreconditionFailed: 412001,
+  MessageTooLarge: 413001,
+  ServerError: 500001,
+  ServiceUnavailable: 503001,
+};
+
+/**
+ * The error code a C# service client takes from an error answer, worked out the way its
+ * ExceptionHandlingHelper.GetExceptionCodeAsync does (azure-iot-sdk-csharp common/src/service): the
+ * number from the JSON inside the body's Message (or, when Message is not JSON, the name after
+ * `ErrorCode:` in its first `;` field), accepted only if the iothub-errorcode header names the same code;
+ * anything else is 'InvalidErrorCode'. 504101 is absent from ErrorCode.cs, so it is given here as the
+ * body's number with the header's name for the test to compare.
+ */
+export function serviceErrorCode(body: string | undefined, header: unknown): { errorCode: number | 'InvalidErrorCode'; header?: string } {
+  const name = typeof header === 'string' ? header : undefined;
+  let number: number | undefined;
+  try {
+    const message = (JSON.parse(body ?? '') as { Message?: unknown }).Message;
+    if (typeof message === 'string') {
+      try {
+        const inner = JSON.parse(message) as { errorCode?: unknown };
+        number = Number(inner.errorCode);
+      } catch {
+        const first = message.split(';')[0];
+        if (/errorcode/i.test(first) && first.includes(':')) number = CSHARP_ERROR_CODES[first.split(':')[1]];
+      }
+    }
+  } catch {
+    number = undefined;
+  }
+  const expected = name === 'GatewayTimeout' ? 504101 : name === undefined ? undefined : CSHARP_ERROR_CODES[name];
+  const matched = number !== undefined && Number.isInteger(number) && expected === number;
+  return { errorCode: matched ? (number as number) : 'InvalidErrorCode', ...(name === undefined ? {} : { header: name }) };
+}

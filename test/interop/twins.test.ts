@@ -8,19 +8,14 @@ import type { Client as DeviceClient, Twin as DeviceTwin } from 'azure-iot-devic
 import type { SimulatedHub } from '../../src/simulator';
 import { startTestHub, waitFor } from '../helpers/hub';
 import { closeQuietly, openDevice } from '../helpers/sdk';
-import { registryClient } from '../helpers/service-rest';
+import { registryClient, serviceErrorCode } from '../helpers/service-rest';
 
 type Props = Record<string, unknown> & { $version?: number };
 
-function statusOf(err: unknown): { name: string; status: number | undefined; errorCode: number | undefined } {
-  const e = err as Error & { response?: { statusCode?: number }; responseBody?: string };
-  let errorCode: number | undefined;
-  try {
-    errorCode = (JSON.parse(e.responseBody ?? '{}') as { errorCode?: number }).errorCode;
-  } catch {
-    errorCode = undefined;
-  }
-  return { name: e.name, status: e.response?.statusCode, errorCode };
+/** The SDK's error name, the HTTP status and the code a C# service client would read (serviceErrorCode). */
+function statusOf(err: unknown): { name: string; status: number | undefined; errorCode: number | 'InvalidErrorCode' } {
+  const e = err as Error & { response?: { statusCode?: number; headers?: Record<string, unknown> }; responseBody?: string };
+  return { name: e.name, status: e.response?.statusCode, errorCode: serviceErrorCode(e.responseBody, e.response?.headers?.['iothub-errorcode']).errorCode };
 }
 
 describe('twins and registry: official SDKs against the simulator', function () {

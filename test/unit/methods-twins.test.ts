@@ -5,6 +5,7 @@
 import { strict as assert } from 'node:assert';
 import { isPlainObject, methodsAddress, twinAddress } from '../../src/amqp/method-twin-wire';
 import { answerStatus, desiredAction, deviceList, twinAction } from '../../src/nodes/method-twin-fields';
+import { errorOf } from '../../src/iothub/service-api';
 import { ServiceError } from '../../src/simulator/service-errors';
 import { mergedSection, TwinStore } from '../../src/simulator/twins';
 
@@ -90,5 +91,61 @@ describe('methods and twins: pure rules', () => {
     assert.equal(desiredAction('Get', 'update'), 'get');
     assert.equal(desiredAction('', 'get'), 'get');
     assert.equal(desiredAction(undefined, undefined), 'update');
+  });
+});
+
+describe('service REST errors: the shapes IoT Hub writes', () => {
+  // Message holding the error as JSON, the name in iothub-errorcode: a real hub's answer to a method call on
+  // an offline device (azure-iot-sdk-csharp issue #3442; ExceptionHandlingHelperTests.cs).
+  const offline = JSON.stringify({
+    Message: JSON.stringify({
+      errorCode: 404103,
+      trackingId: 'abc-TimeStamp:03/14/2024 09:54:49',
+      message: "The operation failed because the requested device isn't online or hasn't registered the direct method callback.",
+      info: { timeout: '00:00:00' },
+      timestampUtc: '2024-03-14T09:54:49.6536567Z',
+    }),
+    ExceptionMessage: '',
+  });
+
+  it('a 404 with 404103 inside Message is DeviceNotOnline, with or without the header', () => {
+    for (const header of ['DeviceNotOnline', undefined]) {
+      const error = errorOf(404, offline, header);
+      assert.equal(error.code, 'DeviceNotOnline');
+      assert.deepEqual(error.info, { status: 404, errorCode: 404103, errorName: 'DeviceNotOnline' });
+      assert.match(error.message, /\(404103\): The operation failed because the requested device isn't online/);
+    }
+  });
+
+  it('the header alone names the code when the body has none; the older Message shape is read too', () => {
+    assert.equal(errorOf(504, '', 'GatewayTimeout').info?.errorCode, 504101);
+    const older = errorOf(
+      404,
+      JSON.stringify({ Message: 'ErrorCode:DeviceNotOnline;Timed out waiting for device to connect.', ExceptionMessage: 'Tracking ID:x' }),
+      undefined,
+    );
+    assert.equal(older.code, 'DeviceNotOnline');
+    assert.equal(older.info?.errorCode, 404103);
+    assert.match(older.message, /Timed out waiting for device to connect/);
+    assert.equal(
+      errorOf(412, JSON.stringify({ Message: JSON.stringify({ errorCode: 412001, message: 'etag' }) }), 'PreconditionFailed').code,
+      'PreconditionFailed',
+    );
+    assert.equal(errorOf(404, 'not json', undefined).code, 'DeviceNotFound', 'a bare 404 is still DeviceNotFound');
+  });
+
+  it('the simulator writes what the client and the C# SDK read: the JSON inside Message and the name in the header', () => {
+    const error = new ServiceError(404, 404103, 'DeviceNotOnline', 'Timed out waiting for device to connect; really.', { timeout: '00:00:00' });
+    const body = JSON.parse(error.body('t-1')) as { Message: string; ExceptionMessage: string; errorCode?: unknown };
+    assert.equal(body.errorCode, undefined, 'no top-level errorCode: the hub has none');
+    const inner = JSON.parse(body.Message) as Record<string, unknown>;
+    assert.equal(inner.errorCode, 404103);
+    assert.equal(inner.trackingId, 't-1');
+    assert.ok(!body.Message.includes(';'), 'azure-iothub splits Message at ;');
+    assert.deepEqual(error.headers(), { 'iothub-errorcode': 'DeviceNotOnline' });
+    assert.equal(errorOf(404, error.body('t-1'), error.headers()['iothub-errorcode']).code, 'DeviceNotOnline');
+    // DeviceNotFound keeps the older shape: azure-iothub makes DeviceNotFoundError only of it (rest_api_client.js translateError).
+    const gone = JSON.parse(new ServiceError(404, 404001, 'DeviceNotFound', 'Device x not registered.').body('t-2')) as { Message: string };
+    assert.match(gone.Message, /^ErrorCode:DeviceNotFound;Device x not registered\.$/);
   });
 });
