@@ -17,7 +17,7 @@ import { reason, simLog } from './log';
 
 /**
  * Largest request body taken. Method payloads are at most 128 KB and twin sections 32 KB each (see
- * src/amqp/method-twin-wire.ts); a body past this is refused before it is read to the end.
+ * src/amqp/method-twin-wire.ts); a body past this is refused (413) as soon as it is past, and the rest is read and dropped.
  */
 const MAX_BODY_BYTES = 256 * 1024;
 
@@ -199,11 +199,14 @@ function readJson(req: http.IncomingMessage): Promise<unknown> {
     const chunks: Buffer[] = [];
     let size = 0;
     req.on('data', (chunk: Buffer) => {
+      if (size > MAX_BODY_BYTES) return;
       size += chunk.length;
       if (size > MAX_BODY_BYTES) {
-        // 413001 MessageTooLarge (IotHubServiceErrorCode.cs).
+        // 413001 MessageTooLarge (ErrorCode.cs). The 413 is written at once; the rest of the body is read
+        // and dropped (Node's server drains an unread request after its response), not cut off: a reset
+        // socket would reach the client as ECONNRESET instead of the 413.
+        chunks.length = 0;
         reject(new ServiceError(413, 413001, 'MessageTooLarge', `The request body is larger than ${MAX_BODY_BYTES} bytes.`));
-        req.destroy();
         return;
       }
       chunks.push(chunk);

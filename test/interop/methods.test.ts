@@ -212,4 +212,35 @@ describe('direct methods: official SDKs against the simulator', function () {
     assert.deepEqual(failure(refused), { status: 413, errorCode: 413001, header: 'MessageTooLarge' });
     assert.equal(calls, 0);
   });
+
+  it('a request body past 256 KB gets its 413001 answer, not a reset socket; the next call works', async () => {
+    hub = await startTestHub({ restPort: 0 });
+    device = await openDevice(hub, 'roomy');
+    await answering(hub, device, 'm', (_req, res) => void res.send(200, 'still here'), 'roomy');
+    const token = makeSasToken({ resource: 'localhost', key: DEFAULT_KEYS.iothubowner, keyName: 'iothubowner', expiry: expiryIn(600) });
+    const body = JSON.stringify({ methodName: 'm', payload: 'x'.repeat(1024 * 1024) });
+    const answer = await new Promise<{ status: number; errorCode: number | 'InvalidErrorCode' }>((resolve, reject) => {
+      const req = https.request(
+        {
+          host: '127.0.0.1',
+          port: hub.ports.rest,
+          servername: 'localhost',
+          path: '/twins/roomy/methods?api-version=2021-04-12',
+          method: 'POST',
+          ca: hub.certificate?.cert,
+          headers: { Authorization: token, 'Content-Type': 'application/json', 'Content-Length': String(Buffer.byteLength(body)) },
+        },
+        (res) => {
+          let text = '';
+          res.on('data', (c: Buffer) => (text += c.toString()));
+          res.on('end', () => resolve({ status: res.statusCode ?? 0, errorCode: serviceErrorCode(text, res.headers['iothub-errorcode']).errorCode }));
+        },
+      );
+      req.on('error', reject);
+      req.end(body);
+    });
+    assert.deepEqual(answer, { status: 413, errorCode: 413001 });
+    const next = (await serviceClient(hub).invokeDeviceMethod('roomy', { methodName: 'm', payload: null })) as unknown as Invoked;
+    assert.equal(next.result.payload, 'still here');
+  });
 });
