@@ -35,6 +35,14 @@ interface Endpoint {
   queue: Array<{ message: rhea.Message; call: PendingCall }>;
 }
 
+/** A call waiting for its device to come online. */
+interface Waiter {
+  /** The device's links attached: start the call if both are there. */
+  arrived(): void;
+  /** The hub closes: stop the connect timer and fail the call. */
+  cancel(error: ServiceError): void;
+}
+
 interface PendingCall {
   key: string;
   correlationId: string;
@@ -49,7 +57,7 @@ export class DirectMethods {
   private readonly endpoints = new Map<string, Endpoint>();
   private readonly pending = new Map<string, PendingCall>();
   /** Calls waiting for an offline device (connectTimeoutInSeconds > 0), by device key. */
-  private readonly waitingForDevice = new Map<string, Set<() => void>>();
+  private readonly waitingForDevice = new Map<string, Set<Waiter>>();
   private closed = false;
 
   /** Counts for tests and the CLI. */
@@ -201,20 +209,30 @@ export class DirectMethods {
         reject(offline());
         return;
       }
-      const waiters = this.waitingForDevice.get(key) ?? new Set<() => void>();
+      const waiters = this.waitingForDevice.get(key) ?? new Set<Waiter>();
       this.waitingForDevice.set(key, waiters);
-      const arrived = (): void => {
-        if (!this.isOnline(deviceId, moduleId)) return;
+      const leave = (): void => {
         clearTimeout(connectTimer);
-        waiters.delete(arrived);
-        start();
+        waiters.delete(waiter);
+        if (waiters.size === 0 && this.waitingForDevice.get(key) === waiters) this.waitingForDevice.delete(key);
+      };
+      const waiter: Waiter = {
+        arrived: () => {
+          if (!this.isOnline(deviceId, moduleId)) return;
+          leave();
+          start();
+        },
+        cancel: (error) => {
+          leave();
+          reject(error);
+        },
       };
       const connectTimer = setTimeout(() => {
-        waiters.delete(arrived);
+        leave();
         reject(offline());
       }, call.connectTimeoutInSeconds * 1000);
       connectTimer.unref();
-      waiters.add(arrived);
+      waiters.add(waiter);
     });
   }
 
@@ -222,6 +240,9 @@ export class DirectMethods {
     this.closed = true;
     for (const call of [...this.pending.values()]) this.fail(call, new ServiceError(503, 503001, 'ServiceUnavailable', 'The hub is shutting down.'));
     this.endpoints.clear();
+    // Calls still waiting for their device fail now, not when their connect timer would have fired.
+    for (const waiters of [...this.waitingForDevice.values()])
+      for (const waiter of [...waiters]) waiter.cancel(new ServiceError(503, 503001, 'ServiceUnavailable', 'The hub is shutting down.'));
     this.waitingForDevice.clear();
   }
 
@@ -235,7 +256,7 @@ export class DirectMethods {
   }
 
   private deviceArrived(key: string): void {
-    for (const waiter of [...(this.waitingForDevice.get(key) ?? [])]) waiter();
+    for (const waiter of [...(this.waitingForDevice.get(key) ?? [])]) waiter.arrived();
   }
 
   private send(key: string, call: MethodCall, pending: PendingCall): void {

@@ -7,6 +7,7 @@ import * as https from 'node:https';
 import type { Client as DeviceClient } from 'azure-iot-device';
 import { expiryIn, makeSasToken } from '../../src/iothub/sas';
 import { DEFAULT_KEYS, type SimulatedHub } from '../../src/simulator';
+import type { ServiceError } from '../../src/simulator/service-errors';
 import { startTestHub, waitFor } from '../helpers/hub';
 import { closeQuietly, openDevice } from '../helpers/sdk';
 import { serviceClient, serviceErrorCode } from '../helpers/service-rest';
@@ -242,5 +243,21 @@ describe('direct methods: official SDKs against the simulator', function () {
     assert.deepEqual(answer, { status: 413, errorCode: 413001 });
     const next = (await serviceClient(hub).invokeDeviceMethod('roomy', { methodName: 'm', payload: null })) as unknown as Invoked;
     assert.equal(next.result.payload, 'still here');
+  });
+
+  it('closing the hub fails a call waiting for its device at once with 503, not when its connect timeout ends', async () => {
+    hub = await startTestHub({ restPort: 0 });
+    hub.registry.addDevice('never');
+    const started = Date.now();
+    const call = hub.methods.invoke('never', undefined, { methodName: 'm', payload: null, responseTimeoutInSeconds: 30, connectTimeoutInSeconds: 60 }).then(
+      () => assert.fail('nobody answered'),
+      (err: unknown) => err as ServiceError,
+    );
+    await waitFor(() => hub.methods.awaitingDevice === 1, 'the call waiting for its device');
+    hub.methods.close();
+    const error = await call;
+    assert.equal(error.errorCode, 503001);
+    assert.ok(Date.now() - started < 5000, 'failed at close');
+    assert.equal(hub.methods.awaitingDevice, 0);
   });
 });
