@@ -7,9 +7,16 @@
 import { randomUUID } from 'node:crypto';
 import rhea = require('rhea');
 import { bodyBytes, idToString, messageSize } from '../amqp/message-rules';
-import { LINK_CHANNEL_CORRELATION_ID, METHOD_NAME_PROPERTY, METHOD_PAYLOAD_MAX_BYTES, METHOD_STATUS_PROPERTY } from '../amqp/method-twin-wire';
+import {
+  LINK_API_VERSION,
+  LINK_CHANNEL_CORRELATION_ID,
+  METHOD_NAME_PROPERTY,
+  METHOD_PAYLOAD_MAX_BYTES,
+  METHOD_STATUS_PROPERTY,
+} from '../amqp/method-twin-wire';
 import { remoteAttach } from '../amqp/rhea-internals';
 import { settleIncoming } from './amqp';
+import { simLog } from './log';
 import { ServiceError } from './service-errors';
 
 export interface MethodCall {
@@ -29,7 +36,12 @@ export interface MethodResult {
 interface Endpoint {
   requests?: rhea.Sender;
   responses?: rhea.Receiver;
-  /** The `com.microsoft:channel-correlation-id` the device attached with (methods:<guid> in the Node SDK). */
+  /**
+   * The `com.microsoft:channel-correlation-id` the device attached with: kept, never checked. The SDKs
+   * differ: 'methods:' and a fresh uuid on every attach in the Node SDK (amqp_device_method_client.js);
+   * the device id or <device>/<module> in the C SDK as the issue-17 review reads iothubtransportamqp_methods.c
+   * (not checked here). So no form, and no `methods:` prefix, is required.
+   */
   channel?: string;
   /** Calls made while the device had no credit. */
   queue: Array<{ message: rhea.Message; call: PendingCall }>;
@@ -80,6 +92,7 @@ export class DirectMethods {
 
   /** The hub's sender of method requests (the device's receiver) attached. */
   attachRequests(deviceId: string, moduleId: string | undefined, sender: rhea.Sender): void {
+    noteApiVersion(keyOf(deviceId, moduleId), sender);
     const endpoint = this.endpoint(keyOf(deviceId, moduleId));
     endpoint.requests = sender;
     endpoint.channel = channelOf(sender);
@@ -88,6 +101,7 @@ export class DirectMethods {
 
   /** The hub's receiver of method answers (the device's sender) attached. */
   attachResponses(deviceId: string, moduleId: string | undefined, receiver: rhea.Receiver): void {
+    noteApiVersion(keyOf(deviceId, moduleId), receiver);
     const endpoint = this.endpoint(keyOf(deviceId, moduleId));
     endpoint.responses = receiver;
     this.deviceArrived(keyOf(deviceId, moduleId));
@@ -294,6 +308,18 @@ export class DirectMethods {
     this.finish(call);
     call.reject(error);
   }
+}
+
+/**
+ * The SDKs put com.microsoft:api-version on every method link (amqp_device_method_client.js link
+ * properties; C# AmqpIotSession / ClientApiVersionHelper). Whether the hub refuses an attach without it is
+ * UNVERIFIED, so the attach is taken and the missing version only logged (DEBUG=iothub-sim:amqp).
+ */
+function noteApiVersion(key: string, link: rhea.Sender | rhea.Receiver): void {
+  const props = remoteAttach(link).properties as Record<string, unknown> | undefined;
+  const version = props?.[LINK_API_VERSION];
+  if (typeof version !== 'string' || version === '')
+    simLog.amqp('method link of %s attached without %s (UNVERIFIED whether IoT Hub refuses that; taken)', key.slice(0, 160), LINK_API_VERSION);
 }
 
 function deviceGone(key: string): ServiceError {

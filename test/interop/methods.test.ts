@@ -4,11 +4,14 @@
  */
 import { strict as assert } from 'node:assert';
 import * as https from 'node:https';
+import { format } from 'node:util';
+import createDebug from 'debug';
 import type { Client as DeviceClient } from 'azure-iot-device';
 import { expiryIn, makeSasToken } from '../../src/iothub/sas';
 import { DEFAULT_KEYS, type SimulatedHub } from '../../src/simulator';
 import type { ServiceError } from '../../src/simulator/service-errors';
 import { startTestHub, waitFor } from '../helpers/hub';
+import { asOwner, openRaw } from '../helpers/raw';
 import { closeQuietly, openDevice } from '../helpers/sdk';
 import { serviceClient, serviceErrorCode } from '../helpers/service-rest';
 
@@ -259,5 +262,33 @@ describe('direct methods: official SDKs against the simulator', function () {
     assert.equal(error.errorCode, 503001);
     assert.ok(Date.now() - started < 5000, 'failed at close');
     assert.equal(hub.methods.awaitingDevice, 0);
+  });
+
+  it('a method link attached without com.microsoft:api-version is taken and said in the iothub-sim debug log', async () => {
+    hub = await startTestHub();
+    const lines: string[] = [];
+    const wasEnabled = createDebug.disable();
+    const originalLog = createDebug.log;
+    createDebug.log = (...args: unknown[]) => void lines.push(format(...args));
+    createDebug.enable('iothub-sim:amqp');
+    const raw = await openRaw(hub);
+    try {
+      await asOwner(hub, raw);
+      hub.registry.addDevice('bare');
+      const address = '/devices/bare/methods/devicebound';
+      const versioned = { 'com.microsoft:api-version': '2021-04-12', 'com.microsoft:channel-correlation-id': 'bare' };
+      const receiver = await raw.connection.createReceiver({ source: { address }, properties: versioned });
+      assert.equal(lines.filter((l) => l.includes('api-version')).length, 0, 'a link with the version is not logged');
+      const sender = await raw.connection.createSender({ target: { address }, properties: { 'com.microsoft:channel-correlation-id': 'bare' } });
+      await waitFor(() => hub.methods.isOnline('bare'), 'both method links taken');
+      assert.equal(lines.filter((l) => /method link of bare attached without com\.microsoft:api-version/.test(l)).length, 1);
+      await sender.close();
+      await receiver.close();
+    } finally {
+      await raw.close();
+      createDebug.disable();
+      if (wasEnabled) createDebug.enable(wasEnabled);
+      createDebug.log = originalLog;
+    }
   });
 });
