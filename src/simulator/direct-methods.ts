@@ -279,14 +279,7 @@ export class DirectMethods {
       this.fail(pending, deviceGone(key));
       return;
     }
-    const message: rhea.Message = {
-      // The hub sends the request id as an AMQP uuid: the Node SDK reads "an encoded uuid (0x98) as a 16
-      // byte buffer" and turns it back into text (amqp_device_method_client.js).
-      correlation_id: rhea.types.wrap_uuid(rhea.string_to_uuid(pending.correlationId)) as unknown as string,
-      application_properties: { [METHOD_NAME_PROPERTY]: call.methodName },
-      body: rhea.message.data_section(Buffer.from(JSON.stringify(call.payload ?? null), 'utf8')),
-    };
-    endpoint.queue.push({ message, call: pending });
+    endpoint.queue.push({ message: methodRequest(pending.correlationId, call), call: pending });
     this.flush(endpoint);
   }
 
@@ -308,6 +301,19 @@ export class DirectMethods {
     this.finish(call);
     call.reject(error);
   }
+}
+
+/**
+ * The hub's request of a call. The request id goes as an AMQP uuid: the Node SDK reads "an encoded uuid
+ * (0x98) as a 16 byte buffer" and turns it back into text (amqp_device_method_client.js). rhea writes a
+ * Buffer message id as a uuid (types.js `wrap_message_id`), so the id's 16 bytes are given as a Buffer.
+ */
+export function methodRequest(correlationId: string, call: Pick<MethodCall, 'methodName' | 'payload'>): rhea.Message {
+  return {
+    correlation_id: rhea.string_to_uuid(correlationId),
+    application_properties: { [METHOD_NAME_PROPERTY]: call.methodName },
+    body: rhea.message.data_section(Buffer.from(JSON.stringify(call.payload ?? null), 'utf8')),
+  };
 }
 
 /**

@@ -6,6 +6,8 @@ import { strict as assert } from 'node:assert';
 import { isPlainObject, methodsAddress, twinAddress } from '../../src/amqp/method-twin-wire';
 import { answerStatus, desiredAction, deviceList, twinAction } from '../../src/nodes/method-twin-fields';
 import { errorOf } from '../../src/iothub/service-api';
+import rhea = require('rhea');
+import { methodRequest } from '../../src/simulator/direct-methods';
 import { ServiceError } from '../../src/simulator/service-errors';
 import { mergedSection, TwinStore } from '../../src/simulator/twins';
 
@@ -147,5 +149,16 @@ describe('service REST errors: the shapes IoT Hub writes', () => {
     // DeviceNotFound keeps the older shape: azure-iothub makes DeviceNotFoundError only of it (rest_api_client.js translateError).
     const gone = JSON.parse(new ServiceError(404, 404001, 'DeviceNotFound', 'Device x not registered.').body('t-2')) as { Message: string };
     assert.match(gone.Message, /^ErrorCode:DeviceNotFound;Device x not registered\.$/);
+  });
+});
+
+describe('simulator: a method request on the wire', () => {
+  it('carries the request id as an AMQP uuid (0x98 and its 16 bytes), as the device SDKs read it', () => {
+    const id = '0f8fad5b-d9cb-469f-a165-70867728950e';
+    const message = methodRequest(id, { methodName: 'reboot', payload: { now: true } });
+    const wire = rhea.message.encode(message);
+    const uuid = Buffer.from(id.replace(/-/g, ''), 'hex');
+    assert.ok(wire.includes(Buffer.concat([Buffer.from([0x98]), uuid])), 'correlation-id as uuid');
+    assert.equal(message.application_properties?.['IoThub-methodname'], 'reboot');
   });
 });
