@@ -7,6 +7,8 @@
 import { parseConnectionString, type Identity } from '../iothub/connection-string';
 import { HubError } from '../iothub/errors';
 import type { HubConnectionOptions, Transport } from '../iothub/hub-connection';
+import type { ServiceEndpoint } from '../iothub/service-api';
+import type { LocalHub } from './local-simulator';
 
 /** The editor's fields of the config node (strings when typed into the editor, numbers from a flow file). */
 export interface ConnectionSettings {
@@ -121,4 +123,48 @@ export function connectionConfig(settings: ConnectionSettings, credentials: Conn
 /** The options for the local simulator on `port`: plain AMQP on the loopback address, whatever the transport setting. */
 export function localOptions(options: HubConnectionOptions, port: number): HubConnectionOptions {
   return { ...options, transport: 'amqp', connectHost: '127.0.0.1', port };
+}
+
+/** How long a REST call may take beyond what it waits for by design (ms). */
+const REST_TIMEOUT_MS = 30_000;
+
+/**
+ * The service REST endpoint of a connection: IoT Hub serves it on 443 of the hub's host name (a port in
+ * HostName is the AMQPS port and is not used here); the local simulator on its REST port, trusting its
+ * certificate.
+ */
+export function serviceEndpointOf(identity: Identity, ca: HubConnectionOptions['ca'], local?: LocalHub): ServiceEndpoint {
+  if (identity.kind !== 'service' && identity.kind !== 'gateway') {
+    throw new HubError('WrongRole', `the service REST API needs a shared access policy connection string, not a ${identity.kind} one`);
+  }
+  if (local) {
+    const port = local.hub?.ports.rest ?? local.rest?.port;
+    if (port === undefined) {
+      throw new HubError(
+        'NotConnected',
+        `the local simulator on port ${local.port} runs in another process that did not say where its REST API is (npm start does; with iothub-sim --rest-port N, set IOTHUB_SIM_REST_PORT=N and IOTHUB_SIM_REST_CA=<its cert.pem> for Node-RED)`,
+      );
+    }
+    const trusted = local.hub?.certificate?.cert ?? local.rest?.ca;
+    return {
+      host: identity.host,
+      connectHost: '127.0.0.1',
+      port,
+      policy: identity.policy,
+      key: identity.key,
+      ...(trusted === undefined ? {} : { ca: trusted }),
+      timeoutMs: REST_TIMEOUT_MS,
+    };
+  }
+  // A port in HostName is the AMQPS port (the connection uses it); the REST API stays on 443, as in
+  // registry-list.ts (Azure docs, iot-hub-devguide-protocols.md "Port numbers": HTTPS 443).
+  const host = identity.host.split(':')[0];
+  return {
+    host,
+    port: 443,
+    policy: identity.policy,
+    key: identity.key,
+    ...(ca === undefined ? {} : { ca }),
+    timeoutMs: REST_TIMEOUT_MS,
+  };
 }

@@ -11,7 +11,7 @@ import { HubConnection, type HubConnectionOptions, type HubState } from '../ioth
 import type { ServiceEndpoint } from '../iothub/service-api';
 import { closeWith, registerNode } from './adapter';
 import { registerConnectionEndpoints } from './connection-admin';
-import { connectionConfig, localOptions, type ConnectionCredentials, type ConnectionSettings, type Role } from './connection-options';
+import { connectionConfig, localOptions, serviceEndpointOf, type ConnectionCredentials, type ConnectionSettings, type Role } from './connection-options';
 import { acquireLocalHub, type LocalHub } from './local-simulator';
 import { describeIdentity, log, reasonOf, redactSecrets } from '../iothub/log';
 import { statusFor } from './status';
@@ -37,47 +37,6 @@ export interface ConnectionNode extends Node<ConnectionCredentials> {
   localHub(): Promise<LocalHub | undefined>;
   /** Where the service REST API is and the policy that signs for it (service nodes). */
   serviceEndpoint(): Promise<ServiceEndpoint>;
-}
-
-/** How long a REST call may take beyond what it waits for by design (ms). */
-const REST_TIMEOUT_MS = 30_000;
-
-/**
- * The service REST endpoint of a connection: IoT Hub serves it on 443 of the hub's host name (a port in
- * the HostName is used as given); the local simulator on its REST port, trusting its certificate.
- */
-export function serviceEndpointOf(identity: Identity, ca: HubConnectionOptions['ca'], local?: LocalHub): ServiceEndpoint {
-  if (identity.kind !== 'service' && identity.kind !== 'gateway') {
-    throw new HubError('WrongRole', `the service REST API needs a shared access policy connection string, not a ${identity.kind} one`);
-  }
-  if (local) {
-    const port = local.hub?.ports.rest ?? local.rest?.port;
-    if (port === undefined) {
-      throw new HubError(
-        'NotConnected',
-        `the local simulator on port ${local.port} runs in another process that did not say where its REST API is (npm start does; with iothub-sim --rest-port N, set IOTHUB_SIM_REST_PORT=N and IOTHUB_SIM_REST_CA=<its cert.pem> for Node-RED)`,
-      );
-    }
-    const trusted = local.hub?.certificate?.cert ?? local.rest?.ca;
-    return {
-      host: identity.host,
-      connectHost: '127.0.0.1',
-      port,
-      policy: identity.policy,
-      key: identity.key,
-      ...(trusted === undefined ? {} : { ca: trusted }),
-      timeoutMs: REST_TIMEOUT_MS,
-    };
-  }
-  const [host, port] = identity.host.split(':');
-  return {
-    host,
-    port: port === undefined ? 443 : Number(port),
-    policy: identity.policy,
-    key: identity.key,
-    ...(ca === undefined ? {} : { ca }),
-    timeoutMs: REST_TIMEOUT_MS,
-  };
 }
 
 export default function register(RED: NodeAPI): void {

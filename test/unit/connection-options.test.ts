@@ -4,6 +4,7 @@ import { describeIdentity } from '../../src/iothub/log';
 import {
   connectionConfig,
   localOptions,
+  serviceEndpointOf,
   unquote,
   type ConnectionConfig,
   type ConnectionSettings,
@@ -225,5 +226,17 @@ describe('connection options (config node settings)', () => {
       for (const line of logged) for (const secret of secrets) assert.ok(!line.includes(secret), `"${line}" holds a secret (from ${text.slice(0, 40)}...)`);
     }
     assert.equal(invalid, 5, 'the broken strings are refused');
+  });
+});
+
+describe('serviceEndpointOf: where the service nodes send REST calls', () => {
+  it('Azure: 443 of the host name, even when HostName carries the AMQPS port', () => {
+    const key = Buffer.from('k').toString('base64');
+    for (const host of ['myhub.azure-devices.net', 'myhub.azure-devices.net:5671']) {
+      const endpoint = serviceEndpointOf({ kind: 'service', host, policy: 'service', key }, undefined);
+      assert.equal(endpoint.host, 'myhub.azure-devices.net');
+      assert.equal(endpoint.port, 443);
+      assert.equal(endpoint.connectHost, undefined);
+    }
   });
 });
