@@ -150,8 +150,19 @@ function path(kind: 'methods' | 'twin', target: DeviceTarget): string {
   return `${p}?api-version=${SERVICE_API_VERSION}`;
 }
 
+export interface ServiceApiOptions {
+  /**
+   * Aborting it abandons every request of this ServiceApi still waiting (a flow closing): each fails at
+   * once with Closed and its socket is destroyed; later calls fail the same way without being sent.
+   */
+  signal?: AbortSignal;
+}
+
 export class ServiceApi {
-  constructor(private readonly endpoint: ServiceEndpoint) {}
+  constructor(
+    private readonly endpoint: ServiceEndpoint,
+    private readonly options: ServiceApiOptions = {},
+  ) {}
 
   /** Invokes a direct method; resolves with the device's status and payload (any status, 404 included). */
   async invokeMethod(requested: TargetRequest, call: MethodInvocation): Promise<MethodResult> {
@@ -194,8 +205,28 @@ export class ServiceApi {
     } catch (err) {
       return Promise.reject(new HubError('InvalidPayload', `the request cannot be written as JSON: ${(err as Error).message}`));
     }
+    const signal = this.options.signal;
+    const abandoned = (): HubError => new HubError('Closed', 'the request was abandoned: its node closed');
+    if (signal?.aborted) return Promise.reject(abandoned());
     const token = makeSasToken({ resource: e.host, key: e.key, keyName: e.policy, expiry: expiryIn(3600) });
-    return new Promise<unknown>((resolve, reject) => {
+    return new Promise<unknown>((resolveCall, rejectCall) => {
+      let settled = false;
+      const onAbort = (): void => {
+        reject(abandoned());
+        request.destroy();
+      };
+      const finish = (): boolean => {
+        if (settled) return false;
+        settled = true;
+        signal?.removeEventListener('abort', onAbort);
+        return true;
+      };
+      const resolve = (value: unknown): void => {
+        if (finish()) resolveCall(value);
+      };
+      const reject = (error: HubError): void => {
+        if (finish()) rejectCall(error);
+      };
       const request = https.request(
         {
           host: e.connectHost ?? e.host,
@@ -238,6 +269,7 @@ export class ServiceApi {
           err instanceof HubError ? err : new HubError('NotConnected', `cannot reach the IoT Hub REST API at ${e.host}: ${err.message}`, { retryable: true }),
         ),
       );
+      signal?.addEventListener('abort', onAbort, { once: true });
       request.end(text);
     });
   }

@@ -43,6 +43,9 @@ export default function register(RED: NodeAPI): void {
     const connectTimeout = def.connectTimeout === undefined || def.connectTimeout === '' ? 0 : Number(def.connectTimeout) || 0;
     let pending = 0;
     let closed = false;
+    // Closing the flow abandons the REST calls still waiting: each msg then finishes with done(Closed)
+    // at once instead of after the hub's answer (a method call can take up to 600 s).
+    const aborter = new AbortController();
     const show = (): void => {
       if (!closed) node.status(pending > 0 ? { fill: 'blue', shape: 'dot', text: `${pending}` } : {});
     };
@@ -58,7 +61,7 @@ export default function register(RED: NodeAPI): void {
       config
         .serviceEndpoint()
         .then((endpoint) =>
-          new ServiceApi(endpoint).invokeMethod(
+          new ServiceApi(endpoint, { signal: aborter.signal }).invokeMethod(
             { deviceId, moduleId: msg.moduleId },
             {
               methodName,
@@ -89,6 +92,7 @@ export default function register(RED: NodeAPI): void {
 
     hub.onClose(() => {
       closed = true;
+      aborter.abort();
     });
   }
 

@@ -29,6 +29,9 @@ export default function register(RED: NodeAPI): void {
     if (!hub) return;
     const { config } = hub;
     let closed = false;
+    // Closing the flow abandons the REST calls still waiting: each msg then finishes with done(Closed)
+    // at once instead of when the hub answers or the REST timeout ends.
+    const aborter = new AbortController();
 
     onInput(node, (msg: DesiredMsg, send: Send, done) => {
       const deviceId =
@@ -40,7 +43,7 @@ export default function register(RED: NodeAPI): void {
       config
         .serviceEndpoint()
         .then((endpoint) => {
-          const api = new ServiceApi(endpoint);
+          const api = new ServiceApi(endpoint, { signal: aborter.signal });
           return action === 'get' ? api.getTwin(target) : api.updateDesired(target, msg.payload, typeof msg.etag === 'string' ? msg.etag : undefined);
         })
         .then(
@@ -62,6 +65,7 @@ export default function register(RED: NodeAPI): void {
 
     hub.onClose(() => {
       closed = true;
+      aborter.abort();
     });
   }
 

@@ -13,6 +13,11 @@ import twinNode from '../../src/nodes/iothub-twin';
 import twinDesiredNode from '../../src/nodes/iothub-twin-desired';
 import { collect, inject, serverPerTest, type FlowMsg } from '../helpers/flow';
 import * as path from 'node:path';
+import { readFileSync } from 'node:fs';
+import * as https from 'node:https';
+import type { AddressInfo } from 'node:net';
+import type { HubError } from '../../src/iothub/errors';
+import { ServiceApi } from '../../src/iothub/service-api';
 import type { Client as DeviceClient, Twin as DeviceTwin } from 'azure-iot-device';
 import { freePort, startTestHub, testCertDir, waitFor } from '../helpers/hub';
 import { closeQuietly, openDevice } from '../helpers/sdk';
@@ -191,5 +196,65 @@ describe('service nodes on the local simulator', function () {
     inject('desired', { payload: 'fast' });
     await waitFor(() => seen.caught.length === 2, 'two refusals at Catch');
     assert.deepEqual(seen.caught.map((m) => m.error?.code).sort(), ['InvalidPayload', 'PreconditionFailed']);
+  });
+
+  it('closing the flow ends a method call still waiting for its device with done(Closed) at once', async () => {
+    const seen = await load();
+    await waitFor(() => seen.device.length === 1, 'the flow up');
+    const invoke = helper.getNode('invoke') as unknown as {
+      on(event: 'call:error', listener: (call: { args: unknown[] }) => void): void;
+      close(removed: boolean): Promise<void>;
+    };
+    const errors: Array<{ code?: unknown }> = [];
+    invoke.on('call:error', (call) => errors.push(call.args[0] as { code?: unknown }));
+    inject('invoke', { payload: 'slow' });
+    // method-in has the call; nobody answers it, so the REST request waits (responseTimeout 10 s).
+    await waitFor(() => seen.calls.length === 1, 'the call at method-in');
+    const closing = Date.now();
+    await invoke.close(false);
+    await waitFor(() => errors.length === 1, 'done(err) for the abandoned call', 3000);
+    assert.equal(errors[0].code, 'Closed');
+    assert.ok(Date.now() - closing < 3000);
+    assert.equal(seen.answers.length, 0, 'nothing sent from a closed node');
+  });
+
+  it('ServiceApi: an aborted signal fails a waiting request at once with Closed, and sends no later one', async () => {
+    const dir = testCertDir();
+    let requests = 0;
+    const silent = https.createServer({ cert: readFileSync(path.join(dir, 'cert.pem')), key: readFileSync(path.join(dir, 'key.pem')) }, () => {
+      requests++; // never answers
+    });
+    await new Promise<void>((resolve) => silent.listen(0, '127.0.0.1', resolve));
+    const aborter = new AbortController();
+    const api = new ServiceApi(
+      {
+        host: 'localhost',
+        connectHost: '127.0.0.1',
+        port: (silent.address() as AddressInfo).port,
+        policy: 'service',
+        key: Buffer.from('k').toString('base64'),
+        ca: readFileSync(path.join(dir, 'cert.pem')),
+        timeoutMs: 30_000,
+      },
+      { signal: aborter.signal },
+    );
+    try {
+      const waiting = api.getTwin({ deviceId: 'd1' }).then(
+        () => assert.fail('nothing answers'),
+        (err: unknown) => err as HubError,
+      );
+      await waitFor(() => requests === 1, 'the request at the server');
+      aborter.abort();
+      assert.equal((await waiting).code, 'Closed');
+      const later = await api.updateDesired({ deviceId: 'd1' }, { a: 1 }).then(
+        () => assert.fail('aborted'),
+        (err: unknown) => err as HubError,
+      );
+      assert.equal(later.code, 'Closed');
+      assert.equal(requests, 1, 'the later call was not sent');
+    } finally {
+      silent.closeAllConnections();
+      await new Promise<void>((resolve) => silent.close(() => resolve()));
+    }
   });
 });
