@@ -12,7 +12,7 @@ import methodResponseNode from '../../src/nodes/iothub-method-response';
 import type { SimulatedHub } from '../../src/simulator';
 import { collect, inject, serverPerTest, type FlowMsg } from '../helpers/flow';
 import { startTestHub, waitFor } from '../helpers/hub';
-import { serviceClient } from '../helpers/service-rest';
+import { serviceClient, serviceErrorCode } from '../helpers/service-rest';
 
 helper.init(require.resolve('node-red'));
 
@@ -33,9 +33,9 @@ function flow(methodIn: Record<string, unknown>): object[] {
 type Invoked = { result: { status: number; payload: unknown } };
 
 /** The HTTP status and IoT Hub error code of a failed REST call. */
-function failure(err: unknown): { status: number | undefined; errorCode: number | undefined } {
-  const e = err as { response?: { statusCode?: number }; responseBody?: string };
-  return { status: e.response?.statusCode, errorCode: (JSON.parse(e.responseBody ?? '{}') as { errorCode?: number }).errorCode };
+function failure(err: unknown): { status: number | undefined; errorCode: number | 'InvalidErrorCode' } {
+  const e = err as { response?: { statusCode?: number; headers?: Record<string, unknown> }; responseBody?: string };
+  return { status: e.response?.statusCode, errorCode: serviceErrorCode(e.responseBody, e.response?.headers?.['iothub-errorcode']).errorCode };
 }
 
 describe('method-in and method-response', function () {
