@@ -48,6 +48,7 @@ export type HubErrorCode =
   | 'Unauthorized'
   // found by this client
   | 'BufferFull'
+  | 'CheckpointStoreError'
   | 'Closed'
   | 'Error'
   | 'Expired'
