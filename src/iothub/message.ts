@@ -372,3 +372,35 @@ export function fromTelemetryEvent(event: { message: Message; partitionId: strin
   if (typeof enqueued === 'string') fields.enqueuedTime = enqueued;
   return fields;
 }
+
+/**
+ * One msg for a batch of a partition's events (telemetry-in's batch output): `payload` the bodies in
+ * order, `events` each event's fields as a per-event msg has them, and the partition with the last
+ * event's sequence number and offset, which is the batch's checkpoint once the flow has handled it.
+ */
+export interface TelemetryBatchFields {
+  payload: unknown[];
+  events: TelemetryFields[];
+  partitionId: string;
+  sequenceNumber: number;
+  offset?: string;
+  count: number;
+}
+
+export function fromTelemetryBatch(
+  partitionId: string,
+  events: Array<{ message: Message; partitionId: string; sequenceNumber: number }>,
+  mode: OutputMode,
+): TelemetryBatchFields {
+  const payload: unknown[] = new Array(events.length);
+  const fields: TelemetryFields[] = new Array(events.length);
+  for (let i = 0; i < events.length; i++) {
+    const f = fromTelemetryEvent(events[i], mode);
+    fields[i] = f;
+    payload[i] = f.payload;
+  }
+  const last = fields[fields.length - 1];
+  const batch: TelemetryBatchFields = { payload, events: fields, partitionId, sequenceNumber: last.sequenceNumber, count: events.length };
+  if (last.offset !== undefined) batch.offset = last.offset;
+  return batch;
+}
