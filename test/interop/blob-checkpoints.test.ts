@@ -5,6 +5,8 @@
  * TelemetryReaders balance one consumer group between them.
  */
 import { strict as assert } from 'node:assert';
+import { spawn } from 'node:child_process';
+import * as path from 'node:path';
 import { EventHubConsumerClient, earliestEventPosition, type Subscription } from '@azure/event-hubs';
 import { BlobCheckpointStore } from '@azure/eventhubs-checkpointstore-blob';
 import { ContainerClient } from '@azure/storage-blob';
@@ -17,7 +19,8 @@ import { TelemetryReader } from '../../src/iothub/telemetry-reader';
 import type { SimulatedHub } from '../../src/simulator';
 import { partitionForDevice } from '../../src/simulator/partitions';
 import { Azurite } from '../helpers/azurite';
-import { startTestHub, waitFor } from '../helpers/hub';
+import { startTestHub, testCertDir, waitFor } from '../helpers/hub';
+import { PYTHON_DIR } from '../helpers/python-peers';
 
 const UPDATE_MS = 300;
 const EXPIRY_MS = 3000;
@@ -202,3 +205,135 @@ async function waitUntil(check: () => Promise<boolean>, what: string, ms: number
     await new Promise((r) => setTimeout(r, 100));
   }
 }
+
+interface PythonResult {
+  namespace: string;
+  eventhub: string;
+  checkpoints: Array<{ partition: string; sequence_number: number; offset: string }>;
+  ownership: Array<{ partition: string; owner: string | null }>;
+  events: Array<{ partition: string; sequence_number: number; body: string }>;
+  errors: string[];
+}
+
+/** Runs test/interop/python/blob_checkpoints.py with the system Python (Debian's python3-azure). */
+function runPython(args: Record<string, string | number>): Promise<PythonResult> {
+  const child = spawn('/usr/bin/python3', ['-u', 'blob_checkpoints.py', ...Object.entries(args).map(([k, v]) => `${k}=${v}`)], {
+    cwd: PYTHON_DIR,
+    stdio: ['ignore', 'pipe', 'pipe'],
+    env: { ...process.env, PYTHONDONTWRITEBYTECODE: '1' },
+  });
+  let stdout = '';
+  let stderr = '';
+  child.stdout.on('data', (c: Buffer) => (stdout += c.toString('utf8')));
+  child.stderr.on('data', (c: Buffer) => (stderr += c.toString('utf8')));
+  return new Promise((resolve, reject) => {
+    const timer = setTimeout(() => child.kill('SIGKILL'), 90_000);
+    child.once('close', (code) => {
+      clearTimeout(timer);
+      const line = stdout.trim().split('\n').pop() ?? '';
+      try {
+        if (code !== 0) throw new Error(`exit ${code}`);
+        resolve(JSON.parse(line) as PythonResult);
+      } catch (err) {
+        reject(new Error(`blob_checkpoints.py failed (${(err as Error).message}):\n${stderr.slice(-3000)}\n${stdout.slice(-1000)}`));
+      }
+    });
+  });
+}
+
+describe('Blob checkpoints telemetry-in wrote, read by the Python SDK (azure-eventhub with checkpointstoreblob)', function () {
+  this.timeout(180_000);
+  let azurite: Azurite | undefined;
+  let hub: SimulatedHub | undefined;
+
+  after(async () => {
+    await azurite?.stop();
+    await hub?.close();
+  });
+
+  it('a Python EventHubConsumerClient with a BlobCheckpointStore lists the checkpoints a TelemetryReader wrote and reads on right after them', async function () {
+    const probe = spawn('/usr/bin/python3', ['-c', 'import azure.eventhub.extensions.checkpointstoreblob']);
+    const importable = await new Promise<boolean>((resolve) => probe.once('close', (code) => resolve(code === 0)));
+    if (!importable) {
+      if (process.env.CI) throw new Error('azure-eventhub-checkpointstoreblob is missing (apt-get install -y python3-azure)');
+      this.skip();
+    }
+    // The Python SDK dials 5671 whatever the string says, and names the blobs with the host as the
+    // string gives it: the simulator listens on 5671, and the string names no port, as on Azure.
+    try {
+      hub = await startTestHub({ partitionCount: 4, amqpsPort: 5671 });
+    } catch (err) {
+      if (process.env.CI) throw err;
+      process.stdout.write(`      skipped: port 5671 is not free here (${(err as Error).message})\n`);
+      this.skip();
+    }
+    const sim = hub;
+    azurite = await Azurite.start();
+    const devices: string[] = [];
+    for (let i = 0; devices.length < 4; i++) if (partitionForDevice(`py-${i}`, 4) === devices.length) devices.push(`py-${i}`);
+    let sent = 0;
+    const send = (perPartition: number, tag: string): void => {
+      for (let i = 0; i < perPartition * 4; i++, sent++) sim.ingest(devices[i % 4], undefined, { message_id: `${tag}-${i}`, body: `${tag} ${i}` });
+    };
+    send(5, 'before');
+
+    const options: HubConnectionOptions = { transport: 'amqp', port: sim.ports.amqp, connectHost: '127.0.0.1', reconnectMinMs: 200, reconnectMaxMs: 1000 };
+    const connection = new HubConnection(parseConnectionString(sim.serviceConnectionString()), options);
+    connection.open();
+    const reader = new TelemetryReader({
+      connection: async () => connection,
+      connectionOptions: async () => options,
+      consumerGroup: '$Default',
+      partitions: [],
+      start: { kind: 'earliest' },
+      prefetch: 50,
+      balance: {
+        store: () => BlobPartitionStore.open((azurite as Azurite).connectionString, 'python'),
+        ownerId: 'node-red-py',
+        updateIntervalMs: 200,
+        expiryMs: 3000,
+      },
+      checkpointPolicy: { everyMs: 100 },
+    });
+    let read = 0;
+    reader.on('event', () => read++);
+    reader.start();
+    await waitFor(() => read === 20, 'telemetry-in read the 20 events', 30_000);
+    // Stopping writes the last checkpoints and gives the partitions up.
+    await reader.close();
+    await connection.close();
+    send(2, 'after');
+
+    const eventHubString = sim.eventHubConnectionString('iothubowner', 'amqps').replace(':5671/', '/');
+    const result = await runPython({
+      conn: eventHubString,
+      verify: path.join(testCertDir(), 'cert.pem'),
+      storage: azurite.connectionString,
+      container: 'python',
+      count: 8,
+      seconds: 30,
+    });
+    assert.equal(result.namespace, 'localhost');
+    assert.deepEqual(
+      result.checkpoints.map((c) => [c.partition, c.sequence_number]).sort(),
+      [
+        ['0', 4],
+        ['1', 4],
+        ['2', 4],
+        ['3', 4],
+      ],
+      'the checkpoints telemetry-in wrote',
+    );
+    for (const c of result.checkpoints) assert.ok(c.offset !== null && c.offset !== '', 'each checkpoint has an offset');
+    assert.ok(
+      result.ownership.every((o) => !o.owner),
+      `telemetry-in gave its partitions up on close (an empty owner, which Python reads as None): ${JSON.stringify(result.ownership)}`,
+    );
+    assert.deepEqual(result.errors, []);
+    assert.deepEqual(
+      result.events.map((e) => e.body).sort(),
+      Array.from({ length: 8 }, (_, i) => `after ${i}`).sort(),
+      'only the events after the checkpoints',
+    );
+  });
+});
