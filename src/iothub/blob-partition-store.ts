@@ -44,6 +44,12 @@ function restError(err: unknown): RestErrorLike {
   return err && typeof err === 'object' ? (err as RestErrorLike) : {};
 }
 
+/** The container went away (deleted, or a storage emulator restarted without its data). */
+function containerMissing(err: unknown): boolean {
+  const e = restError(err);
+  return e.statusCode === 404 && (e.details?.errorCode ?? e.code) === 'ContainerNotFound';
+}
+
 /** A lost race for a record: another reader wrote it first (412), or created it first (409). */
 function lostRace(err: unknown): boolean {
   const { statusCode } = restError(err);
@@ -64,6 +70,13 @@ export function storeError(err: unknown, what: string): HubError {
   return new HubError('CheckpointStoreError', `${what}${status}: ${text}`, { retryable: unreachable || e.statusCode === 429 });
 }
 
+/**
+ * The storage client's own retries kept short: its default (4 tries, delays from 4 s up to 2 min) would
+ * hold a failing call for minutes, and with it the status and warning an outage should give at once.
+ * The balancer's rounds and the checkpointer retry on their own Backoff, and nothing is lost meanwhile.
+ */
+const STORAGE_RETRY = { maxTries: 2, retryDelayInMs: 200, maxRetryDelayInMs: 1000, tryTimeoutInMs: 10_000 };
+
 export class BlobPartitionStore implements PartitionStore {
   private constructor(private readonly container: ContainerClient) {}
 
@@ -77,7 +90,7 @@ export class BlobPartitionStore implements PartitionStore {
     const { BlobServiceClient } = await import('@azure/storage-blob');
     let container: ContainerClient;
     try {
-      container = BlobServiceClient.fromConnectionString(connectionString.trim()).getContainerClient(containerName);
+      container = BlobServiceClient.fromConnectionString(connectionString.trim(), { retryOptions: STORAGE_RETRY }).getContainerClient(containerName);
     } catch {
       throw new HubError(
         'InvalidConnectionString',
@@ -113,7 +126,22 @@ export class BlobPartitionStore implements PartitionStore {
     return list;
   }
 
+  /** Runs a write; when the container is gone it is made again once and the write repeated. */
+  private async inContainer<T>(write: () => Promise<T>): Promise<T> {
+    try {
+      return await write();
+    } catch (err) {
+      if (!containerMissing(err)) throw err;
+      await this.container.createIfNotExists();
+      return write();
+    }
+  }
+
   async claim(scope: PartitionScope, partitionId: string, ownerId: string, etag: string | undefined): Promise<Ownership | undefined> {
+    return this.inContainer(() => this.claimOnce(scope, partitionId, ownerId, etag));
+  }
+
+  private async claimOnce(scope: PartitionScope, partitionId: string, ownerId: string, etag: string | undefined): Promise<Ownership | undefined> {
     const blob = this.container.getBlockBlobClient(blobPrefix(scope, 'ownership') + partitionId);
     const metadata = { ownerid: ownerId };
     try {
@@ -144,6 +172,10 @@ export class BlobPartitionStore implements PartitionStore {
   async updateCheckpoint(scope: PartitionScope, checkpoint: Checkpoint): Promise<void> {
     const blob = this.container.getBlockBlobClient(blobPrefix(scope, 'checkpoint') + checkpoint.partitionId);
     const metadata = { sequencenumber: String(checkpoint.sequenceNumber), offset: checkpoint.offset };
+    await this.inContainer(() => this.writeCheckpoint(blob, metadata));
+  }
+
+  private async writeCheckpoint(blob: ReturnType<ContainerClient['getBlockBlobClient']>, metadata: Record<string, string>): Promise<void> {
     try {
       // Metadata first, the blob made only when missing: an upload on every checkpoint is slow on accounts
       // with soft delete or versioning (blobCheckpointStore.ts _setBlobMetadata, azure-sdk-for-js#10132).

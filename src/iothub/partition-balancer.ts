@@ -98,6 +98,8 @@ export class PartitionBalancer extends EventEmitter<PartitionBalancerEvents> {
       (err: unknown) => {
         if (this.closed) return;
         this.failing = true;
+        // The container may be what is missing: the next round makes sure of it first.
+        this.prepared = false;
         this.emit('storeError', storeError(err, 'partition ownership could not be read or written'));
         this.backoff.after(() => this.runRound());
       },
@@ -116,8 +118,9 @@ export class PartitionBalancer extends EventEmitter<PartitionBalancerEvents> {
     // taken) is given up. A renewal names the version this reader wrote: a takeover in between wins.
     for (const [partitionId, mine] of [...this.owned]) {
       const record = records.get(partitionId);
-      const renewed =
-        record && record.ownerId === ownerId && record.etag === mine.etag ? await store.claim(scope, partitionId, ownerId, record.etag) : undefined;
+      // A record that is gone (its container was made anew) is claimed afresh: If-None-Match lets only one reader have it.
+      const renewable = record === undefined || (record.ownerId === ownerId && record.etag === mine.etag);
+      const renewed = renewable ? await store.claim(scope, partitionId, ownerId, record?.etag) : undefined;
       if (this.closed) return;
       if (renewed) {
         this.owned.set(partitionId, renewed);

@@ -22,24 +22,17 @@ export class Azurite {
     private readonly child: ChildProcess,
   ) {}
 
-  /** Starts it and resolves once it accepts connections. */
-  static async start(port?: number): Promise<Azurite> {
+  /**
+   * Starts it and resolves once it accepts connections: in memory, or keeping its data in `location`
+   * (for a test that stops and starts it again on the same port, as a storage outage would).
+   */
+  static async start(port?: number, location?: string): Promise<Azurite> {
     const chosen = port ?? (await freePort());
     const main = path.resolve(require.resolve('azurite/package.json'), '..', 'dist', 'src', 'blob', 'main.js');
+    const storage = location === undefined ? ['--inMemoryPersistence'] : ['--location', location];
     const child = spawn(
       process.execPath,
-      [
-        main,
-        '--blobHost',
-        '127.0.0.1',
-        '--blobPort',
-        String(chosen),
-        '--inMemoryPersistence',
-        '--disableTelemetry',
-        '--skipApiVersionCheck',
-        '--silent',
-        '--loose',
-      ],
+      [main, '--blobHost', '127.0.0.1', '--blobPort', String(chosen), ...storage, '--disableTelemetry', '--skipApiVersionCheck', '--silent', '--loose'],
       { stdio: ['ignore', 'ignore', 'pipe'] },
     );
     running.add(child);
