@@ -64,7 +64,12 @@ export function storeError(err: unknown, what: string): HubError {
   if (err instanceof HubError) return err;
   const e = restError(err);
   const detail = e.details?.errorCode ?? e.code ?? '';
-  const text = (e.message ?? String(err)).split('\n')[0].slice(0, 200);
+  // A SAS connection string puts its signature in every URL: one quoted in a message loses it here.
+  const text = (e.message ?? String(err))
+    .split('\n')[0]
+    .replace(/([?&](?:sig|se|sp|sv|ss|srt|st|spr|skoid|sktid)=)[^&\s]*/gi, '$1...')
+    .replace(/AccountKey=[^;\s]*/gi, 'AccountKey=...')
+    .slice(0, 200);
   const status = e.statusCode === undefined ? '' : ` (HTTP ${e.statusCode}${detail ? ` ${detail}` : ''})`;
   const unreachable = e.statusCode === undefined || e.statusCode >= 500 || e.statusCode === 408;
   return new HubError('CheckpointStoreError', `${what}${status}: ${text}`, { retryable: unreachable || e.statusCode === 429 });

@@ -45,9 +45,11 @@ interface TelemetryInCredentials {
 }
 
 /** The checkpoint a msg names: as telemetry-in sent it (a single event or a batch's last), back from the flow. */
-function checkpointOf(msg: Record<string, unknown>): { partitionId: string; sequenceNumber: number; offset: string } | undefined {
+function checkpointOf(msg: Record<string, unknown>, needsOffset: boolean): { partitionId: string; sequenceNumber: number; offset: string } | undefined {
   const { partitionId, sequenceNumber, offset } = msg;
   if (typeof partitionId !== 'string' || typeof sequenceNumber !== 'number' || !Number.isInteger(sequenceNumber)) return undefined;
+  // The SDKs resume a partition from a Blob checkpoint's offset: one without it would break their reading.
+  if (needsOffset && (typeof offset !== 'string' || offset === '')) return undefined;
   return { partitionId, sequenceNumber, offset: typeof offset === 'string' ? offset : '' };
 }
 
@@ -224,11 +226,10 @@ export default function register(RED: NodeAPI): void {
     // A msg back from the flow (the msg telemetry-in sent, or one with its partitionId, sequenceNumber and
     // offset) says the flow has handled everything up to that event: it is the partition's next checkpoint.
     onInput(node, (msg, _send, done) => {
-      const checkpoint = checkpointOf(msg as unknown as Record<string, unknown>);
+      const checkpoint = checkpointOf(msg as unknown as Record<string, unknown>, balance !== undefined);
       if (!checkpoint) {
-        done(
-          new HubError('InvalidMessage', 'a checkpoint msg needs msg.partitionId (text) and msg.sequenceNumber (a whole number), as telemetry-in sent them'),
-        );
+        const fields = balance ? 'msg.partitionId, msg.sequenceNumber and msg.offset' : 'msg.partitionId (text) and msg.sequenceNumber (a whole number)';
+        done(new HubError('InvalidMessage', `a checkpoint msg needs ${fields}, as telemetry-in sent them`));
         return;
       }
       // A partition another reader took over meanwhile is not this one's to write: that reader reads

@@ -104,6 +104,20 @@ describe('telemetry-in: batches, checkpoint msgs and Blob checkpoints', function
     }
   });
 
+  it('a msg into telemetry-in that names no event fails to Catch as InvalidMessage; one it sent is taken as a checkpoint', async () => {
+    hub = await startTestHub();
+    ingest(hub, 1, 'one');
+    await helper.load([connectionNode, telemetryInNode], flow({ checkpointMode: 'msg' }), { conn1: { connectionString: hub.serviceConnectionString() } });
+    const out = collect('out');
+    await waitFor(() => out.length === 4, 'four events');
+    inject('tin', { payload: 'not an event' });
+    await waitFor(() => calls('tin', 'error').length === 1, 'the error');
+    assert.match(calls('tin', 'error')[0], /^InvalidMessage: a checkpoint msg needs msg.partitionId/);
+    inject('tin', out[0]);
+    await new Promise((r) => setTimeout(r, 100));
+    assert.equal(calls('tin', 'error').length, 1, 'a msg telemetry-in sent is no error');
+  });
+
   it('a storage string that is not one, or an unset ${VAR}, stops the node with a status and an error that never repeat it', async () => {
     hub = await startTestHub();
     const secret = 'AccountKey=bm90LWEta2V5;garbage';
