@@ -48,6 +48,8 @@ export class PartitionBalancer extends EventEmitter<PartitionBalancerEvents> {
   private readonly expiryMs: number;
   /** What this reader holds, with the version of each claim it wrote last. */
   private readonly owned = new Map<string, Ownership>();
+  /** Owned, but its link was taken (release()): not read until the next round confirms the claim. */
+  private readonly suspended = new Set<string>();
   private round: Promise<void> | undefined;
   private failing = false;
   private closed = false;
@@ -66,9 +68,9 @@ export class PartitionBalancer extends EventEmitter<PartitionBalancerEvents> {
     return this.options.ownerId;
   }
 
-  /** The partitions this reader holds. */
+  /** The partitions this reader holds and reads. */
   ownedPartitions(): string[] {
-    return [...this.owned.keys()];
+    return [...this.owned.keys()].filter((p) => !this.suspended.has(p));
   }
 
   start(): void {
@@ -76,11 +78,15 @@ export class PartitionBalancer extends EventEmitter<PartitionBalancerEvents> {
   }
 
   /**
-   * Forgets a partition without writing (its link was taken by a reader with the same owner level, which
-   * claimed it first): the next rounds claim it again only if the split calls for it.
+   * The partition's link was taken by a reader with the same owner level: usually one that claimed it
+   * first, and the next round sees its claim and gives the partition up. But a reader whose connection
+   * came back after its claim lapsed re-attaches too and takes the link from the one that took over
+   * meanwhile: so the claim is checked at the next round, and while it is still this reader's, reading
+   * resumes (`claimed` again, from the last checkpoint) instead of leaving the partition unread until the
+   * claim lapses.
    */
   release(partitionId: string): void {
-    this.owned.delete(partitionId);
+    if (this.owned.has(partitionId)) this.suspended.add(partitionId);
   }
 
   private runRound(): void {
@@ -116,6 +122,7 @@ export class PartitionBalancer extends EventEmitter<PartitionBalancerEvents> {
     const records = new Map(ownerships.map((o) => [o.partitionId, o]));
     // Renew every claim still this reader's; one another reader wrote over (or that lapsed and was
     // taken) is given up. A renewal names the version this reader wrote: a takeover in between wins.
+    const resumed: string[] = [];
     for (const [partitionId, mine] of [...this.owned]) {
       const record = records.get(partitionId);
       // A record that is gone (its container was made anew) is claimed afresh: If-None-Match lets only one reader have it.
@@ -125,7 +132,23 @@ export class PartitionBalancer extends EventEmitter<PartitionBalancerEvents> {
       if (renewed) {
         this.owned.set(partitionId, renewed);
         records.set(partitionId, renewed);
-      } else this.lose(partitionId);
+        if (this.suspended.delete(partitionId)) resumed.push(partitionId);
+      } else {
+        this.suspended.delete(partitionId);
+        this.lose(partitionId);
+      }
+    }
+    if (resumed.length > 0) {
+      const checkpoints = await store.listCheckpoints(scope);
+      if (this.closed) return;
+      for (const partitionId of resumed) {
+        if (this.owned.has(partitionId))
+          this.emit(
+            'claimed',
+            partitionId,
+            checkpoints.find((c) => c.partitionId === partitionId),
+          );
+      }
     }
     const next = nextClaim({
       ownerId,
@@ -167,6 +190,7 @@ export class PartitionBalancer extends EventEmitter<PartitionBalancerEvents> {
     const { store, scope } = this.options;
     const mine = [...this.owned.values()];
     this.owned.clear();
+    this.suspended.clear();
     if (mine.length === 0) return;
     const abandon = Promise.all(mine.map((o) => store.claim(scope, o.partitionId, '', o.etag).catch(() => undefined)));
     let timer: ReturnType<Clock['setTimeout']> | undefined;
