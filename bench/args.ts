@@ -1,6 +1,6 @@
 /** Command-line flags of `npm run bench`. */
 
-export const BENCHMARKS = ['d2c', 'telemetry', 'c2d', 'gateway', 'ingest', 'd2c-rtt', 'c2d-rtt'] as const;
+export const BENCHMARKS = ['d2c', 'telemetry', 'rebalance', 'c2d', 'gateway', 'ingest', 'd2c-rtt', 'c2d-rtt'] as const;
 export type BenchmarkKey = (typeof BENCHMARKS)[number];
 
 export interface Flags {

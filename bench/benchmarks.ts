@@ -8,6 +8,7 @@ import { partitionForDevice } from '../src/simulator/partitions';
 import type { BenchmarkKey, Flags } from './args';
 import { D2C_DEVICES, hasDeviceOut, ingestDevice } from './contenders/devices';
 import type { BenchParams } from './protocol';
+import { REBALANCE_EXPIRY_MS, REBALANCE_UPDATE_MS } from './contenders/rebalance';
 import { EVENT_HUBS_DEFAULTS_SAMPLE } from './runners';
 
 export interface ContenderSpec {
@@ -22,6 +23,8 @@ export interface ContenderResult {
   spec: ContenderSpec;
   /** msgs/s per timed round. */
   rates: number[];
+  /** ms per timed round. */
+  times: number[];
   /** CPU microseconds per message per timed round. */
   cpuPerMessage: number[];
   maxRssKb: number;
@@ -46,6 +49,8 @@ export interface Benchmark {
   prepare?(hub: SimulatedHub, params: BenchParams): string[];
   afterRound?(hub: SimulatedHub, params: BenchParams): void;
   targets: Target[];
+  /** Each round measures a time (reported as such), not a rate. */
+  timed?: boolean;
 }
 
 export function medianOf(results: Map<string, ContenderResult>, name: string): number | undefined {
@@ -169,6 +174,9 @@ export const BENCHMARKS: Benchmark[] = [
     contenders: (f) => [
       { name: 'telemetry.raw', label: 'rhea-promise receivers, one per partition', baseline: true },
       { name: 'telemetry.node', label: 'telemetry-in in a Node-RED flow' },
+      { name: 'telemetry.node-batch', label: 'telemetry-in, batches as large as the credit' },
+      { name: 'telemetry.node-context', label: 'telemetry-in, context-store checkpoints (memory) every second' },
+      { name: 'telemetry.node-blob', label: 'telemetry-in, Blob checkpoints (Azurite) every second, balanced' },
       { name: 'telemetry.sdk', label: '@azure/event-hubs subscribe, maxBatchSize = credit' },
       {
         name: 'telemetry.sdk-defaults',
@@ -195,6 +203,13 @@ export const BENCHMARKS: Benchmark[] = [
     targets: [
       ratioTarget('telemetry-in >= 0.6x raw receivers', 'telemetry.node', 'telemetry.raw', 0.6),
       ratioTarget('telemetry-in >= 1.5x @azure/event-hubs at its best (maxBatchSize = credit)', 'telemetry.node', 'telemetry.sdk', 1.5),
+      ratioTarget('telemetry-in batches >= 1.2x @azure/event-hubs at its best (maxBatchSize = credit)', 'telemetry.node-batch', 'telemetry.sdk', 1.2),
+      ratioTarget(
+        'telemetry-in with Blob checkpoints every second >= 0.8x with context-store checkpoints',
+        'telemetry.node-blob',
+        'telemetry.node-context',
+        0.8,
+      ),
       ratioTarget(
         'telemetry-in >= 1.5x @azure/event-hubs as it comes (default options: batches of 1, prefetch 3)',
         'telemetry.node',
@@ -202,6 +217,16 @@ export const BENCHMARKS: Benchmark[] = [
         1.5,
       ),
     ],
+  },
+  {
+    key: 'rebalance',
+    title: 'Rebalance: a balanced reader killed',
+    describe: (f) =>
+      `two TelemetryReaders with Blob checkpoints (Azurite) own 4 of 8 partitions each; one, a process of its own, is killed with SIGKILL; time from the kill until the other owns all 8 (balancing every ${REBALANCE_UPDATE_MS / 1000} s, claims lapse after ${REBALANCE_EXPIRY_MS / 1000} s: the lapse, then one claim a round, as the SDKs' balanced strategy); ${f.rounds} timed round${f.rounds === 1 ? '' : 's'} after ${f.warmup} warm-up`,
+    simulator: () => ({ partitionCount: 8 }),
+    contenders: () => [{ name: 'rebalance.kill', label: 'telemetry-in core (TelemetryReader), balanced through Blob', baseline: true }],
+    targets: [],
+    timed: true,
   },
   {
     key: 'c2d',

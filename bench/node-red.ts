@@ -53,6 +53,8 @@ export async function startNodeRed(): Promise<EmbeddedNodeRed> {
     // Errors reach the flow's catch node and fail the round; the startup warnings are noise here.
     logging: { console: { level: 'error', metrics: false, audit: false } },
     telemetry: { enabled: false, updateNotification: false },
+    // One memory store named as users name theirs, for telemetry-in's context-store checkpoints.
+    contextStorage: { default: { module: 'memory' } },
     externalModules: { autoInstall: false, palette: { allowInstall: false } },
   });
   // RED.start resolves before the stored (empty) flows and credentials are loaded; a deploy before

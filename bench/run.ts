@@ -95,7 +95,7 @@ async function runBenchmark(bench: Benchmark, flags: Flags, params: BenchParams)
       });
       workers.push(worker);
       const notes = await worker.setup(hubInfo(hub, spec.devices ?? [], relay?.port), params);
-      results.set(spec.name, { spec, rates: [], cpuPerMessage: [], maxRssKb: 0, notes });
+      results.set(spec.name, { spec, rates: [], times: [], cpuPerMessage: [], maxRssKb: 0, notes });
     }
     for (let w = 0; w < flags.warmup; w++) {
       for (const worker of rotated(workers, w)) {
@@ -109,6 +109,7 @@ async function runBenchmark(bench: Benchmark, flags: Flags, params: BenchParams)
         bench.afterRound?.(hub, params);
         const entry = results.get(worker.contender) as ContenderResult;
         entry.rates.push(result.messages / (result.ms / 1000));
+        entry.times.push(result.ms);
         entry.cpuPerMessage.push(result.messages > 0 ? result.cpuUs / result.messages : NaN);
       }
     }
@@ -137,6 +138,18 @@ function report(bench: Benchmark, flags: Flags, results: Map<string, ContenderRe
   out(bench.describe(flags) + '.');
   for (const line of prepared) out(line);
   out();
+  if (bench.timed) {
+    // A time per round (a takeover), not a rate: the median and range of the rounds' times.
+    const timeRows = all.map((r) => [
+      r.spec.label,
+      `${formatFixed(median(r.times) / 1000, 2)} s`,
+      r.times.length > 1 ? `${formatFixed(Math.min(...r.times) / 1000, 2)}-${formatFixed(Math.max(...r.times) / 1000, 2)} s` : '-',
+      `${formatCount(r.maxRssKb / 1024)} MB`,
+    ]);
+    out(table(['contender', 'time (median)', 'range', 'peak RSS'], timeRows, [false, true, true, true]));
+    out();
+    return;
+  }
   const rows = all.map((r) => {
     const m = median(r.rates);
     return [

@@ -50,6 +50,7 @@ export type HubErrorCode =
   | 'Unauthorized'
   // found by this client
   | 'BufferFull'
+  | 'CheckpointStoreError'
   | 'Closed'
   | 'Error'
   | 'Expired'

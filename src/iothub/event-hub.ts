@@ -155,6 +155,8 @@ export interface TelemetryEvent {
   partitionId: string;
   message: Message;
   sequenceNumber: number;
+  /** `x-opt-offset`: what the official SDKs resume from, so it goes into Blob checkpoints beside the sequence number. */
+  offset: string;
 }
 
 /**
@@ -195,6 +197,30 @@ export class PartitionReaders extends EventEmitter<PartitionReadersEvents> {
     for (const partitionId of options.partitions) this.open(partitionId);
   }
 
+  /** The partitions being read. */
+  get partitionIds(): string[] {
+    return [...this.receivers.keys()];
+  }
+
+  /**
+   * Starts reading one more partition (a balancer claimed it), after `after` when a checkpoint names
+   * it, else from the start position. Reading it already: nothing changes.
+   */
+  add(partitionId: string, after?: number): void {
+    if (this.receivers.has(partitionId)) return;
+    if (after === undefined) this.last.delete(partitionId);
+    else this.last.set(partitionId, after);
+    this.open(partitionId);
+  }
+
+  /** Stops reading a partition (another reader owns it now); its position is forgotten. */
+  async remove(partitionId: string): Promise<void> {
+    const receiver = this.receivers.get(partitionId);
+    this.receivers.delete(partitionId);
+    this.last.delete(partitionId);
+    await receiver?.close();
+  }
+
   /** Sequence number of the last event emitted per partition. */
   positions(): Record<string, number> {
     return Object.fromEntries(this.last);
@@ -230,10 +256,13 @@ export class PartitionReaders extends EventEmitter<PartitionReadersEvents> {
       // After a re-attach the filter starts after the last one seen; anything older is a repeat.
       if (previous !== undefined && sequenceNumber <= previous) return;
       this.last.set(partitionId, sequenceNumber);
-      this.emit('event', { partitionId, message: r.message, sequenceNumber } satisfies TelemetryEvent);
+      this.emit('event', { partitionId, message: r.message, sequenceNumber, offset: String(annotations['x-opt-offset']) } satisfies TelemetryEvent);
     });
     receiver.on('attached', () => this.emit('partition', partitionId, 'attached'));
+    // A receiver removed while its detach was on the way is not this reader's any more.
+    const current = (): boolean => this.receivers.get(partitionId) === receiver;
     receiver.on('detached', (err: HubError) => {
+      if (!current()) return;
       // A position the service calls invalid (a checkpoint past the end of the partition: the hub was
       // recreated, or the checkpoints came from another hub) is dropped before the link re-attaches,
       // so the partition starts over from the start position instead of failing the same way for ever.

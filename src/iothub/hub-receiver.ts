@@ -22,6 +22,28 @@ export interface Received {
   settle(outcome: Settlement): Promise<void>;
 }
 
+/** The delivery tag as IoT Hub's lock token: a uuid for 16-byte tags, else hex. */
+function lockTokenOf(delivery: Delivery): string {
+  const tag = delivery.tag;
+  return Buffer.isBuffer(tag) ? (tag.length === 16 ? rhea.uuid_to_string(tag) : tag.toString('hex')) : String(tag);
+}
+
+/** A message settled automatically: nothing to settle, the lock token made only when asked. */
+class AutoReceived implements Received {
+  constructor(
+    readonly message: Message,
+    private readonly delivery: Delivery,
+  ) {}
+
+  get lockToken(): string {
+    return lockTokenOf(this.delivery);
+  }
+
+  settle(): Promise<void> {
+    return Promise.resolve();
+  }
+}
+
 export interface HubReceiverOptions {
   /** Most messages handed over and not yet settled (manual) or prefetched (auto). */
   credit: number;
@@ -108,19 +130,23 @@ export class HubReceiver extends DurableLink<HubReceiverEvents> {
     if (!message || !delivery || !link || generation !== this.generation || this.closed) return;
     if (this.link !== undefined && this.link !== link) return;
     const manual = this.receiverOptions.settle === 'manual';
-    let settled = !manual;
+    if (!manual) {
+      // Settled automatically (telemetry readers, feedback): one small object a message, no closures,
+      // since this runs for every event read.
+      this.emit('message', new AutoReceived(message, delivery));
+      return;
+    }
+    let settled = false;
     let lockToken: string | undefined;
-    if (manual) this.unsettled.add(delivery);
+    this.unsettled.add(delivery);
     const received: Received = {
       message,
       // Only manual settlement needs it; telemetry readers never ask, so it is made on demand.
       get lockToken(): string {
-        const tag = delivery.tag;
-        lockToken ??= Buffer.isBuffer(tag) ? (tag.length === 16 ? rhea.uuid_to_string(tag) : tag.toString('hex')) : String(tag);
+        lockToken ??= lockTokenOf(delivery);
         return lockToken;
       },
       settle: (outcome: Settlement) => {
-        if (!manual) return Promise.resolve();
         if (settled) return Promise.reject(new HubError('MessageLockLost', 'this message was already settled'));
         if (this.link !== link || generation !== this.generation || !link.isOpen()) {
           settled = true;

@@ -265,7 +265,9 @@ export function jsonSafe(value: unknown): unknown {
   const typed = value as { type?: unknown; value?: unknown; typecode?: unknown };
   if ('value' in typed && 'type' in typed && Object.keys(typed).length <= 3) return jsonSafe(typed.value);
   const out: Record<string, unknown> = {};
-  for (const key of Object.keys(value)) out[key] = jsonSafe((value as Record<string, unknown>)[key]);
+  const map = value as Record<string, unknown>;
+  // for...in over own keys: no array of keys made per map (annotations pass here for every event).
+  for (const key in map) if (Object.prototype.hasOwnProperty.call(map, key)) out[key] = jsonSafe(map[key]);
   return out;
 }
 
@@ -314,23 +316,27 @@ export function fromAmqpMessage(message: Message, mode: OutputMode): IncomingFie
     fields.topic = typeof moduleId === 'string' ? `${deviceId}/${moduleId}` : deviceId;
   }
   if (typeof moduleId === 'string') fields.moduleId = moduleId;
-  const set = <K extends keyof IncomingFields>(key: K, value: IncomingFields[K] | undefined): void => {
-    if (value !== undefined) fields[key] = value;
-  };
-  set('messageId', idToString(message.message_id));
-  set('correlationId', idToString(message.correlation_id));
-  set('contentType', contentType);
-  set('contentEncoding', typeof message.content_encoding === 'string' ? message.content_encoding : undefined);
+  // Plain ifs, not a setter closure: this runs for every event telemetry-in reads, and a closure made per
+  // message was garbage the collector had to take back each time.
+  const messageId = idToString(message.message_id);
+  if (messageId !== undefined) fields.messageId = messageId;
+  const correlationId = idToString(message.correlation_id);
+  if (correlationId !== undefined) fields.correlationId = correlationId;
+  if (contentType !== undefined) fields.contentType = contentType;
+  if (typeof message.content_encoding === 'string') fields.contentEncoding = message.content_encoding;
   const userId: unknown = message.user_id;
-  set('userId', Buffer.isBuffer(userId) ? userId.toString('utf8') : typeof userId === 'string' ? userId : undefined);
-  set('to', typeof message.to === 'string' ? message.to : undefined);
-  set('expiryTime', iso(message.absolute_expiry_time));
-  set('creationTime', iso(message.creation_time));
-  set('subject', typeof message.subject === 'string' ? message.subject : undefined);
-  set('replyTo', typeof message.reply_to === 'string' ? message.reply_to : undefined);
-  set('groupId', typeof message.group_id === 'string' ? message.group_id : undefined);
-  set('groupSequence', typeof message.group_sequence === 'number' ? message.group_sequence : undefined);
-  set('replyToGroupId', typeof message.reply_to_group_id === 'string' ? message.reply_to_group_id : undefined);
+  if (Buffer.isBuffer(userId)) fields.userId = userId.toString('utf8');
+  else if (typeof userId === 'string') fields.userId = userId;
+  if (typeof message.to === 'string') fields.to = message.to;
+  const expiryTime = iso(message.absolute_expiry_time);
+  if (expiryTime !== undefined) fields.expiryTime = expiryTime;
+  const creationTime = iso(message.creation_time);
+  if (creationTime !== undefined) fields.creationTime = creationTime;
+  if (typeof message.subject === 'string') fields.subject = message.subject;
+  if (typeof message.reply_to === 'string') fields.replyTo = message.reply_to;
+  if (typeof message.group_id === 'string') fields.groupId = message.group_id;
+  if (typeof message.group_sequence === 'number') fields.groupSequence = message.group_sequence;
+  if (typeof message.reply_to_group_id === 'string') fields.replyToGroupId = message.reply_to_group_id;
   return fields;
 }
 
@@ -371,4 +377,36 @@ export function fromTelemetryEvent(event: { message: Message; partitionId: strin
   const enqueued = fields.systemProperties['x-opt-enqueued-time'];
   if (typeof enqueued === 'string') fields.enqueuedTime = enqueued;
   return fields;
+}
+
+/**
+ * One msg for a batch of a partition's events (telemetry-in's batch output): `payload` the bodies in
+ * order, `events` each event's fields as a per-event msg has them, and the partition with the last
+ * event's sequence number and offset, which is the batch's checkpoint once the flow has handled it.
+ */
+export interface TelemetryBatchFields {
+  payload: unknown[];
+  events: TelemetryFields[];
+  partitionId: string;
+  sequenceNumber: number;
+  offset?: string;
+  count: number;
+}
+
+export function fromTelemetryBatch(
+  partitionId: string,
+  events: Array<{ message: Message; partitionId: string; sequenceNumber: number }>,
+  mode: OutputMode,
+): TelemetryBatchFields {
+  const payload: unknown[] = new Array(events.length);
+  const fields: TelemetryFields[] = new Array(events.length);
+  for (let i = 0; i < events.length; i++) {
+    const f = fromTelemetryEvent(events[i], mode);
+    fields[i] = f;
+    payload[i] = f.payload;
+  }
+  const last = fields[fields.length - 1];
+  const batch: TelemetryBatchFields = { payload, events: fields, partitionId, sequenceNumber: last.sequenceNumber, count: events.length };
+  if (last.offset !== undefined) batch.offset = last.offset;
+  return batch;
 }

@@ -5,7 +5,8 @@
  * tries a start that failed for a passing reason again, and keeps checkpoints in a store it is given.
  */
 import { EventEmitter } from 'node:events';
-import { Backoff, backoffDelay, systemClock, type BackoffOptions, type Clock, type ClockTimer } from './backoff';
+import { Backoff, backoffDelay, systemClock, type BackoffOptions, type Clock } from './backoff';
+import { Checkpointer, DEFAULT_CHECKPOINT_POLICY, type CheckpointPolicy, type Position } from './checkpointer';
 import { checkpointKey, readCheckpoints, writeCheckpoints, type Positions, type StoredCheckpoints } from './checkpoints';
 import type { EventHubIdentity } from './connection-string';
 import { HubError, toHubError } from './errors';
@@ -19,6 +20,8 @@ import {
   type TelemetryEvent,
 } from './event-hub';
 import { HubConnection, type HubConnectionOptions, type HubState } from './hub-connection';
+import { PartitionBalancer } from './partition-balancer';
+import type { PartitionScope, PartitionStore } from './partition-store';
 
 /**
  * Where checkpoints are kept between runs. The value holds positions per endpoint and consumer group
@@ -28,6 +31,19 @@ export interface CheckpointStore {
   /** The value saved last, or undefined when there is none. */
   load(): Promise<unknown>;
   save(checkpoints: StoredCheckpoints): Promise<void>;
+}
+
+/**
+ * Reading a share of the partitions, balanced with the other readers of the consumer group (other
+ * telemetry-in nodes, the official SDKs' processors) through a store of ownership and checkpoints.
+ */
+export interface BalancedReading {
+  /** Opened when reading starts: a connection string that is not one fails the start. */
+  store: () => Promise<PartitionStore>;
+  /** This reader's name in the ownership records: unique per reader. */
+  ownerId: string;
+  updateIntervalMs?: number;
+  expiryMs?: number;
 }
 
 export interface TelemetryReaderOptions {
@@ -45,8 +61,12 @@ export interface TelemetryReaderOptions {
   prefetch: number;
   ownerLevel?: number;
   checkpoints?: CheckpointStore;
-  /** Positions are saved at most this often while events arrive (default 1 s), and on close. */
-  checkpointEveryMs?: number;
+  /** Instead of `checkpoints`: partitions balanced with the group's other readers, checkpoints in their store. */
+  balance?: BalancedReading;
+  /** Positions are saved after every N events or T ms (default: 1 s), and on close. */
+  checkpointPolicy?: Partial<CheckpointPolicy>;
+  /** Positions are saved only as the flow confirms them (checkpoint()), not as events are handed out. */
+  explicitCheckpoints?: boolean;
   /** Where retry and checkpoint waits come from (tests shorten and record them). */
   clock?: Clock;
 }
@@ -72,12 +92,22 @@ export interface TelemetryReaderEvents {
   retrying: [error: HubError, attempt: number, delayMs: number];
   /** Starting failed for a reason retrying cannot cure; the reader has stopped. */
   failed: [error: HubError];
-  /** Checkpoints could not be loaded (reading starts from the start position) or saved. */
-  checkpointError: [operation: 'load' | 'save', error: Error];
+  /**
+   * Checkpoints could not be loaded (reading starts from the start position) or saved, or partition
+   * ownership could not be read or written (owned partitions are read on; it is tried again).
+   */
+  checkpointError: [operation: 'load' | 'save' | 'ownership', error: Error];
+  /** The checkpoint store answers again after a checkpointError. */
+  checkpointRecovered: [];
+  /** Balanced reading: the partitions this reader owns now, of how many. */
+  ownership: [owned: string[], total: number];
 }
 
 const DEFAULT_RETRY: BackoffOptions = { minMs: 1000, maxMs: 60_000 };
-const DEFAULT_CHECKPOINT_EVERY_MS = 1000;
+/** Balanced readers take over each other's links: one owner level for all, as the SDKs' processors use. */
+const BALANCED_OWNER_LEVEL = 0;
+/** How long close() waits for the last checkpoint write. */
+const CLOSE_WRITE_LIMIT_MS = 5000;
 
 export class TelemetryReader extends EventEmitter<TelemetryReaderEvents> {
   private readonly clock: Clock;
@@ -98,7 +128,10 @@ export class TelemetryReader extends EventEmitter<TelemetryReaderEvents> {
   private endpointKey: string | undefined;
   /** What the store held when loaded: other endpoints' positions are saved back untouched. */
   private stored: unknown;
-  private checkpointTimer: ClockTimer | undefined;
+  private checkpointer: Checkpointer | undefined;
+  private balancer: PartitionBalancer | undefined;
+  /** How many partitions the endpoint has (balanced reading reads a share). */
+  private partitionTotal = 0;
 
   /** The last reason starting failed, shown while the next attempt connects, cleared once reading. */
   private lastFailure: HubError | undefined;
@@ -131,9 +164,19 @@ export class TelemetryReader extends EventEmitter<TelemetryReaderEvents> {
     this.attempt();
   }
 
-  /** The last sequence number handled per partition. */
+  /** The last sequence number handed out per partition. */
   positions(): Positions {
     return this.readers?.positions() ?? {};
+  }
+
+  /**
+   * The flow has handled everything up to this event of a partition: it is written at the next
+   * checkpoint. False when this reader does not read that partition (any more).
+   */
+  checkpoint(partitionId: string, sequenceNumber: number, offset: string): boolean {
+    if (!this.checkpointer || !this.readers?.partitionIds.includes(partitionId)) return false;
+    this.checkpointer.mark(partitionId, { sequenceNumber, offset });
+    return true;
   }
 
   private attempt(): void {
@@ -202,8 +245,26 @@ export class TelemetryReader extends EventEmitter<TelemetryReaderEvents> {
     const partitions = wanted.length > 0 ? wanted : await readPartitionIds(connection, entityPath, base.operationTimeoutMs);
     if (this.closed) return;
     this.endpointKey = checkpointKey(connection.identity.host, entityPath, this.options.consumerGroup);
-    const resumeAfter = await this.loadCheckpoints(this.endpointKey);
+    if (this.options.balance) await this.beginBalanced(connection, entityPath, partitions, this.options.balance);
+    else await this.beginAll(connection, entityPath, partitions, this.endpointKey);
     if (this.closed) return;
+    if (connection.state === 'open') this.emit('status', { kind: 'connection', state: 'open' });
+  }
+
+  /** Every partition asked for, checkpoints in the given store (a Node-RED context). */
+  private async beginAll(connection: HubConnection, entityPath: string, partitions: string[], key: string): Promise<void> {
+    const resumeAfter = await this.loadCheckpoints(key);
+    if (this.closed) return;
+    const store = this.options.checkpoints;
+    if (store) {
+      this.checkpointer = this.makeCheckpointer(async (_changed, all) => {
+        const positions = Object.fromEntries([...all].map(([p, pos]) => [p, pos.sequenceNumber]));
+        const value = writeCheckpoints(this.stored, key, positions);
+        this.stored = value;
+        await store.save(value);
+      });
+      this.checkpointer.seed(Object.fromEntries(Object.entries(resumeAfter).map(([p, sequenceNumber]) => [p, { sequenceNumber, offset: '' }])));
+    }
     const readers = new PartitionReaders(connection, entityPath, {
       consumerGroup: this.options.consumerGroup,
       partitions,
@@ -212,17 +273,85 @@ export class TelemetryReader extends EventEmitter<TelemetryReaderEvents> {
       ownerLevel: this.options.ownerLevel,
       resumeAfter,
     });
+    this.wire(connection, readers);
+  }
+
+  /**
+   * A share of the partitions, claimed through the balancer; each read after its checkpoint in the
+   * store, or from the start position when it has none (the checkpoint wins, as in the SDKs).
+   */
+  private async beginBalanced(connection: HubConnection, entityPath: string, partitions: string[], balance: BalancedReading): Promise<void> {
+    const store = await balance.store();
+    if (this.closed) return;
+    this.partitionTotal = partitions.length;
+    // The names an EventHubConsumerClient on this endpoint uses: the namespace is the host without a
+    // port (its fullyQualifiedNamespace), so both share one consumer group's records.
+    const scope: PartitionScope = { namespace: connection.identity.host.split(':')[0], eventHub: entityPath, consumerGroup: this.options.consumerGroup };
+    this.checkpointer = this.makeCheckpointer(async (changed) => {
+      for (const [partitionId, pos] of changed) await store.updateCheckpoint(scope, { partitionId, ...pos });
+    });
+    const readers = new PartitionReaders(connection, entityPath, {
+      consumerGroup: this.options.consumerGroup,
+      partitions: [],
+      start: this.options.start,
+      prefetch: this.options.prefetch,
+      ownerLevel: this.options.ownerLevel ?? BALANCED_OWNER_LEVEL,
+    });
+    this.wire(connection, readers);
+    const balancer = new PartitionBalancer({
+      store,
+      scope,
+      ownerId: balance.ownerId,
+      partitionIds: partitions,
+      updateIntervalMs: balance.updateIntervalMs,
+      expiryMs: balance.expiryMs,
+      clock: this.clock,
+    });
+    this.balancer = balancer;
+    const tell = (): void => {
+      this.emit('ownership', balancer.ownedPartitions(), partitions.length);
+    };
+    balancer.on('claimed', (partitionId, checkpoint) => {
+      if (checkpoint) this.checkpointer?.seed({ [partitionId]: { sequenceNumber: checkpoint.sequenceNumber, offset: checkpoint.offset } });
+      readers.add(partitionId, checkpoint?.sequenceNumber);
+      tell();
+    });
+    balancer.on('lost', (partitionId) => {
+      this.stopPartition(partitionId);
+      tell();
+    });
+    balancer.on('storeError', (err) => this.emit('checkpointError', 'ownership', err));
+    balancer.on('storeOk', () => this.emit('checkpointRecovered'));
+    tell();
+    balancer.start();
+  }
+
+  /** Stops reading a partition another reader owns now; what was not yet written for it is left to that reader. */
+  private stopPartition(partitionId: string): void {
+    this.checkpointer?.drop(partitionId);
+    void this.readers?.remove(partitionId);
+  }
+
+  private makeCheckpointer(write: (changed: Map<string, Position>, all: Map<string, Position>) => Promise<void>): Checkpointer {
+    const policy: CheckpointPolicy = { ...DEFAULT_CHECKPOINT_POLICY, ...this.options.checkpointPolicy };
+    const checkpointer = new Checkpointer(write, policy, this.clock);
+    checkpointer.on('writeFailed', (err) => this.emit('checkpointError', 'save', err instanceof Error ? err : new Error(String(err))));
+    checkpointer.on('recovered', () => this.emit('checkpointRecovered'));
+    return checkpointer;
+  }
+
+  private wire(connection: HubConnection, readers: PartitionReaders): void {
     this.readers = readers;
+    const checkpointer = this.options.explicitCheckpoints ? undefined : this.checkpointer;
     readers.on('event', (event) => {
       this.emit('event', event);
-      this.saveSoon();
+      checkpointer?.mark(event.partitionId, { sequenceNumber: event.sequenceNumber, offset: event.offset });
     });
     readers.on('partition', (partitionId, state, err) => this.onPartition(connection, partitionId, state, err));
     readers.on('reset', (partitionId, after, err) => {
       this.emit('reset', partitionId, after, err);
-      this.saveCheckpoints();
+      this.checkpointer?.drop(partitionId);
     });
-    if (connection.state === 'open') this.emit('status', { kind: 'connection', state: 'open' });
   }
 
   private onPartition(connection: HubConnection, partitionId: string, state: 'attached' | 'detached', err?: HubError): void {
@@ -231,6 +360,14 @@ export class TelemetryReader extends EventEmitter<TelemetryReaderEvents> {
       if (this.crowded.delete(partitionId) && this.crowded.size === 0) this.emit('status', { kind: 'connection', state: connection.state });
     }
     if (state !== 'detached' || !err || err.code === 'NotConnected') return;
+    if (this.balancer && err.code === 'ReceiverDisconnected') {
+      // Another reader of the group claimed the partition and attached with the same owner level: it
+      // is theirs now, not a failure; the balancer claims it back only if the split calls for it.
+      this.balancer.release(partitionId);
+      this.stopPartition(partitionId);
+      this.emit('ownership', this.balancer.ownedPartitions(), this.partitionTotal);
+      return;
+    }
     if (err.code === 'ReceiverLimitExceeded') {
       // It keeps trying; the status says what would let it in.
       this.crowded.add(partitionId);
@@ -256,20 +393,14 @@ export class TelemetryReader extends EventEmitter<TelemetryReaderEvents> {
     return readCheckpoints(this.stored, key);
   }
 
-  private saveSoon(): void {
-    if (!this.options.checkpoints || this.checkpointTimer) return;
-    this.checkpointTimer = this.clock.setTimeout(() => {
-      this.checkpointTimer = undefined;
-      this.saveCheckpoints();
-    }, this.options.checkpointEveryMs ?? DEFAULT_CHECKPOINT_EVERY_MS);
-  }
-
-  private saveCheckpoints(): void {
-    const store = this.options.checkpoints;
-    if (!store || !this.readers || this.endpointKey === undefined) return;
-    const value = writeCheckpoints(this.stored, this.endpointKey, this.readers.positions());
-    this.stored = value;
-    store.save(value).catch((err: unknown) => this.emit('checkpointError', 'save', err instanceof Error ? err : new Error(String(err))));
+  private async within(work: Promise<void> | undefined, ms: number): Promise<void> {
+    if (!work) return;
+    let timer: ReturnType<Clock['setTimeout']> | undefined;
+    const limit = new Promise<void>((resolve) => {
+      timer = this.clock.setTimeout(resolve, ms);
+    });
+    await Promise.race([work.catch(() => undefined), limit]);
+    if (timer) this.clock.clearTimeout(timer);
   }
 
   /** Stops reading: saves the positions, closes the partition readers and the connection it made. */
@@ -277,13 +408,17 @@ export class TelemetryReader extends EventEmitter<TelemetryReaderEvents> {
     if (this.closed) return;
     this.closed = true;
     this.backoff.cancel();
-    if (this.checkpointTimer) this.clock.clearTimeout(this.checkpointTimer);
-    this.checkpointTimer = undefined;
-    this.saveCheckpoints();
     this.stopWatching();
-    const closing = [this.readers?.close(), this.ownConnection?.close()];
+    // Reading stops first, so the last checkpoint covers every event handed out; then the partitions
+    // are given up, so the group's other readers take them at their next round.
+    await this.readers?.close();
     this.readers = undefined;
+    // A store that does not answer must not hold Node-RED's stop past its budget: what was not written
+    // is read again by the next owner (at least once).
+    await this.within(this.checkpointer?.close(), CLOSE_WRITE_LIMIT_MS);
+    await this.balancer?.close();
+    this.balancer = undefined;
+    await this.ownConnection?.close();
     this.ownConnection = undefined;
-    await Promise.all(closing);
   }
 }

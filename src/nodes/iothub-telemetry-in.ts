@@ -5,17 +5,22 @@
  * the reader's options, its events to msgs, statuses and log lines, and keeps checkpoints in a Node-RED
  * context store.
  */
+import { randomUUID } from 'node:crypto';
+import * as os from 'node:os';
 import type { Node, NodeAPI, NodeDef } from 'node-red';
+import { BlobPartitionStore } from '../iothub/blob-partition-store';
 import type { StoredCheckpoints } from '../iothub/checkpoints';
 import { HubError } from '../iothub/errors';
+import { EventBatcher } from '../iothub/event-batcher';
 import type { StartPosition } from '../iothub/event-hub';
-import { fromTelemetryEvent, type OutputMode } from '../iothub/message';
-import { TelemetryReader, type CheckpointStore, type TelemetryReaderStatus } from '../iothub/telemetry-reader';
-import { registerNode, sendMsg, useHub } from './adapter';
+import { fromTelemetryBatch, fromTelemetryEvent, type OutputMode } from '../iothub/message';
+import { TelemetryReader, type BalancedReading, type CheckpointStore, type TelemetryReaderStatus } from '../iothub/telemetry-reader';
+import { onInput, registerNode, sendMsg, useHub } from './adapter';
 import { asError, positiveInt } from './common';
 import { errorStatus, statusFor, type Status } from './status';
+import { batchFrom, blobSettingsFrom, checkpointPolicyFrom, type TelemetrySettings } from './telemetry-settings';
 
-interface TelemetryInDef extends NodeDef {
+interface TelemetryInDef extends NodeDef, TelemetrySettings {
   hub: string;
   consumerGroup?: string;
   partitions?: string;
@@ -30,6 +35,28 @@ interface TelemetryInDef extends NodeDef {
 export const CHECKPOINT_KEY = 'iothub-telemetry-in-checkpoints';
 
 const RECEIVER_LIMIT: Status = { fill: 'red', shape: 'ring', text: 'iothub-telemetry-in.status.receiverLimit' };
+/** Reading goes on from memory; checkpoints and ownership catch up when the store is back. */
+const STORE_UNREACHABLE: Status = { fill: 'yellow', shape: 'dot', text: 'iothub-telemetry-in.status.store-unreachable' };
+/** Balanced, and every partition is another reader's: this one stands by to take over. */
+const STANDBY: Status = { fill: 'blue', shape: 'ring', text: 'iothub-telemetry-in.status.standby' };
+
+interface TelemetryInCredentials {
+  storageConnectionString?: string;
+}
+
+/** The checkpoint a msg names: as telemetry-in sent it (a single event or a batch's last), back from the flow. */
+function checkpointOf(msg: Record<string, unknown>, needsOffset: boolean): { partitionId: string; sequenceNumber: number; offset: string } | undefined {
+  const { partitionId, sequenceNumber, offset } = msg;
+  if (typeof partitionId !== 'string' || typeof sequenceNumber !== 'number' || !Number.isInteger(sequenceNumber)) return undefined;
+  // The SDKs resume a partition from a Blob checkpoint's offset: one without it would break their reading.
+  if (needsOffset && (typeof offset !== 'string' || offset === '')) return undefined;
+  return { partitionId, sequenceNumber, offset: typeof offset === 'string' ? offset : '' };
+}
+
+/** This reader's name in the ownership records: the machine, and unique per start. */
+function ownerIdFor(node: Node): string {
+  return `node-red-${os.hostname()}-${node.id}-${randomUUID().slice(0, 8)}`;
+}
 
 export function startPositionFrom(def: Pick<TelemetryInDef, 'startPosition' | 'startValue'>): StartPosition {
   switch (def.startPosition) {
@@ -77,7 +104,7 @@ function statusOf(status: TelemetryReaderStatus): Status {
 }
 
 export default function register(RED: NodeAPI): void {
-  function TelemetryInNode(this: Node, def: TelemetryInDef): void {
+  function TelemetryInNode(this: Node<TelemetryInCredentials>, def: TelemetryInDef): void {
     RED.nodes.createNode(this, def);
     const node = this;
     const hub = useHub(RED, node, def.hub, { roles: ['local', 'service', 'gateway', 'eventhub'], what: 'telemetry-in', connectionStatus: false });
@@ -86,8 +113,21 @@ export default function register(RED: NodeAPI): void {
     const output: OutputMode = def.output === 'string' || def.output === 'json' || def.output === 'buffer' ? def.output : 'auto';
     const store = (def.checkpointStore ?? '').trim();
     let start: StartPosition;
+    let balance: BalancedReading | undefined;
     try {
       start = startPositionFrom(def);
+      if (def.checkpointKind === 'blob') {
+        const blob = blobSettingsFrom(def, node.credentials?.storageConnectionString, process.env);
+        const ownerId = ownerIdFor(node);
+        balance = {
+          store: () => BlobPartitionStore.open(blob.connectionString, blob.container),
+          ownerId,
+          updateIntervalMs: blob.updateIntervalMs,
+          expiryMs: blob.expiryMs,
+        };
+        // The name this reader has in the ownership blobs: how an operator tells the readers apart.
+        node.log(`partitions balanced through Blob container "${blob.container}" as owner ${ownerId}`);
+      }
     } catch (err) {
       const error = asError(err);
       node.status(errorStatus(error));
@@ -95,6 +135,7 @@ export default function register(RED: NodeAPI): void {
       hub.onClose();
       return;
     }
+    const batch = batchFrom(def);
     const reader = new TelemetryReader({
       connection: () => config.connection(),
       connectionOptions: () => config.connectionOptions(),
@@ -106,17 +147,53 @@ export default function register(RED: NodeAPI): void {
       start,
       prefetch: positiveInt(def.prefetch, 300),
       ownerLevel: def.ownerLevel === undefined || def.ownerLevel === '' ? undefined : Number(def.ownerLevel),
-      checkpoints: store ? contextCheckpoints(node, store) : undefined,
+      checkpoints: store && !balance ? contextCheckpoints(node, store) : undefined,
+      balance,
+      checkpointPolicy: checkpointPolicyFrom(def),
+      // Batches are checkpointed as they are sent, not as their events arrive: an event still waiting
+      // in an open batch when Node-RED dies must be read again.
+      explicitCheckpoints: def.checkpointMode === 'msg' || batch.size > 1,
     });
-    reader.on('event', (event) => sendMsg(node, fromTelemetryEvent(event, output)));
+    let batcher: EventBatcher | undefined;
+    if (batch.size > 1) {
+      const batches = new EventBatcher(batch.size, batch.waitMs);
+      const auto = def.checkpointMode !== 'msg';
+      batches.on('batch', (partitionId, events) => {
+        const msg = fromTelemetryBatch(partitionId, events, output);
+        sendMsg(node, msg);
+        if (auto) reader.checkpoint(partitionId, msg.sequenceNumber, msg.offset ?? '');
+      });
+      reader.on('event', (event) => batches.add(event));
+      batcher = batches;
+    } else {
+      reader.on('event', (event) => sendMsg(node, fromTelemetryEvent(event, output)));
+    }
     // The reader tells its state on every retry; the editor needs to hear of changes only.
     let shown = '';
-    reader.on('status', (status) => {
-      const next = statusOf(status);
+    let connection: Status = { fill: 'yellow', shape: 'ring', text: 'node-red:common.status.connecting' };
+    let storeDown = false;
+    let standby = false;
+    const show = (): void => {
+      const connected = connection.fill === 'green';
+      const next = connected && storeDown ? STORE_UNREACHABLE : connected && standby ? STANDBY : connection;
       const key = `${next.fill}/${next.shape}/${next.text}`;
       if (key === shown) return;
       shown = key;
       node.status(next);
+    };
+    reader.on('status', (status) => {
+      connection = statusOf(status);
+      show();
+    });
+    reader.on('ownership', (owned) => {
+      standby = owned.length === 0;
+      show();
+    });
+    reader.on('checkpointRecovered', () => {
+      if (!storeDown) return;
+      storeDown = false;
+      node.log('checkpoint store reachable again: checkpoints and ownership catch up');
+      show();
     });
     reader.on('partitionError', (partitionId, err) => {
       let text = `partition ${partitionId}: ${err.code}: ${err.message}`;
@@ -135,14 +212,39 @@ export default function register(RED: NodeAPI): void {
       if (attempt === 0) node.warn(`${err.code}: ${err.message}; trying again`);
     });
     reader.on('failed', (err) => node.error(asError(err)));
-    reader.on('checkpointError', (operation, err) =>
-      node.warn(operation === 'load' ? `checkpoints not read: ${err.message}` : `checkpoint not saved: ${err.message}`),
-    );
+    reader.on('checkpointError', (operation, err) => {
+      if (balance) {
+        // Told once until the store answers again: a store that is down fails every round.
+        if (storeDown) return;
+        storeDown = true;
+        show();
+        node.warn(`checkpoint store: ${err.message}; reading goes on from memory, checkpoints are written when it is back`);
+        return;
+      }
+      node.warn(operation === 'load' ? `checkpoints not read: ${err.message}` : `checkpoint not saved: ${err.message}`);
+    });
+    // A msg back from the flow (the msg telemetry-in sent, or one with its partitionId, sequenceNumber and
+    // offset) says the flow has handled everything up to that event: it is the partition's next checkpoint.
+    onInput(node, (msg, _send, done) => {
+      const checkpoint = checkpointOf(msg as unknown as Record<string, unknown>, balance !== undefined);
+      if (!checkpoint) {
+        const fields = balance ? 'msg.partitionId, msg.sequenceNumber and msg.offset' : 'msg.partitionId (text) and msg.sequenceNumber (a whole number)';
+        done(new HubError('InvalidMessage', `a checkpoint msg needs ${fields}, as telemetry-in sent them`));
+        return;
+      }
+      // A partition another reader took over meanwhile is not this one's to write: that reader reads
+      // from the last checkpoint written, so the events since are repeated, never lost.
+      reader.checkpoint(checkpoint.partitionId, checkpoint.sequenceNumber, checkpoint.offset);
+      done();
+    });
     reader.start();
-    hub.onClose(() => reader.close());
+    hub.onClose(async () => {
+      batcher?.close();
+      await reader.close();
+    });
   }
 
-  registerNode(RED, 'iothub-telemetry-in', TelemetryInNode);
+  registerNode(RED, 'iothub-telemetry-in', TelemetryInNode, { credentials: { storageConnectionString: { type: 'password' } } });
 }
 
 module.exports = register;

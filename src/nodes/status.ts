@@ -50,6 +50,7 @@ const CODE_KEYS: Partial<Record<HubErrorCode, string>> = {
   IotHubSuspended: 'iothub-common.status.hub-suspended',
   EntityDisabled: 'iothub-common.status.hub-suspended',
   ReceiverLimitExceeded: 'iothub-common.status.receiver-limit',
+  CheckpointStoreError: 'iothub-common.status.checkpoint-store',
 };
 
 /** Socket failures behind a NotConnected: which one says what to fix (a name, a port, a route). */

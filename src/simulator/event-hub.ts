@@ -130,8 +130,11 @@ export class EventHubSurface {
       if (highest !== undefined && epoch < highest) {
         return { condition: 'amqp:link:stolen', description: `A receiver with a higher owner level (${highest}) is reading this partition.` };
       }
+      // An equal owner level takes over too, as Event Hubs does ("New receiver with higher epoch of '0' is
+      // created hence current receiver with epoch '0' is getting disconnected"): the SDKs' balanced
+      // processors all attach with owner level 0 and rely on it to hand a partition over.
       for (const peer of peers) {
-        if (peer.epoch === undefined || peer.epoch < epoch) {
+        if (peer.epoch === undefined || peer.epoch <= epoch) {
           this.detachReader(peer.sender);
           this.detach(peer.sender, {
             condition: 'amqp:link:stolen',

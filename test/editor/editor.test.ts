@@ -347,6 +347,25 @@ describe('the editor in headless Chromium against a real Node-RED 4.x', function
     assert.ok(stores.length >= 2, `stores: ${stores.join(', ')}`);
     await assertTranslated(ui, 'the telemetry-in dialog');
     await ui.screenshot('dialog-telemetry-in-stores');
+    // Checkpoints in Azure Blob Storage: the storage string (a password field), the container and the balancing
+    // rows show, the context store's hide; back to the context store, the other way round.
+    const visible = async (selector: string): Promise<boolean> => ui.page.locator(selector).isVisible();
+    assert.equal(await visible('#node-input-storageConnectionString'), false);
+    await ui.page.selectOption('#node-input-checkpointKind', 'blob');
+    assert.equal(await visible('#node-input-storageConnectionString'), true);
+    assert.equal(await visible('#node-input-container'), true);
+    assert.equal(await visible('#node-input-ownershipExpiry'), true);
+    assert.equal(await visible('#node-input-checkpointStore'), false);
+    assert.equal(await ui.page.getAttribute('#node-input-storageConnectionString', 'type'), 'password');
+    // A node saved before the field existed shows the container a blank one means.
+    const container = await ui.page.inputValue('#node-input-container');
+    if (container === '') assert.equal(await ui.page.getAttribute('#node-input-container', 'placeholder'), 'telemetry-checkpoints');
+    else assert.equal(container, 'telemetry-checkpoints');
+    await assertTranslated(ui, 'the telemetry-in dialog with Blob checkpoints');
+    await ui.screenshot('dialog-telemetry-in-blob');
+    await ui.page.selectOption('#node-input-checkpointKind', 'context');
+    assert.equal(await visible('#node-input-checkpointStore'), true);
+    assert.equal(await visible('#node-input-container'), false);
 
     // The connection string: flagged when empty or garbage, ${VAR} said to be read at deploy, a show/hide toggle.
     await ui.openConfigOf('hub');

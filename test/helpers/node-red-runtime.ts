@@ -199,6 +199,15 @@ export class NodeRedRuntime {
     if (child.signalCode === 'SIGKILL') throw new Error('Node-RED did not stop within 30 s of SIGINT');
   }
 
+  /** Kills the process with SIGKILL, as a crash or a power cut ends it: nothing is closed or flushed. */
+  async kill(): Promise<void> {
+    this.comms.close();
+    const child = this.child;
+    if (!child || !this.running) return;
+    child.kill('SIGKILL');
+    await this.exited;
+  }
+
   async restart(): Promise<void> {
     await this.stop();
     await this.start();

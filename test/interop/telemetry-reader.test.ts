@@ -152,7 +152,7 @@ describe('TelemetryReader', function () {
     const store = new MemoryStore({ ...other, [key]: { '0': 2 } });
     const clock = new HeldClock();
     const connection = shared(sim, sim.serviceConnectionString());
-    const telemetry = reader(sim, connection, { checkpoints: store, clock, checkpointEveryMs: 5000 });
+    const telemetry = reader(sim, connection, { checkpoints: store, clock, checkpointPolicy: { everyMs: 5000 } });
     const events: TelemetryEvent[] = [];
     telemetry.on('event', (e) => events.push(e));
     telemetry.start();
@@ -165,7 +165,7 @@ describe('TelemetryReader', function () {
     );
     assert.equal(store.saves, 0, 'nothing saved before the clock says so');
     const saveWait = clock.pending().find((w) => w.ms === 5000);
-    assert.ok(saveWait, `a checkpoint wait of checkpointEveryMs: ${JSON.stringify(clock.pending().map((w) => w.ms))}`);
+    assert.ok(saveWait, `a checkpoint wait of checkpointPolicy.everyMs: ${JSON.stringify(clock.pending().map((w) => w.ms))}`);
     clock.run(saveWait);
     await waitFor(() => store.saves === 1, 'the periodic save');
     assert.deepEqual(store.value, { ...other, [key]: { '0': 4 } });

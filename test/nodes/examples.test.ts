@@ -25,6 +25,8 @@ import twinNode from '../../src/nodes/iothub-twin';
 import twinDesiredNode from '../../src/nodes/iothub-twin-desired';
 import { stopLocalHubs } from '../../src/nodes/local-simulator';
 import { collect } from '../helpers/flow';
+import { ContainerClient } from '@azure/storage-blob';
+import { Azurite } from '../helpers/azurite';
 import { freePort, waitFor } from '../helpers/hub';
 
 helper.init(require.resolve('node-red'));
@@ -249,5 +251,36 @@ describe('examples', function () {
       assert.equal(typeof msg.sequenceNumber, 'number');
     }
     assert.equal(at(seen, 'tel-error-debug').length, 0, JSON.stringify(at(seen, 'tel-error-debug')[0]?.error));
+  });
+
+  it('telemetry-in across instances: with Azurite as the Blob store, readings of every line arrive, each back into telemetry-in as its checkpoint', async () => {
+    const nodes = load('telemetry-in-instances.json');
+    const azurite = await Azurite.start();
+    try {
+      // What the comment tells the user to type into Storage, on the port this test's Azurite has.
+      // Balancing every half second instead of 10 s: a lone reader claims one partition a round.
+      const flow = runnable(nodes).map((n) => (n.id === 'multi-in' ? { ...n, updateInterval: 0.5 } : n));
+      await helper.load([...OUR_NODES, ...CORE_NODES], flow, { 'multi-in': { storageConnectionString: azurite.connectionString } });
+      const seen = probes(nodes);
+      // Start position "latest": the lines' readings after telemetry-in has claimed the partitions.
+      await waitFor(() => new Set(at(seen, 'multi-debug').map((m) => m.partitionId)).size === 4, 'readings from all 4 partitions', 30_000);
+      for (const msg of at(seen, 'multi-debug').slice(0, 4)) {
+        assert.match(String(msg.deviceId), /^line-[1-8]$/);
+        assert.equal(typeof (msg.payload as { temperature?: unknown }).temperature, 'number');
+        assert.equal(msg.readBy, 'this Node-RED');
+      }
+      assert.equal(at(seen, 'multi-error-debug').length, 0, JSON.stringify(at(seen, 'multi-error-debug')[0]?.error));
+      // The msgs that came back are the checkpoints, in the SDKs' layout.
+      const container = new ContainerClient(azurite.connectionString, 'telemetry-checkpoints');
+      const checkpointBlobs: string[] = [];
+      for (let i = 0; i < 50 && checkpointBlobs.length === 0; i++) {
+        for await (const blob of container.listBlobsFlat()) if (blob.name.includes('/$default/checkpoint/')) checkpointBlobs.push(blob.name);
+        if (checkpointBlobs.length === 0) await new Promise((r) => setTimeout(r, 100));
+      }
+      assert.ok(checkpointBlobs.length > 0, 'checkpoints written for the msgs sent back');
+    } finally {
+      await helper.unload();
+      await azurite.stop();
+    }
   });
 });
