@@ -7,7 +7,7 @@
  * instead of reaching a hub that would not know it. Wire details: docs/METHODS-AND-TWINS.md.
  */
 import { randomUUID } from 'node:crypto';
-import { EventEmitter } from 'node:events';
+import { EventEmitter, setMaxListeners } from 'node:events';
 import rhea = require('rhea');
 import { bodyBytes, idToString } from '../amqp/message-rules';
 import {
@@ -83,7 +83,7 @@ class MethodEndpoint {
   readonly inboxes = new Set<MethodInbox>();
   generation = 0;
   /** Aborted when a link goes: answers still waiting for the sender are taken back (the hub failed their calls). */
-  linkLost = new AbortController();
+  linkLost = answersSignal();
 
   constructor(
     readonly connection: HubConnection,
@@ -100,7 +100,7 @@ class MethodEndpoint {
     const properties = { [LINK_API_VERSION]: DEVICE_API_VERSION, [LINK_CHANNEL_CORRELATION_ID]: `methods:${randomUUID()}` };
     // An answer is never sent twice nor after its call was reported lost: one unsettled when the link
     // goes fails (onLinkLoss `fail`); the hub has failed the call by then anyway.
-    this.sender = new HubSender(connection, address, scope, { maxPending: 1000, attachProperties: properties, onLinkLoss: 'fail' });
+    this.sender = new HubSender(connection, address, scope, { maxPending: MAX_ANSWERS, attachProperties: properties, onLinkLoss: 'fail' });
     this.receiver = new HubReceiver(connection, address, scope, { credit: 100, settle: 'auto', attachOptions: () => ({ properties }) });
     this.receiver.on('message', (received: Received) => onCall(this, received));
     this.receiver.on('attached', () => {
@@ -109,7 +109,7 @@ class MethodEndpoint {
     const down = (error: HubError): void => {
       this.generation++;
       this.linkLost.abort(new HubError('MethodCallLost', `the method link of ${targetName(target)} went down; the hub has failed its calls`));
-      this.linkLost = new AbortController();
+      this.linkLost = answersSignal();
       dropCalls(this);
       for (const inbox of this.inboxes) inbox.linkDetached(error, target);
     };
@@ -138,6 +138,16 @@ class MethodEndpoint {
     this.linkLost.abort(new HubError('MethodCallLost', `the method links of ${targetName(this.target)} were closed`));
     await Promise.all([this.receiver.close(), this.sender.close()]);
   }
+}
+
+/** Most answers waiting on one method sender (its maxPending). */
+const MAX_ANSWERS = 1000;
+
+/** A controller every waiting answer of a device listens to: as many as the sender holds, without a leak warning. */
+function answersSignal(): AbortController {
+  const controller = new AbortController();
+  setMaxListeners(MAX_ANSWERS + 1, controller.signal);
+  return controller;
 }
 
 /** The shared endpoints of a connection, by device key. */

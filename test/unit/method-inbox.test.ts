@@ -100,4 +100,34 @@ describe('MethodInbox', () => {
     assert.notEqual(endpointOf(again), endpointOf(starts));
     await again.close();
   });
+
+  it('many answers waiting for one device sender raise no listener-leak warning, and fail MethodCallLost when its link goes', async () => {
+    const hub = idle();
+    const inbox = new MethodInbox(hub, [{ deviceId: 'dev-1' }]);
+    const warnings: Error[] = [];
+    const onWarning = (w: Error): void => {
+      warnings.push(w);
+    };
+    process.on('warning', onWarning);
+    try {
+      const { receiver, sender } = endpointOf(inbox);
+      receiver.emit('attached');
+      const answers: Array<Promise<string>> = [];
+      for (let i = 0; i < 50; i++) {
+        receiver.emit('message', call('m', `r-${i}`));
+        answers.push(stateOf(answerMethodCall(hub, `r-${i}`, 200, i)));
+      }
+      assert.deepEqual(new Set(await Promise.all(answers)), new Set(['pending']));
+      const settled = Array.from({ length: 50 }, (_, i) =>
+        answerMethodCall(hub, `r-${i}`, 200, i).catch((e: unknown) => (e instanceof HubError ? e.code : '')),
+      );
+      assert.deepEqual(new Set(await Promise.all(settled)), new Set(['MethodCallLost']), 'answered already');
+      sender.emit('detached', new HubError('NotConnected', 'gone'));
+      await new Promise((r) => setImmediate(r));
+      assert.equal(warnings.filter((w) => w.name === 'MaxListenersExceededWarning').length, 0);
+    } finally {
+      process.removeListener('warning', onWarning);
+      await inbox.close();
+    }
+  });
 });
