@@ -7,7 +7,7 @@
  * instead of reaching a hub that would not know it. Wire details: docs/METHODS-AND-TWINS.md.
  */
 import { randomUUID } from 'node:crypto';
-import { EventEmitter } from 'node:events';
+import { EventEmitter, setMaxListeners } from 'node:events';
 import rhea = require('rhea');
 import { bodyBytes, idToString } from '../amqp/message-rules';
 import {
@@ -63,42 +63,162 @@ function pendingOf(connection: HubConnection): Map<string, PendingCall> {
   return map;
 }
 
-/** One device's method links; `generation` counts receiver attaches, so calls from an old link are known. */
+/**
+ * The answer to a call no inbox on the device handles: the 404 an HTTP API gives for an unknown route.
+ */
+export const METHOD_NOT_HANDLED_STATUS = 404;
+
+/**
+ * One device's method link pair on a connection, shared by every MethodInbox that serves the device
+ * there: the hub sends each call to one pair only, so two pairs for one device would each see some of
+ * the calls. Calls are routed by method name to the inboxes (see `route`).
+ *
+ * `generation` counts detaches of either link: a call is answerable while it is unchanged. It is not
+ * counted on attach, because a call can come in the same read as the attach, before the attach is
+ * reported, and would be taken for one of the old link's.
+ */
 class MethodEndpoint {
   readonly receiver: HubReceiver;
   readonly sender: HubSender;
+  readonly inboxes = new Set<MethodInbox>();
   generation = 0;
+  /** Aborted when a link goes: answers still waiting for the sender are taken back (the hub failed their calls). */
+  linkLost = answersSignal();
 
   constructor(
-    connection: HubConnection,
+    readonly connection: HubConnection,
     readonly target: DeviceTarget,
-    onCall: (endpoint: MethodEndpoint, received: Received) => void,
-    onDown: (endpoint: MethodEndpoint, error: HubError) => void,
+    readonly key: string,
   ) {
     const address = methodsAddress(target.deviceId, target.moduleId);
     const scope = scopeOf(target);
-    // Both links carry the API version and one channel id (amqp_device_method_client.js); a fresh id
-    // per attach is not needed: the SDK, too, keeps one per client.
+    // Both links carry the API version and a channel id. The Node SDK sends `methods:<uuid>` with a
+    // fresh uuid on every attach (amqp_device_method_client.js, attaching), C# `methods:<guid>` per
+    // open (AmqpUnit.cs), the C SDK the bare `<device>` or `<device>/<module>` (iothubtransportamqp_methods.c
+    // create_correlation_id): the hub asks for no particular form. Ours is made once per pair, since
+    // our two links re-attach one by one and should go on naming the same channel.
     const properties = { [LINK_API_VERSION]: DEVICE_API_VERSION, [LINK_CHANNEL_CORRELATION_ID]: `methods:${randomUUID()}` };
-    this.sender = new HubSender(connection, address, scope, { maxPending: 1000, attachProperties: properties });
+    // An answer is never sent twice nor after its call was reported lost: one unsettled when the link
+    // goes fails (onLinkLoss `fail`); the hub has failed the call by then anyway.
+    this.sender = new HubSender(connection, address, scope, { maxPending: MAX_ANSWERS, attachProperties: properties, onLinkLoss: 'fail' });
     this.receiver = new HubReceiver(connection, address, scope, { credit: 100, settle: 'auto', attachOptions: () => ({ properties }) });
     this.receiver.on('message', (received: Received) => onCall(this, received));
     this.receiver.on('attached', () => {
-      this.generation++;
+      for (const inbox of this.inboxes) inbox.linkAttached(target);
     });
-    this.receiver.on('detached', (error: HubError) => {
+    const down = (error: HubError): void => {
       this.generation++;
-      onDown(this, error);
-    });
+      this.linkLost.abort(new HubError('MethodCallLost', `the method link of ${targetName(target)} went down; the hub has failed its calls`));
+      this.linkLost = answersSignal();
+      dropCalls(this);
+      for (const inbox of this.inboxes) inbox.linkDetached(error, target);
+    };
+    this.receiver.on('detached', down);
+    this.sender.on('detached', down);
   }
 
   get isAttached(): boolean {
     return this.receiver.isAttached && this.sender.isAttached;
   }
 
+  /**
+   * The inbox for a method: one that lists the name, else one that takes every method; the first
+   * opened wins among equals (as the first matching route of an HTTP server would).
+   */
+  route(methodName: string): MethodInbox | undefined {
+    let any: MethodInbox | undefined;
+    for (const inbox of this.inboxes) {
+      if (inbox.methods.has(methodName)) return inbox;
+      if (inbox.methods.size === 0) any ??= inbox;
+    }
+    return any;
+  }
+
   async close(): Promise<void> {
+    this.linkLost.abort(new HubError('MethodCallLost', `the method links of ${targetName(this.target)} were closed`));
     await Promise.all([this.receiver.close(), this.sender.close()]);
   }
+}
+
+/** Most answers waiting on one method sender (its maxPending). */
+const MAX_ANSWERS = 1000;
+
+/** A controller every waiting answer of a device listens to: as many as the sender holds, without a leak warning. */
+function answersSignal(): AbortController {
+  const controller = new AbortController();
+  setMaxListeners(MAX_ANSWERS + 1, controller.signal);
+  return controller;
+}
+
+/** The shared endpoints of a connection, by device key. */
+const endpointsByConnection = new WeakMap<HubConnection, Map<string, MethodEndpoint>>();
+
+function endpointFor(connection: HubConnection, target: DeviceTarget): MethodEndpoint {
+  let map = endpointsByConnection.get(connection);
+  if (!map) {
+    map = new Map();
+    endpointsByConnection.set(connection, map);
+  }
+  const key = targetName(target);
+  let endpoint = map.get(key);
+  if (!endpoint) {
+    endpoint = new MethodEndpoint(connection, target, key);
+    map.set(key, endpoint);
+  }
+  return endpoint;
+}
+
+/** Forgets the calls an endpoint brought: its link went, or it closed. */
+function dropCalls(endpoint: MethodEndpoint): void {
+  const pending = pendingOf(endpoint.connection);
+  for (const [requestId, call] of pending) {
+    if (call.endpoint !== endpoint) continue;
+    clearTimeout(call.timer);
+    pending.delete(requestId);
+  }
+}
+
+function onCall(endpoint: MethodEndpoint, received: Received): void {
+  const message = received.message;
+  const properties = (message.application_properties ?? {}) as Record<string, unknown>;
+  const methodName = properties[METHOD_NAME_PROPERTY];
+  const correlationId = message.correlation_id;
+  const requestId = idToString(correlationId);
+  const { target, connection } = endpoint;
+  const first = endpoint.inboxes.values().next().value;
+  if (requestId === undefined) {
+    // Without a request id there is nothing to answer to: the hub times the call out.
+    first?.emit('unreadable', target, new HubError('InvalidMessage', `a method call for ${targetName(target)} came without a request id`));
+    return;
+  }
+  const fields: MethodCallFields = {
+    topic: targetName(target),
+    methodName: typeof methodName === 'string' ? methodName : '',
+    payload: parsePayload(bodyBytes(message.body)),
+    requestId,
+    deviceId: target.deviceId,
+    ...(target.moduleId === undefined ? {} : { moduleId: target.moduleId }),
+  };
+  const pending = pendingOf(connection);
+  const timer = setTimeout(() => pending.delete(requestId), MAX_CALL_MS);
+  timer.unref();
+  pending.set(requestId, { fields, correlationId, endpoint, generation: endpoint.generation, timer });
+  const fail = (status: number, why: string): void => {
+    answerMethodCall(connection, requestId, status, { message: why }).catch((err: unknown) =>
+      log.link('answering method call %s: %s', requestId, reasonOf(err)),
+    );
+  };
+  if (fields.methodName === '') {
+    fail(400, `the call has no ${METHOD_NAME_PROPERTY} property`);
+    first?.emit('unreadable', target, new HubError('InvalidMessage', `a method call for ${targetName(target)} came without a method name`));
+    return;
+  }
+  const inbox = endpoint.route(fields.methodName);
+  if (!inbox) {
+    fail(METHOD_NOT_HANDLED_STATUS, `method '${fields.methodName.slice(0, 100)}' is not handled by this device`);
+    return;
+  }
+  inbox.emit('call', fields);
 }
 
 export interface MethodInboxEvents {
@@ -110,28 +230,44 @@ export interface MethodInboxEvents {
   unreadable: [target: DeviceTarget, error: HubError];
 }
 
+export interface MethodInboxOptions {
+  /** The method names this inbox handles; none means every method no other inbox of the device lists. */
+  methods?: Iterable<string>;
+}
+
 /**
- * The method calls of one or more devices (a gateway's), each on its own link pair on the one
- * connection. Calls are emitted; answers go through `answerMethodCall` by request id.
+ * The method calls of one or more devices (a gateway's), for one user (a flow node). Every inbox of a
+ * device on a connection shares that device's one link pair; a call goes to the inbox that lists its
+ * method, else to one that takes every method, else it is answered 404 (METHOD_NOT_HANDLED_STATUS).
+ * Calls are emitted; answers go through `answerMethodCall` by request id.
  */
 export class MethodInbox extends EventEmitter<MethodInboxEvents> {
   private readonly endpoints: MethodEndpoint[];
+  readonly methods: ReadonlySet<string>;
+  private closed = false;
 
   constructor(
     private readonly connection: HubConnection,
     targets: DeviceTarget[],
+    options: MethodInboxOptions = {},
   ) {
     super();
+    this.methods = new Set(options.methods ?? []);
     this.endpoints = targets.map((target) => {
-      const endpoint = new MethodEndpoint(
-        connection,
-        target,
-        (e, received) => this.onCall(e, received),
-        (e, error) => this.onDown(e, error),
-      );
-      endpoint.receiver.on('attached', () => this.emit('attached', target));
+      const endpoint = endpointFor(connection, target);
+      endpoint.inboxes.add(this);
       return endpoint;
     });
+  }
+
+  /** @internal The endpoint's receiver attached. */
+  linkAttached(target: DeviceTarget): void {
+    this.emit('attached', target);
+  }
+
+  /** @internal A link of the endpoint went down. */
+  linkDetached(error: HubError, target: DeviceTarget): void {
+    this.emit('detached', error, target);
   }
 
   /** Devices whose both method links are attached now. */
@@ -157,63 +293,26 @@ export class MethodInbox extends EventEmitter<MethodInboxEvents> {
     return undefined;
   }
 
-  private onCall(endpoint: MethodEndpoint, received: Received): void {
-    const message = received.message;
-    const properties = (message.application_properties ?? {}) as Record<string, unknown>;
-    const methodName = properties[METHOD_NAME_PROPERTY];
-    const correlationId = message.correlation_id;
-    const requestId = idToString(correlationId);
-    const { target } = endpoint;
-    if (requestId === undefined) {
-      // Without a request id there is nothing to answer to: the hub times the call out.
-      this.emit('unreadable', target, new HubError('InvalidMessage', `a method call for ${targetName(target)} came without a request id`));
-      return;
-    }
-    const fields: MethodCallFields = {
-      topic: targetName(target),
-      methodName: typeof methodName === 'string' ? methodName : '',
-      payload: parsePayload(bodyBytes(message.body)),
-      requestId,
-      deviceId: target.deviceId,
-      ...(target.moduleId === undefined ? {} : { moduleId: target.moduleId }),
-    };
-    const pending = pendingOf(this.connection);
-    const timer = setTimeout(() => pending.delete(requestId), MAX_CALL_MS);
-    timer.unref();
-    pending.set(requestId, { fields, correlationId, endpoint, generation: endpoint.generation, timer });
-    if (fields.methodName === '') {
-      void this.answer(requestId, 400, { message: `the call has no ${METHOD_NAME_PROPERTY} property` });
-      this.emit('unreadable', target, new HubError('InvalidMessage', `a method call for ${targetName(target)} came without a method name`));
-      return;
-    }
-    this.emit('call', fields);
-  }
-
-  /** The link that brought calls is gone: the hub has failed them; they can no longer be answered. */
-  private onDown(endpoint: MethodEndpoint, error: HubError): void {
-    const pending = pendingOf(this.connection);
-    for (const [requestId, call] of pending) {
-      if (call.endpoint !== endpoint) continue;
-      clearTimeout(call.timer);
-      pending.delete(requestId);
-    }
-    this.emit('detached', error, endpoint.target);
-  }
-
-  /** Answers a call of this inbox (used for the calls the user does not handle). */
+  /** Answers a call of this inbox's devices. */
   answer(requestId: string, status: number, payload: unknown): Promise<void> {
     return answerMethodCall(this.connection, requestId, status, payload);
   }
 
+  /** Leaves the devices' link pairs; the last inbox of a device closes its pair (and its calls go). */
   async close(): Promise<void> {
-    const pending = pendingOf(this.connection);
-    for (const [requestId, call] of pending) {
-      if (!this.endpoints.includes(call.endpoint)) continue;
-      clearTimeout(call.timer);
-      pending.delete(requestId);
-    }
-    await Promise.all(this.endpoints.map((e) => e.close()));
+    if (this.closed) return;
+    this.closed = true;
     this.removeAllListeners();
+    const map = endpointsByConnection.get(this.connection);
+    const closing: MethodEndpoint[] = [];
+    for (const endpoint of this.endpoints) {
+      endpoint.inboxes.delete(this);
+      if (endpoint.inboxes.size > 0) continue;
+      if (map?.get(endpoint.key) === endpoint) map.delete(endpoint.key);
+      dropCalls(endpoint);
+      closing.push(endpoint);
+    }
+    await Promise.all(closing.map((e) => e.close()));
   }
 }
 
@@ -276,8 +375,14 @@ export function answerMethodCall(connection: HubConnection, requestId: unknown, 
     application_properties: { [METHOD_STATUS_PROPERTY]: rhea.types.wrap_int(status) },
     body: rhea.message.data_section(body),
   };
-  return call.endpoint.sender.send(message).catch((err: unknown) => {
+  const { endpoint } = call;
+  return endpoint.sender.send(message, { signal: endpoint.linkLost.signal }).catch((err: unknown) => {
     log.link('answering method call %s: %s', requestId, reasonOf(err));
+    // Lost with its link: withdrawn before the wire (never sent), or unsettled when the link went (it
+    // may have reached the hub, which fails the call when the link goes; it is not sent again).
+    if (err instanceof HubError && err.code === 'NotConnected') {
+      throw new HubError('MethodCallLost', `the method link of ${call.fields.topic} went down while the answer was on its way; the hub fails the call then`);
+    }
     throw err;
   });
 }

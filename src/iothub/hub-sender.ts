@@ -13,6 +13,11 @@ import { errorFromCondition, HubError, toHubError, type AmqpErrorLike, type Erro
 import type { HubConnection } from './hub-connection';
 import { log, reasonOf } from './log';
 
+/** The error a message withdrawn by its caller's signal fails with. */
+function withdrawnError(signal: AbortSignal): HubError {
+  return signal.reason instanceof HubError ? signal.reason : new HubError('Expired', 'the message was withdrawn before it could be sent');
+}
+
 /** The longest delay Node's timers take as given. */
 const MAX_TIMER_MS = 2 ** 31 - 1;
 
@@ -46,6 +51,11 @@ function schedulePump(pump: () => void): void {
 export interface SendOptions {
   /** ms since the epoch after which the message is not worth sending. */
   expiresAt?: number;
+  /**
+   * Withdraws the message while it still waits (it then fails with the signal's reason, or Expired);
+   * once handed to the link the abort changes nothing.
+   */
+  signal?: AbortSignal;
 }
 
 interface Outgoing {
@@ -56,6 +66,8 @@ interface Outgoing {
   reject: (err: HubError) => void;
   expiresAt?: number;
   expiryTimer?: NodeJS.Timeout;
+  /** Stops listening to the caller's abort signal. */
+  unwatch?: () => void;
 }
 
 export interface HubSenderOptions {
@@ -65,6 +77,20 @@ export interface HubSenderOptions {
   errorContext?: ErrorContext;
   /** Link properties sent in every attach (the API version and channel id of method and twin links). */
   attachProperties?: Record<string, string>;
+  /**
+   * What happens to a message the hub has not settled when the link goes: `resend` (the default, at
+   * least once) sends it again on the next link; `fail` rejects it with the link's error and never sends
+   * it again, for requests whose caller has been told they failed (twin requests, method answers).
+   */
+  onLinkLoss?: 'resend' | 'fail';
+  /**
+   * Attach with snd-settle-mode settled: a message counts as sent once handed to the link, and the hub
+   * gives no verdict. The official SDKs attach the twin sender so (azure-iot-device-amqp
+   * amqp_twin_client.js `_generateTwinLinkProperties` snd_settle_mode 1; C twin_messenger.c
+   * sender_settle_mode_settled; C# AmqpIotSession.cs OpenTwinSenderLinkAsync SenderSettleMode.Settled):
+   * the answer on the twin receiver is the verdict. Implies onLinkLoss `fail` (nothing is in flight).
+   */
+  presettled?: boolean;
 }
 
 export class HubSender extends DurableLink<DurableLinkEvents> {
@@ -87,12 +113,16 @@ export class HubSender extends DurableLink<DurableLinkEvents> {
   private readonly maxPending: number;
   private readonly errorContext: ErrorContext;
   private readonly attachProperties: Record<string, string> | undefined;
+  private readonly presettled: boolean;
+  private readonly resendOnLinkLoss: boolean;
 
   constructor(hub: HubConnection, address: string, scope: Scope, options: HubSenderOptions = {}) {
     super(hub, address, scope);
     this.maxPending = options.maxPending ?? 1000;
     this.errorContext = options.errorContext ?? 'device';
     this.attachProperties = options.attachProperties;
+    this.presettled = options.presettled === true;
+    this.resendOnLinkLoss = !this.presettled && options.onLinkLoss !== 'fail';
     const o = hub.options;
     this.pauseWait = new Backoff(hub.retrySchedule, o.clock);
     this.start();
@@ -119,11 +149,27 @@ export class HubSender extends DurableLink<DurableLinkEvents> {
     if (options.expiresAt !== undefined && options.expiresAt <= Date.now()) {
       return Promise.reject(new HubError('Expired', 'the message expired before it could be sent'));
     }
+    const signal = options.signal;
+    if (signal?.aborted) return Promise.reject(withdrawnError(signal));
     return new Promise<void>((resolve, reject) => {
       const entry: Outgoing = { seq: this.nextSeq++, message, resolve, reject };
       if (options.expiresAt !== undefined) {
         entry.expiresAt = options.expiresAt;
         this.armExpiry(entry);
+      }
+      if (signal) {
+        const onAbort = (): void => this.withdraw(entry, withdrawnError(signal));
+        signal.addEventListener('abort', onAbort, { once: true });
+        entry.unwatch = () => signal.removeEventListener('abort', onAbort);
+        // Whatever becomes of the message, the signal is let go of.
+        entry.resolve = () => {
+          entry.unwatch?.();
+          resolve();
+        };
+        entry.reject = (err: HubError) => {
+          entry.unwatch?.();
+          reject(err);
+        };
       }
       this.waiting.push(entry);
       schedulePump(this.pumpNow);
@@ -135,6 +181,15 @@ export class HubSender extends DurableLink<DurableLinkEvents> {
     // Node fires a timeout longer than 2^31-1 ms at once: a far expiry is waited for in steps.
     entry.expiryTimer = setTimeout(() => this.expire(entry), Math.min(Math.max(0, entry.expiresAt - Date.now()), MAX_TIMER_MS));
     entry.expiryTimer.unref();
+  }
+
+  /** Takes a message back while it still waits; one already handed to the link is left alone. */
+  private withdraw(entry: Outgoing, error: HubError): void {
+    const index = this.waiting.indexOf(entry);
+    if (index < 0) return;
+    this.waiting.splice(index, 1);
+    if (entry.expiryTimer) clearTimeout(entry.expiryTimer);
+    entry.reject(error);
   }
 
   private expire(entry: Outgoing): void {
@@ -154,6 +209,7 @@ export class HubSender extends DurableLink<DurableLinkEvents> {
       abortSignal: signal,
       target: { address: this.address },
       ...(this.attachProperties ? { properties: this.attachProperties } : {}),
+      ...(this.presettled ? { snd_settle_mode: 1 } : {}),
       // The link an event came from, not whichever is current when it fires: a late close of an
       // old link must not drop its replacement.
       onError: (ctx: EventContext) => this.linkFailed(session, generation, toHubError(ctx.sender?.error, `the hub detached ${this.address}`), ctx.sender),
@@ -180,14 +236,24 @@ export class HubSender extends DurableLink<DurableLinkEvents> {
   protected dropLink(): Sender | undefined {
     const link = this.link;
     this.link = undefined;
-    // Unsettled deliveries go back in send order, to be sent again on the next link; rhea is told to
-    // forget them on the old one.
+    // Unsettled deliveries go back in send order, to be sent again on the next link (or fail, for a
+    // sender whose callers must never see a request applied after it was reported failed); rhea is
+    // told to forget them on the old one.
     const unsettled = [...this.inflight.values()];
     this.inflight.clear();
     for (const delivery of this.deliveries.values()) forgetDelivery(delivery);
     this.deliveries.clear();
     this.handed = 0;
-    this.requeue(...unsettled);
+    if (this.resendOnLinkLoss) this.requeue(...unsettled);
+    else {
+      const lost = new HubError('NotConnected', `the link ${this.address} went down before the hub settled the message; it is not sent again`, {
+        retryable: true,
+      });
+      for (const entry of unsettled.sort((a, b) => a.seq - b.seq)) {
+        if (entry.expiryTimer) clearTimeout(entry.expiryTimer);
+        entry.reject(lost);
+      }
+    }
     return link;
   }
 
@@ -234,6 +300,12 @@ export class HubSender extends DurableLink<DurableLinkEvents> {
         return;
       }
       this.handed += 1;
+      if (this.presettled) {
+        // Settled on sending: rhea frees it once written; the hub's answer (if any) is the verdict.
+        if (entry.expiryTimer) clearTimeout(entry.expiryTimer);
+        entry.resolve();
+        continue;
+      }
       this.inflight.set(delivery.id, entry);
       this.deliveries.set(delivery.id, delivery);
     }

@@ -1,14 +1,16 @@
 /**
  * method-in: receives direct-method calls for a device, a module, or (through a gateway or the local
- * simulator) a list of devices, each on its own method links on the shared connection. Each call is a
- * msg with methodName, payload and requestId; an iothub-method-response node answers it, as http in
- * and http response pair. Calls for methods the node does not list are answered 404 by the node.
+ * simulator) a list of devices, on the shared connection. Each call is a msg with methodName, payload
+ * and requestId; an iothub-method-response node answers it, as http in and http response pair. Several
+ * method-in nodes may serve one device, each for its methods: they share the device's one method link
+ * pair (MethodInbox), a call goes to the node that lists its method, else to one listing none, and only
+ * a call no node handles is answered 404.
  */
 import type { Node, NodeAPI, NodeDef } from 'node-red';
 import { resolveTarget, targetName, type DeviceTarget } from '../iothub/device';
-import { MethodInbox, type MethodCallFields } from '../iothub/direct-methods';
+import { METHOD_NOT_HANDLED_STATUS, MethodInbox, type MethodCallFields } from '../iothub/direct-methods';
 import type { HubError } from '../iothub/errors';
-import { log, reasonOf, redactSecrets } from '../iothub/log';
+import { redactSecrets } from '../iothub/log';
 import { deviceList } from './method-twin-fields';
 import { registerNode, sendMsg, useHub } from './adapter';
 import { asError } from './common';
@@ -23,8 +25,8 @@ interface MethodInDef extends NodeDef {
   methods?: string;
 }
 
-/** The answer to a call for a method this node does not handle: the 404 an HTTP API would give. */
-export const NOT_HANDLED_STATUS = 404;
+/** The answer to a call for a method no node handles: the 404 an HTTP API would give. */
+export const NOT_HANDLED_STATUS = METHOD_NOT_HANDLED_STATUS;
 
 export default function register(RED: NodeAPI): void {
   function MethodInNode(this: Node, def: MethodInDef): void {
@@ -45,21 +47,14 @@ export default function register(RED: NodeAPI): void {
     let closed = false;
     const status = new LinkStatusWatch(node);
 
-    const onCall = (call: MethodCallFields): void => {
-      if (handled.size > 0 && !handled.has(call.methodName)) {
-        inbox
-          ?.answer(call.requestId, NOT_HANDLED_STATUS, { message: `method '${call.methodName.slice(0, 100)}' is not handled by this device` })
-          .catch((err: unknown) => log.node('answering an unhandled method call: %s', reasonOf(err)));
-        return;
-      }
-      sendMsg(node, { ...call });
-    };
+    // Only the calls routed to this node come (MethodInbox answers the rest).
+    const onCall = (call: MethodCallFields): void => sendMsg(node, { ...call });
 
     const start = async (): Promise<void> => {
       const made = await config.connection();
       if (closed) return;
       const targets: DeviceTarget[] = deviceList(setting).map((deviceId) => resolveTarget(made.identity, { deviceId }));
-      const box = new MethodInbox(made, targets);
+      const box = new MethodInbox(made, targets, { methods: handled });
       inbox = box;
       box.on('call', onCall);
       box.on('unreadable', (target: DeviceTarget, error: HubError) => node.warn(`device ${targetName(target)}: ${error.message}`));

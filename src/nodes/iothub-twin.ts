@@ -40,7 +40,7 @@ export default function register(RED: NodeAPI): void {
     let refusals: RefusalLog | undefined;
     let closed = false;
     const status = new LinkStatusWatch(node);
-    const ready = (async (): Promise<DeviceTwin> => {
+    const make = async (): Promise<DeviceTwin> => {
       const connection = await config.connection();
       if (closed) throw new HubError('Closed', 'the node closed');
       const target = resolveTarget(connection.identity, { deviceId: setting.trim() });
@@ -48,21 +48,34 @@ export default function register(RED: NodeAPI): void {
       twin = made;
       const who = { topic: '', deviceId: target.deviceId, ...(target.moduleId === undefined ? {} : { moduleId: target.moduleId }) };
       made.on('desired', (patch: TwinSection) => sendMsg(node, { ...who, topic: 'desired', payload: patch, version: patch.$version }));
-      made.on('resync', (full: TwinProperties) => sendMsg(node, { ...who, topic: 'twin', payload: full, resync: true }));
-      made.on('resyncFailed', (error: HubError) => node.warn(`twin of ${targetName(target)}: getting the twin after a reconnect failed: ${error.message}`));
+      // The first is where the flow starts from (the twin as it is now); later ones follow a reconnect.
+      made.on('twin', (full: TwinProperties, resync: boolean) => sendMsg(node, { ...who, topic: 'twin', payload: full, ...(resync ? { resync: true } : {}) }));
+      made.on('syncFailed', (error: HubError) =>
+        node.warn(`twin of ${targetName(target)}: subscribing to desired properties failed (tried again): ${error.code}: ${redactSecrets(error.message)}`),
+      );
       refusals = new RefusalLog(made, {
         refused: (error) => node.warn(`twin of ${targetName(target)}: ${error.code}: ${redactSecrets(error.message)}`),
         taken: () => node.log(`twin of ${targetName(target)}: links taken again`),
       });
       status.watch(connection, made);
-      if (follow) {
-        await made.subscribe();
-        // Where the flow starts from: the twin as it is now; patches follow.
-        sendMsg(node, { ...who, topic: 'twin', payload: await made.get() });
-      }
+      // Subscribes and sends the twin as soon as the links attach, however long that takes, and again
+      // after every reconnect (DeviceTwin.follow): nothing here waits on the wire.
+      if (follow) made.follow();
       return made;
-    })();
-    ready.catch((err: unknown) => {
+    };
+    // A failure to make the twin is not kept: the next msg tries again (the connection may be fixed).
+    let making: Promise<DeviceTwin> | undefined;
+    const twinNow = (): Promise<DeviceTwin> => {
+      if (!making) {
+        const attempt = make();
+        making = attempt;
+        attempt.catch(() => {
+          if (making === attempt) making = undefined;
+        });
+      }
+      return making;
+    };
+    twinNow().catch((err: unknown) => {
       if (closed) return;
       const error = asError(err);
       status.failed(error);
@@ -71,7 +84,7 @@ export default function register(RED: NodeAPI): void {
 
     onInput(node, (msg: TwinMsg, send: Send, done) => {
       const action = twinAction(msg.topic, def.action);
-      ready
+      twinNow()
         .then(async (t) => {
           if (action === 'get') {
             msg.payload = await t.get();

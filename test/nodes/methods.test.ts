@@ -182,4 +182,47 @@ describe('method-in and method-response', function () {
     inject('resp1', { requestId: calls[1].requestId, payload: 'done' });
     assert.deepEqual(((await again) as unknown as Invoked).result, { status: 200, payload: 'done' });
   });
+
+  it('two method-in nodes on one device, each for its own method: both are answered; only a method neither lists is 404', async () => {
+    const sim = await startTestHub({ restPort: 0 });
+    hub = sim;
+    const nodes = [
+      ...flow({ deviceId: '', methods: 'start' }),
+      { id: 'in2', type: 'iothub-method-in', z: 'tab', hub: 'conn1', deviceIdType: 'str', deviceId: '', methods: 'stop', wires: [['calls2']] },
+      { id: 'calls2', type: 'helper', z: 'tab', wires: [] },
+    ];
+    await helper.load(NODES, nodes, { conn1: { connectionString: sim.deviceConnectionString('press-6') } });
+    const calls = collect('calls');
+    const calls2 = collect('calls2');
+    await waitFor(() => sim.methods.isOnline('press-6'), 'the method links');
+    const service = serviceClient(sim);
+    const started = service.invokeDeviceMethod('press-6', { methodName: 'start', payload: 1 });
+    const stopped = service.invokeDeviceMethod('press-6', { methodName: 'stop', payload: 2 });
+    await waitFor(() => calls.length === 1 && calls2.length === 1, 'each call at its node');
+    assert.equal(calls[0].methodName, 'start');
+    assert.equal(calls2[0].methodName, 'stop');
+    inject('resp1', { requestId: calls[0].requestId, payload: 'started' });
+    inject('resp1', { requestId: calls2[0].requestId, payload: 'stopped' });
+    assert.deepEqual(((await started) as unknown as Invoked).result, { status: 200, payload: 'started' });
+    assert.deepEqual(((await stopped) as unknown as Invoked).result, { status: 200, payload: 'stopped' });
+    const other = (await service.invokeDeviceMethod('press-6', { methodName: 'pause', payload: null })) as unknown as Invoked;
+    assert.equal(other.result.status, 404);
+    assert.equal(calls.length + calls2.length, 2);
+  });
+
+  it('a call made before the device connects reaches the flow once its method links attach, and is answered', async () => {
+    const sim = await startTestHub({ restPort: 0 });
+    hub = sim;
+    sim.registry.addDevice('press-7');
+    // Made before the device connects: the hub sends it as soon as the device's receiver gives credit,
+    // right after the attach (the order a call in the same read as the attach is pinned in
+    // test/unit/method-inbox.test.ts).
+    const invoked = serviceClient(sim).invokeDeviceMethod('press-7', { methodName: 'early', payload: null, connectTimeoutInSeconds: 30 });
+    await waitFor(() => sim.methods.awaitingDevice === 1, 'the call waiting for the device');
+    const { calls, caught } = await load(sim, sim.deviceConnectionString('press-7'), { deviceId: '', methods: '' });
+    await waitFor(() => calls.length === 1, 'the call');
+    inject('resp1', { requestId: calls[0].requestId, payload: 'answered' });
+    assert.deepEqual(((await invoked) as unknown as Invoked).result, { status: 200, payload: 'answered' });
+    assert.equal(caught.length, 0);
+  });
 });

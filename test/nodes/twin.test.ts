@@ -5,6 +5,7 @@
  * full twin).
  */
 import { strict as assert } from 'node:assert';
+import type { EventEmitter } from 'node:events';
 import helper from 'node-red-node-test-helper';
 import connectionNode from '../../src/nodes/iothub-connection';
 import twinNode from '../../src/nodes/iothub-twin';
@@ -110,5 +111,43 @@ describe('twin node', function () {
     await registry.updateTwin('oven-3', { properties: { desired: { fan: 'low' } } }, '*');
     await waitFor(() => out.some((m) => m.topic === 'desired'), 'patches flow again');
     assert.equal((out.find((m) => m.topic === 'desired') as FlowMsg & { payload: Section }).payload.fan, 'low');
+  });
+
+  it('deployed while put-tokens are refused for longer than the operation timeout: subscribes, sends the twin and follows patches once they are taken', async function () {
+    this.timeout(120_000);
+    const sim = await startTestHub({ restPort: 0 });
+    hub = sim;
+    const registry = registryClient(sim);
+    await registry.create({ deviceId: 'oven-5' });
+    await registry.updateTwin('oven-5', { properties: { desired: { mode: 'eco' } } }, '*');
+    // Longer than operationTimeoutMs (30 s): a twin request made at deploy has given up by the end.
+    sim.faults.blockPutTokens(33_000, 'refuse');
+    const { out } = await load(sim, sim.deviceConnectionString('oven-5'), { deviceId: '' });
+    await waitFor(() => out.length === 1, 'the twin once the links attach', 90_000);
+    assert.equal(out[0].topic, 'twin');
+    assert.equal(payloadOf(out[0]).desired.mode, 'eco');
+    await waitFor(() => sim.twinLinks.isSubscribed('oven-5'), 'the subscription');
+    await registry.updateTwin('oven-5', { properties: { desired: { mode: 'boost' } } }, '*');
+    await waitFor(() => out.some((m) => m.topic === 'desired'), 'the desired patch');
+    inject('twin1', { topic: 'get' });
+    await waitFor(() => out.filter((m) => m.topic === 'twin').length === 2, 'the twin on get');
+    assert.equal(payloadOf(out[out.length - 1]).desired.mode, 'boost');
+  });
+
+  it('attaches the twin sender with snd-settle-mode settled, as the official SDKs do', async () => {
+    const sim = await startTestHub({ restPort: 0 });
+    hub = sim;
+    const modes: unknown[] = [];
+    // The hub's receiver is the device's twin sender; what the device asked for is in its attach.
+    (sim as unknown as { container: EventEmitter }).container.on(
+      'receiver_open',
+      (ctx: { receiver?: { source?: { address?: string }; remote?: { attach?: { snd_settle_mode?: unknown; target?: { address?: string } } } } }) => {
+        const attach = ctx.receiver?.remote?.attach;
+        if (attach?.target?.address?.endsWith('/twin')) modes.push(attach.snd_settle_mode);
+      },
+    );
+    const { out } = await load(sim, sim.deviceConnectionString('oven-6'), { deviceId: '' });
+    await waitFor(() => out.length === 1, 'the twin');
+    assert.deepEqual(modes, [1]);
   });
 });
