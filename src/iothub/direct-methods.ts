@@ -140,6 +140,16 @@ class MethodEndpoint {
   }
 }
 
+/** What inboxes opened before take of `methods` (see MethodInbox.shadowed), if anything. */
+function shadowedBy(earlier: Iterable<MethodInbox>, methods: ReadonlySet<string>): string[] | 'all' | undefined {
+  const taken = new Set<string>();
+  for (const inbox of earlier) {
+    if (methods.size === 0 && inbox.methods.size === 0) return 'all';
+    for (const name of methods) if (inbox.methods.has(name)) taken.add(name);
+  }
+  return taken.size > 0 ? [...taken] : undefined;
+}
+
 /** Most answers waiting on one method sender (its maxPending). */
 const MAX_ANSWERS = 1000;
 
@@ -244,6 +254,12 @@ export interface MethodInboxOptions {
 export class MethodInbox extends EventEmitter<MethodInboxEvents> {
   private readonly endpoints: MethodEndpoint[];
   readonly methods: ReadonlySet<string>;
+  /**
+   * Per device, what this inbox will not get because an inbox opened before it already takes it: the
+   * methods both list, or every method when both list none. Routing stays first-opened-wins; this is
+   * for saying so instead of a node that silently never fires.
+   */
+  readonly shadowed: Array<{ target: DeviceTarget; methods: string[] | 'all' }> = [];
   private closed = false;
 
   constructor(
@@ -255,6 +271,8 @@ export class MethodInbox extends EventEmitter<MethodInboxEvents> {
     this.methods = new Set(options.methods ?? []);
     this.endpoints = targets.map((target) => {
       const endpoint = endpointFor(connection, target);
+      const taken = shadowedBy(endpoint.inboxes, this.methods);
+      if (taken) this.shadowed.push({ target, methods: taken });
       endpoint.inboxes.add(this);
       return endpoint;
     });

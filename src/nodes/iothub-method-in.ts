@@ -57,6 +57,12 @@ export default function register(RED: NodeAPI): void {
       const box = new MethodInbox(made, targets, { methods: handled });
       inbox = box;
       box.on('call', onCall);
+      for (const { target, methods } of box.shadowed)
+        node.warn(
+          methods === 'all'
+            ? `device ${targetName(target)}: another method-in node already takes every method; this one gets none (list its methods in each node)`
+            : `device ${targetName(target)}: another method-in node already handles ${methods.join(', ')}; those calls go there, not here`,
+        );
       box.on('unreadable', (target: DeviceTarget, error: HubError) => node.warn(`device ${targetName(target)}: ${error.message}`));
       refusals = new RefusalLog(box, {
         refused: (error) => node.warn(`method links: ${error.code}: ${redactSecrets(error.message)}; no method calls until the hub accepts them`),

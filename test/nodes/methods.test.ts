@@ -210,6 +210,22 @@ describe('method-in and method-response', function () {
     assert.equal(calls.length + calls2.length, 2);
   });
 
+  it('a second method-in node listing a method another already handles is warned that those calls go there', async () => {
+    const sim = await startTestHub({ restPort: 0 });
+    hub = sim;
+    const nodes = [
+      ...flow({ deviceId: '', methods: 'start' }),
+      { id: 'in2', type: 'iothub-method-in', z: 'tab', hub: 'conn1', deviceIdType: 'str', deviceId: '', methods: 'start, stop', wires: [['calls2']] },
+      { id: 'calls2', type: 'helper', z: 'tab', wires: [] },
+    ];
+    await helper.load(NODES, nodes, { conn1: { connectionString: sim.deviceConnectionString('press-8') } });
+    await waitFor(() => sim.methods.isOnline('press-8'), 'the method links');
+    const warnings = (): string[] =>
+      (helper.getNode('in2') as unknown as { warn: { getCalls(): Array<{ args: unknown[] }> } }).warn.getCalls().map((c) => String(c.args[0]));
+    await waitFor(() => warnings().length > 0, 'the warning');
+    assert.deepEqual(warnings(), ['device press-8: another method-in node already handles start; those calls go there, not here']);
+  });
+
   it('a call made before the device connects reaches the flow once its method links attach, and is answered', async () => {
     const sim = await startTestHub({ restPort: 0 });
     hub = sim;

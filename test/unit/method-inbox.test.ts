@@ -80,6 +80,14 @@ describe('MethodInbox', () => {
     const rest = new MethodInbox(hub, [{ deviceId: 'dev-1' }]);
     const stops = new MethodInbox(hub, [{ deviceId: 'dev-1' }], { methods: ['stop'] });
     assert.equal(endpointOf(starts), endpointOf(stops), 'one link pair for the device');
+    // None of these takes what another opened before it takes.
+    assert.deepEqual([starts.shadowed, rest.shadowed, stops.shadowed], [[], [], []]);
+    // One that lists a method already taken, and a second catch-all, are told what they will not get.
+    const doubled = new MethodInbox(hub, [{ deviceId: 'dev-1' }], { methods: ['stop', 'pause'] });
+    const anyAgain = new MethodInbox(hub, [{ deviceId: 'dev-1' }]);
+    assert.deepEqual(doubled.shadowed, [{ target: { deviceId: 'dev-1' }, methods: ['stop'] }]);
+    assert.deepEqual(anyAgain.shadowed, [{ target: { deviceId: 'dev-1' }, methods: 'all' }]);
+    await Promise.all([doubled.close(), anyAgain.close()]);
     assert.equal(endpointOf(starts), endpointOf(rest));
     const got: string[] = [];
     starts.on('call', (c) => got.push(`starts:${c.methodName}`));
