@@ -4,7 +4,7 @@
  * Errors end in one line and exit code 1, never a stack trace.
  */
 import { parseArgs } from 'node:util';
-import { OptionsError, readConfigFile, startSimulator, type SimulatorOptionsInput } from './index';
+import { OptionsError, readConfigFile, startSimulator, type SimulatedHub, type SimulatorOptionsInput } from './index';
 
 const HELP = `Usage: iothub-sim [options]
 
@@ -83,7 +83,21 @@ async function main(): Promise<void> {
   if (values.location) input.location = values.location;
   if (values['no-auto-register']) input.autoRegister = false;
 
+  // Ctrl-C from the first moment: a signal that comes while the simulator starts stops it once started.
+  const run: { hub?: SimulatedHub; stopRequested: boolean; stopping: boolean } = { stopRequested: false, stopping: false };
+  const stop = (): void => {
+    run.stopRequested = true;
+    if (!run.hub || run.stopping) return;
+    run.stopping = true;
+    run.hub.close().then(
+      () => process.exit(0),
+      () => process.exit(1),
+    );
+  };
+  process.on('SIGINT', stop);
+  process.on('SIGTERM', stop);
   const hub = await startSimulator(input);
+  run.hub = hub;
   const lines = [`IoT Hub simulator "${hub.options.hubName}" is running.`];
   if (hub.ports.amqps !== undefined) lines.push(`  AMQPS      ${hub.options.host}:${hub.ports.amqps}`);
   if (hub.ports.amqp !== undefined) lines.push(`  AMQP       ${hub.options.host}:${hub.ports.amqp}`);
@@ -102,18 +116,7 @@ async function main(): Promise<void> {
   if (hub.options.location !== undefined) lines.push('', `State is kept in ${hub.options.location}`);
   lines.push('', 'Press Ctrl-C to stop.');
   process.stdout.write(lines.join('\n') + '\n');
-
-  let stopping = false;
-  const stop = (): void => {
-    if (stopping) return;
-    stopping = true;
-    hub.close().then(
-      () => process.exit(0),
-      () => process.exit(1),
-    );
-  };
-  process.on('SIGINT', stop);
-  process.on('SIGTERM', stop);
+  if (run.stopRequested) stop();
 }
 
 main().catch((err: unknown) => {

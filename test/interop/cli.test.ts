@@ -88,8 +88,8 @@ describe('iothub-sim CLI', function () {
         socket.on('error', reject);
       });
       r.child.kill('SIGINT');
-      const { code } = await r.exit;
-      assert.equal(code, 0);
+      const { code, signal } = await r.exit;
+      assert.equal(code, 0, `exit code ${code}, signal ${signal}, stderr: ${r.stderr()}`);
       assert.equal(r.stderr(), '');
     } finally {
       r.child.kill('SIGKILL');
