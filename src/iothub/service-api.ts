@@ -197,6 +197,14 @@ export class ServiceApi {
     return twinOf(await this.call('PATCH', path('twin', target), { properties: { desired: patch } }, { 'If-Match': ifMatch }, this.endpoint.timeoutMs));
   }
 
+  /**
+   * The registry's devices as the hub sends them, keys included (Azure REST reference "Devices - Get
+   * Devices": `GET /devices?top=N`, at most 1,000; RegistryRead). Callers keep what they need of it.
+   */
+  async listDevices(top = 1000): Promise<unknown> {
+    return this.call('GET', `/devices?top=${top}&api-version=${SERVICE_API_VERSION}`, undefined, {}, this.endpoint.timeoutMs);
+  }
+
   private call(method: string, requestPath: string, body: unknown, headers: Record<string, string>, timeoutMs: number): Promise<unknown> {
     const e = this.endpoint;
     let text: string | undefined;
@@ -266,7 +274,12 @@ export class ServiceApi {
       );
       request.on('error', (err: Error & { code?: string }) =>
         reject(
-          err instanceof HubError ? err : new HubError('NotConnected', `cannot reach the IoT Hub REST API at ${e.host}: ${err.message}`, { retryable: true }),
+          err instanceof HubError
+            ? err
+            : new HubError('NotConnected', `cannot reach the IoT Hub REST API at ${e.host}: ${err.message}`, {
+                retryable: true,
+                ...(err.code ? { socketCode: err.code } : {}),
+              }),
         ),
       );
       signal?.addEventListener('abort', onAbort, { once: true });

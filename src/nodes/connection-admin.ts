@@ -12,7 +12,7 @@ import type { GatewayIdentity } from '../iothub/connection-string';
 import { HubError } from '../iothub/errors';
 import { describeIdentity, log, reasonOf, redactSecrets } from '../iothub/log';
 import { listDevices, type DeviceSummary } from '../iothub/registry-list';
-import { connectionConfig, localOptions, type ConnectionCredentials, type ConnectionSettings } from './connection-options';
+import { connectionConfig, localOptions, serviceEndpointOf, type ConnectionCredentials, type ConnectionSettings } from './connection-options';
 import { acquireLocalHub } from './local-simulator';
 
 /** What the editor posts: the dialog's fields, and the config node's id for a stored string. */
@@ -40,6 +40,11 @@ function settingsOf(
   return { settings, credentials };
 }
 
+function configOf(request: AdminRequest, stored: (id: string) => ConnectionCredentials | undefined): ReturnType<typeof connectionConfig> {
+  const { settings, credentials } = settingsOf(request, stored);
+  return connectionConfig(settings, credentials, { env: process.env, readFile: (path) => readFileSync(path) });
+}
+
 function failure(err: unknown): { ok: false; code: string; message: string } {
   return err instanceof HubError
     ? { ok: false, code: err.code, message: redactSecrets(err.message) }
@@ -47,8 +52,7 @@ function failure(err: unknown): { ok: false; code: string; message: string } {
 }
 
 export async function checkFromEditor(request: AdminRequest, stored: (id: string) => ConnectionCredentials | undefined): Promise<CheckAnswer> {
-  const { settings, credentials } = settingsOf(request, stored);
-  const config = connectionConfig(settings, credentials, { env: process.env, readFile: (path) => readFileSync(path) });
+  const config = configOf(request, stored);
   try {
     if (config.mode === 'local') {
       const local = await acquireLocalHub(config.localPort);
@@ -64,8 +68,7 @@ export async function checkFromEditor(request: AdminRequest, stored: (id: string
 }
 
 export async function devicesFromEditor(request: AdminRequest, stored: (id: string) => ConnectionCredentials | undefined): Promise<DevicesAnswer> {
-  const { settings, credentials } = settingsOf(request, stored);
-  const config = connectionConfig(settings, credentials, { env: process.env, readFile: (path) => readFileSync(path) });
+  const config = configOf(request, stored);
   try {
     if (config.mode === 'local') {
       const local = await acquireLocalHub(config.localPort);
@@ -73,20 +76,14 @@ export async function devicesFromEditor(request: AdminRequest, stored: (id: stri
         const devices = [...local.hub.registry.devices.keys()].sort((a, b) => a.localeCompare(b)).map((deviceId) => ({ deviceId, status: 'enabled' }));
         return { ok: true, source: 'local', devices };
       }
-      if (local.rest) {
-        const devices = await listDevices(local.identity as GatewayIdentity, {
-          connectHost: '127.0.0.1',
-          port: local.rest.port,
-          ...(local.rest.ca ? { ca: local.rest.ca } : {}),
-        });
-        return { ok: true, source: 'local', devices };
-      }
-      return failure(
-        new HubError(
-          'NotImplemented',
-          `the local simulator on port ${local.port} runs in another process that did not say where its REST API is: set IOTHUB_SIM_REST_PORT (and IOTHUB_SIM_REST_CA, the path of its certificate) for Node-RED, as npm start does`,
-        ),
-      );
+      // Another process's simulator: its REST API where that process said (serviceEndpointOf says how, if it did not).
+      const endpoint = serviceEndpointOf(local.identity, undefined, local);
+      const devices = await listDevices(local.identity as GatewayIdentity, {
+        ...(endpoint.connectHost ? { connectHost: endpoint.connectHost } : {}),
+        port: endpoint.port,
+        ...(endpoint.ca ? { ca: endpoint.ca } : {}),
+      });
+      return { ok: true, source: 'local', devices };
     }
     if (config.configError) return failure(config.configError);
     const identity = config.identity;
