@@ -88,6 +88,15 @@ export class EventHubSurface {
     return this.readers.size;
   }
 
+  /**
+   * Readers attached to one partition of a consumer group now. A partition handed over between
+   * balanced processors has two for a moment (the old owner's link until the new one's attach takes
+   * it over): tests that count repeats wait until hand-overs are finished.
+   */
+  readersOf(consumerGroup: string, partitionId: string): number {
+    return this.byPartition.get(`${consumerGroup.toLowerCase()}/${partitionId}`)?.size ?? 0;
+  }
+
   hasConsumerGroup(name: string): boolean {
     return this.consumerGroups.has(name.toLowerCase());
   }
