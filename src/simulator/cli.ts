@@ -24,7 +24,7 @@ Options:
   --device ID            register a device with the default key (repeatable)
   --config FILE          JSON settings: devices, policies, consumerGroups, ports, limits
   --cert-dir DIR         where the self-signed certificate is kept (default ~/.iothub-sim)
-  --location DIR         keep devices, C2D queues and telemetry in DIR across restarts
+  --location DIR         keep devices, C2D queues, telemetry and twins in DIR across restarts
   --no-auto-register     refuse devices that are not registered
   -h, --help             show this help
 `;

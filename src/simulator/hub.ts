@@ -141,7 +141,7 @@ export class SimulatedHub extends EventEmitter {
     this.faults = createFaults({ connections: this.connections, throttle: this.throttle, tokens: this.replies, options });
     setupSasl(this.container, grantFor);
     this.wireEvents();
-    if (options.location !== undefined) this.persistence = Persistence.attach(options.location, { registry, partitions, c2d });
+    if (options.location !== undefined) this.persistence = Persistence.attach(options.location, { registry, partitions, c2d, twins: this.twins });
   }
 
   static async start(input: SimulatorOptionsInput = {}): Promise<SimulatedHub> {

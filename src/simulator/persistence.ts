@@ -1,6 +1,6 @@
 /**
- * Persistence wiring (`--location`): what the store holds read back into the registry, the partitions
- * and the C2D queues at start, and every later change journaled through their observers. Separate
+ * Persistence wiring (`--location`): what the store holds read back into the registry, the partitions,
+ * the C2D queues and the twins at start, and every later change journaled through their observers. Separate
  * because the hub runs the same with or without it; the store itself (file format) is store.ts.
  */
 import rhea = require('rhea');
@@ -9,11 +9,13 @@ import { decode } from './d2c-ingest';
 import type { Partition } from './partitions';
 import type { Registry } from './registry';
 import { Store, type StoredC2d, type StoredEventRecord, type StoredState } from './store';
+import { twinKey, type TwinStore } from './twins';
 
 export interface PersistedParts {
   registry: Registry;
   partitions: Partition[];
   c2d: C2dQueues;
+  twins: TwinStore;
 }
 
 /** A queued C2D message as the store keeps it: the queue's identity, the entry, the message as bytes. */
@@ -40,7 +42,7 @@ export class Persistence {
 
   /** Reads back what the folder holds, rewrites it compactly, and journals every change from now on. */
   static attach(dir: string, parts: PersistedParts): Persistence {
-    const { registry, partitions, c2d } = parts;
+    const { registry, partitions, c2d, twins } = parts;
     const { store, state } = Store.open(dir);
     for (const device of state.devices.values()) registry.restoreDevice(device);
     const now = Date.now();
@@ -69,6 +71,11 @@ export class Persistence {
       const generationId = registry.getDevice(deviceId)?.generationId ?? [...queue.messages.values()][0]?.generationId ?? '';
       c2d.restore(deviceId, moduleId, generationId, entries, queue.nextSequence);
     }
+    for (const twin of state.twins.values()) {
+      // A real hub keeps twins as long as the device exists (iot-hub-devguide-device-twins.md: created and
+      // deleted with the device identity); one of a device no longer registered is not brought back.
+      if (registry.getDevice(twin.deviceId)) twins.restore(twin);
+    }
     const persistence = new Persistence(store, parts);
     store.compact(persistence.storedState());
     store.snapshotSource = () => persistence.storedState();
@@ -78,6 +85,7 @@ export class Persistence {
         store.module(deviceId, { moduleId: m.moduleId, primaryKey: m.primaryKey, secondaryKey: m.secondaryKey, generationId: m.generationId }),
       deviceRemoved: (deviceId) => store.deviceRemoved(deviceId),
     };
+    twins.observer = { changed: (twin) => store.twin(twin) };
     c2d.observer = {
       added: (target, queue, e) => store.c2dAdded(target, storedC2d(queue, e)),
       counted: (target, seq, count) => store.c2dCounted(target, seq, count),
@@ -98,8 +106,8 @@ export class Persistence {
 
   /** The state the store keeps, as it is now. */
   private storedState(): StoredState {
-    const { registry, partitions, c2d } = this.parts;
-    const state: StoredState = { devices: new Map(), partitions: new Map(), c2d: new Map() };
+    const { registry, partitions, c2d, twins } = this.parts;
+    const state: StoredState = { devices: new Map(), partitions: new Map(), c2d: new Map(), twins: new Map() };
     for (const d of registry.devices.values()) {
       state.devices.set(d.deviceId, {
         deviceId: d.deviceId,
@@ -120,6 +128,9 @@ export class Persistence {
     for (const q of c2d.snapshot()) {
       const messages = new Map(q.entries.map((e) => [e.sequenceNumber, storedC2d(q, e)]));
       state.c2d.set(q.target, { messages, nextSequence: q.nextSequence });
+    }
+    for (const twin of twins.snapshot()) {
+      if (registry.getDevice(twin.deviceId)) state.twins.set(twinKey(twin.deviceId, twin.moduleId), twin);
     }
     return state;
   }

@@ -1,6 +1,6 @@
 /**
  * Keeps the simulator's state in a folder (`--location DIR`, as Azurite names it): the registry, the
- * C2D queues and the partitions. Every change is appended to a journal, one JSON line each, written
+ * C2D queues, the partitions and the twins. Every change is appended to a journal, one JSON line each, written
  * before the client hears "accepted", so a restart (or a killed process) loses no accepted message.
  * On start the journal is read back and rewritten as a compact snapshot of what is still live; a
  * journal that grows far past its snapshot is compacted the same way while running.
@@ -9,6 +9,7 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import type { C2dEntryRecord, C2dQueueOwner } from './c2d';
 import type { DeviceRecord, ModuleRecord } from './registry';
+import { twinKey, type TwinState } from './twins';
 
 /** A device as the journal keeps it: the registry's record, its modules as a list. */
 export interface StoredDevice extends Omit<DeviceRecord, 'modules'> {
@@ -37,6 +38,8 @@ export interface StoredState {
   partitions: Map<string, { events: StoredEventRecord[]; next?: { sequenceNumber: number; offset: number } }>;
   /** Per C2D target ("<device>" or "<device>/<module>"): messages by sequence number, and the next number. */
   c2d: Map<string, { messages: Map<number, StoredC2d>; nextSequence: number }>;
+  /** Twins by "<device>" or "<device>/<module>", whole: a change rewrites the twin, as it is small (32 KB a section). */
+  twins: Map<string, TwinState>;
 }
 
 type Line =
@@ -48,7 +51,8 @@ type Line =
   | { t: 'c2d'; target: string; m: Omit<StoredC2d, 'encoded'>; data: string }
   | { t: 'c2d-count'; target: string; seq: number; count: number }
   | { t: 'c2d-done'; target: string; seq: number }
-  | { t: 'c2d-next'; target: string; next: number };
+  | { t: 'c2d-next'; target: string; next: number }
+  | { t: 'twin'; twin: TwinState };
 
 const JOURNAL = 'iothub-sim.journal';
 /** Compact while running once the journal passes this and twice the last snapshot. */
@@ -62,7 +66,7 @@ export class StoreError extends Error {
 }
 
 function emptyState(): StoredState {
-  return { devices: new Map(), partitions: new Map(), c2d: new Map() };
+  return { devices: new Map(), partitions: new Map(), c2d: new Map(), twins: new Map() };
 }
 
 export class Store {
@@ -184,6 +188,10 @@ export class Store {
     this.append({ t: 'c2d-done', target, seq: sequenceNumber });
   }
 
+  twin(twin: TwinState): void {
+    this.append({ t: 'twin', twin: withoutUndefined(twin) });
+  }
+
   close(state?: StoredState): void {
     if (state && this.fd !== undefined) this.compact(state);
     if (this.fd !== undefined) fs.closeSync(this.fd);
@@ -209,6 +217,11 @@ function apply(state: StoredState, line: Line): void {
     }
     case 'device-removed':
       state.devices.delete(line.deviceId);
+      // The hub drops a deleted device's twins with it (twins.ts `remove`).
+      for (const [key, twin] of state.twins) if (twin.deviceId === line.deviceId) state.twins.delete(key);
+      break;
+    case 'twin':
+      state.twins.set(twinKey(line.twin.deviceId, line.twin.moduleId), line.twin);
       break;
     case 'event': {
       const partition = state.partitions.get(line.p) ?? { events: [] };
@@ -272,6 +285,7 @@ function* linesOf(state: StoredState): IterableIterator<Line> {
       yield { t: 'event', p, seq: e.sequenceNumber, off: e.offset, time: e.enqueuedTime, dev: e.deviceId, data: e.encoded.toString('base64') };
     }
   }
+  for (const twin of state.twins.values()) yield { t: 'twin', twin: withoutUndefined(twin) };
   for (const [target, queue] of state.c2d) {
     yield { t: 'c2d-next', target, next: queue.nextSequence };
     for (const m of queue.messages.values()) {

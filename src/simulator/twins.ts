@@ -10,7 +10,8 @@ import { ServiceError } from './service-errors';
 
 export type Json = Record<string, unknown>;
 
-interface TwinState {
+/** A twin as the store keeps it (`--location`): everything a restart must give back, versions included. */
+export interface TwinState {
   deviceId: string;
   moduleId?: string;
   tags: Json;
@@ -35,8 +36,24 @@ export interface TwinStoreEvents {
   desired: [key: string, patch: Json];
 }
 
+/** Hears every change to a twin's contents (persistence.ts journals them). */
+export interface TwinObserver {
+  changed(twin: Readonly<TwinState>): void;
+}
+
 export class TwinStore extends EventEmitter<TwinStoreEvents> {
   private readonly twins = new Map<string, TwinState>();
+  observer: TwinObserver | undefined;
+
+  /** Twins read back from a store at start; a twin of a device the registry no longer has is not restored. */
+  restore(twin: TwinState): void {
+    this.twins.set(twinKey(twin.deviceId, twin.moduleId), structuredClone(twin));
+  }
+
+  /** Every twin that was ever changed or read, as it is now. */
+  snapshot(): TwinState[] {
+    return [...this.twins.values()].map((t) => structuredClone(t));
+  }
 
   private state(deviceId: string, moduleId?: string): TwinState {
     const key = twinKey(deviceId, moduleId);
@@ -97,6 +114,7 @@ export class TwinStore extends EventEmitter<TwinStoreEvents> {
     twin.reported = merged;
     twin.reportedVersion++;
     twin.version++;
+    this.observer?.changed(twin);
     return twin.reportedVersion;
   }
 
@@ -122,7 +140,10 @@ export class TwinStore extends EventEmitter<TwinStoreEvents> {
       twin.desired = desired;
       twin.desiredVersion++;
     }
-    if (tags || desired) twin.version++;
+    if (tags || desired) {
+      twin.version++;
+      this.observer?.changed(twin);
+    }
     if (desired) this.emit('desired', twinKey(deviceId, moduleId), { ...(desiredPatch as Json), $version: twin.desiredVersion });
   }
 

@@ -1,5 +1,5 @@
 /**
- * `--location DIR`: the simulator keeps its registry, C2D queues and partitions, so a restart (a clean
+ * `--location DIR`: the simulator keeps its registry, C2D queues, partitions and twins, so a restart (a clean
  * one, or a process killed outright) loses no message it accepted, and numbering goes on.
  */
 import { strict as assert } from 'node:assert';
@@ -14,6 +14,7 @@ import { expiryIn, makeSasToken } from '../../src/iothub/sas';
 import { DEFAULT_KEYS, startSimulator, type SimulatedHub, type SimulatorOptionsInput } from '../../src/simulator';
 import { testCertDir } from '../helpers/hub';
 import { asOwner, openRaw, type RawClient } from '../helpers/raw';
+import { registryClient } from '../helpers/service-rest';
 import { until } from './faults';
 
 const CLI = path.resolve(__dirname, '..', '..', 'src', 'simulator', 'cli.js');
@@ -187,6 +188,53 @@ describe('reliability: the simulator keeps its state (--location)', function () 
     );
     assert.equal(restarted.c2d.depth('crash-dev'), 2);
     assert.ok(restarted.registry.getDevice('crash-dev'));
+  });
+
+  it('keeps twins (tags, desired and reported properties, their versions and etag), journaled as they change; a deleted device takes its twin along', async () => {
+    const first = await start({ restPort: 0, certDir: testCertDir() });
+    const registry = registryClient(first);
+    await registry.create({ deviceId: 'press-1' });
+    await registry.create({ deviceId: 'press-2' });
+    first.registry.addModule('press-1', 'vision');
+    await registry.updateTwin('press-1', { tags: { hall: 4 }, properties: { desired: { setPoint: 21.5, fan: { mode: 'auto' } } } }, '*');
+    first.twins.patchReported('press-1', undefined, { firmware: '1.4.2' });
+    first.twins.patchReported('press-1', 'vision', { camera: 'ok' });
+    await registry.updateTwin('press-2', { properties: { desired: { setPoint: 5 } } }, '*');
+    await registry.delete('press-2');
+    const twinOf = (hub: SimulatedHub, deviceId: string, moduleId?: string): Record<string, unknown> => {
+      const { connectionState: _state, ...rest } = hub.twins.document(deviceId, moduleId, false);
+      return rest;
+    };
+    const before = { device: twinOf(first, 'press-1'), module: twinOf(first, 'press-1', 'vision') };
+    assert.equal(before.device.version, 3, 'a service patch and a device patch counted');
+
+    // A copy of the journal as it stands: what a simulator killed now would read back (no snapshot on stop).
+    const crashed = await fs.mkdtemp(path.join(os.tmpdir(), 'iothub-sim-crashed-'));
+    try {
+      await fs.copyFile(path.join(dir, 'iothub-sim.journal'), path.join(crashed, 'iothub-sim.journal'));
+      const fromJournal = await startSimulator({ amqpPort: 0, amqpsPort: null, location: crashed });
+      hubs.push(fromJournal);
+      assert.deepEqual({ device: twinOf(fromJournal, 'press-1'), module: twinOf(fromJournal, 'press-1', 'vision') }, before);
+      await fromJournal.close();
+      hubs.splice(hubs.indexOf(fromJournal), 1);
+    } finally {
+      await fs.rm(crashed, { recursive: true, force: true });
+    }
+
+    await first.close();
+    hubs.splice(hubs.indexOf(first), 1);
+    const second = await start({ restPort: 0, certDir: testCertDir() });
+    const again = registryClient(second);
+    const twin = (await again.getTwin('press-1')).responseBody;
+    assert.equal(twin.etag, before.device.etag, 'the etag a service read before the restart still matches');
+    assert.deepEqual({ device: twinOf(second, 'press-1'), module: twinOf(second, 'press-1', 'vision') }, before);
+    // Versions go on: the next desired patch is $version 3, as it would have been without the restart.
+    await again.updateTwin('press-1', { properties: { desired: { setPoint: 19 } } }, twin.etag);
+    assert.equal((second.twins.properties('press-1').desired as { $version: number }).$version, 3);
+    // The deleted device's twin is gone with it: created again, it starts empty.
+    await again.create({ deviceId: 'press-2' });
+    const fresh = (await again.getTwin('press-2')).responseBody;
+    assert.deepEqual(fresh.properties.desired, { $version: 1 });
   });
 
   it('refuses a location it cannot use, in one line', async () => {
