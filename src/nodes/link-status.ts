@@ -3,7 +3,7 @@
  * hub refuses this node's link (a policy without the right, a device not registered): the connection's
  * own status would then say "connected" while every message fails, so such nodes show their link too.
  */
-import type { EventEmitter } from 'node:events';
+import { EventEmitter } from 'node:events';
 import type { Node } from 'node-red';
 import type { HubError } from '../iothub/errors';
 import type { HubConnection } from '../iothub/hub-connection';
@@ -92,6 +92,28 @@ export class StatusShower {
 export interface WatchedLink extends EventEmitter {
   readonly isAttached: boolean;
   readonly refusal: HubError | undefined;
+}
+
+/**
+ * Several links shown as one (a node serving a gateway's devices, each with its own links): attached
+ * while every one is, refused when any one is, and their attach and detach events passed on.
+ */
+export class LinkGroup extends EventEmitter implements WatchedLink {
+  private readonly links: WatchedLink[] = [];
+
+  add(link: WatchedLink): void {
+    this.links.push(link);
+    link.on('attached', () => this.emit('attached'));
+    link.on('detached', (error: HubError) => this.emit('detached', error));
+  }
+
+  get isAttached(): boolean {
+    return this.links.every((l) => l.isAttached);
+  }
+
+  get refusal(): HubError | undefined {
+    return this.links.find((l) => l.refusal !== undefined)?.refusal;
+  }
 }
 
 /**

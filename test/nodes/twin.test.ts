@@ -92,6 +92,50 @@ describe('twin node', function () {
     assert.equal((seen.properties.reported as Section).ok, true);
   });
 
+  it("serves a gateway's devices: each one's twin and desired patches with its id; msg.deviceId picks the twin; a missing or unlisted one fails at Catch", async () => {
+    const sim = await startTestHub({ restPort: 0 });
+    hub = sim;
+    const registry = registryClient(sim);
+    for (const id of ['press-1', 'press-2', '4711']) await registry.create({ deviceId: id });
+    await registry.updateTwin('press-2', { properties: { desired: { speed: 30 } } }, '*');
+    const { out, caught } = await load(sim, sim.serviceConnectionString('device'), { deviceId: 'press-1, press-2 4711' });
+    await waitFor(() => out.filter((m) => m.topic === 'twin').length === 3, 'the three twins on deploy');
+    assert.deepEqual(out.map((m) => m.deviceId).sort(), ['4711', 'press-1', 'press-2']);
+    assert.equal(payloadOf(out.find((m) => m.deviceId === 'press-2') as FlowMsg).desired.speed, 30);
+    await waitFor(() => ['press-1', 'press-2', '4711'].every((id) => sim.twinLinks.isSubscribed(id)), 'three subscriptions');
+
+    out.length = 0;
+    await registry.updateTwin('press-1', { properties: { desired: { speed: 12 } } }, '*');
+    await waitFor(() => out.length === 1, 'the desired patch of press-1');
+    assert.deepEqual(
+      { topic: out[0].topic, deviceId: out[0].deviceId, payload: out[0].payload },
+      { topic: 'desired', deviceId: 'press-1', payload: { speed: 12, $version: 2 } },
+    );
+
+    // A numeric id, as PLC data carries it, picks the device named "4711".
+    inject('twin1', { topic: 'report', deviceId: 4711, payload: { firmware: '2.0' } });
+    inject('twin1', { topic: 'report', deviceId: 'press-2', payload: { speed: 29 } });
+    await waitFor(() => out.length === 3, 'two reports sent on');
+    assert.equal((sim.twins.properties('4711').reported as Section).firmware, '2.0');
+    assert.equal((sim.twins.properties('press-2').reported as Section).speed, 29);
+    assert.equal((sim.twins.properties('press-1').reported as Section).speed, undefined, 'nothing reported for press-1');
+    assert.deepEqual(
+      out
+        .slice(1)
+        .map((m) => m.deviceId)
+        .sort(),
+      ['4711', 'press-2'],
+    );
+
+    inject('twin1', { topic: 'report', payload: { speed: 1 } });
+    inject('twin1', { topic: 'get', deviceId: 'press-9' });
+    await waitFor(() => caught.length === 2, 'two errors at Catch');
+    const codes = caught.map((m) => m.error?.code).sort();
+    assert.deepEqual(codes, ['IdentityMismatch', 'MissingDeviceId']);
+    assert.match(String(caught.find((m) => m.error?.code === 'IdentityMismatch')?.error?.message), /"press-9" is not a device of this twin node/);
+    assert.equal((sim.twins.properties('press-9').reported as Section).$version, 1, 'nothing reached an unlisted device');
+  });
+
   it('a reconnect in the middle of the subscription: a patch made while away comes back as the whole twin', async () => {
     const sim = await startTestHub({ restPort: 0 });
     hub = sim;
