@@ -89,12 +89,21 @@ export class SimulatedHub extends EventEmitter {
     });
     // A deleted device's links go at once, whatever token authorised them (a gateway's hub-level one
     // included): the device is no longer there to send as or to deliver to.
-    this.registry.removalListeners.push((deviceId) => this.twins.remove(deviceId));
-    this.registry.removalListeners.push((deviceId) =>
-      this.faults.detachLinks((a) => (a.kind === 'd2c' || a.kind === 'c2d' || a.kind === 'methods' || a.kind === 'twin') && a.deviceId === deviceId, {
-        condition: 'amqp:not-found',
-        description: `Device ${deviceId} at IotHub ${options.hubName} not registered`,
-      }),
+    this.registry.removalListeners.push((deviceId, moduleId) => this.twins.remove(deviceId, moduleId));
+    this.registry.removalListeners.push((deviceId, moduleId) =>
+      this.faults.detachLinks(
+        (a) =>
+          (a.kind === 'd2c' || a.kind === 'c2d' || a.kind === 'methods' || a.kind === 'twin') &&
+          a.deviceId === deviceId &&
+          (moduleId === undefined || a.moduleId === moduleId),
+        {
+          condition: 'amqp:not-found',
+          description:
+            moduleId === undefined
+              ? `Device ${deviceId} at IotHub ${options.hubName} not registered`
+              : `Module ${moduleId} on device ${deviceId} at IotHub ${options.hubName} not registered`,
+        },
+      ),
     );
 
     const { registry, partitions, c2d, feedback, eventHub, stats, ports } = this;

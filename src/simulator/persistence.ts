@@ -34,6 +34,12 @@ function storedC2d(queue: C2dQueueOwner, e: C2dEntryRecord): StoredC2d {
   };
 }
 
+/** Whether the device (and module) a twin belongs to is still in the registry. */
+function registered(registry: Registry, twin: { deviceId: string; moduleId?: string }): boolean {
+  const device = registry.getDevice(twin.deviceId);
+  return device !== undefined && (twin.moduleId === undefined || device.modules.has(twin.moduleId));
+}
+
 export class Persistence {
   private constructor(
     private readonly store: Store,
@@ -74,7 +80,7 @@ export class Persistence {
     for (const twin of state.twins.values()) {
       // A real hub keeps twins as long as the device exists (iot-hub-devguide-device-twins.md: created and
       // deleted with the device identity); one of a device no longer registered is not brought back.
-      if (registry.getDevice(twin.deviceId)) twins.restore(twin);
+      if (registered(registry, twin)) twins.restore(twin);
     }
     const persistence = new Persistence(store, parts);
     store.compact(persistence.storedState());
@@ -84,6 +90,7 @@ export class Persistence {
       moduleAdded: (deviceId, m) =>
         store.module(deviceId, { moduleId: m.moduleId, primaryKey: m.primaryKey, secondaryKey: m.secondaryKey, generationId: m.generationId }),
       deviceRemoved: (deviceId) => store.deviceRemoved(deviceId),
+      moduleRemoved: (deviceId, moduleId) => store.moduleRemoved(deviceId, moduleId),
     };
     twins.observer = { changed: (twin) => store.twin(twin) };
     c2d.observer = {
@@ -130,7 +137,7 @@ export class Persistence {
       state.c2d.set(q.target, { messages, nextSequence: q.nextSequence });
     }
     for (const twin of twins.snapshot()) {
-      if (registry.getDevice(twin.deviceId)) state.twins.set(twinKey(twin.deviceId, twin.moduleId), twin);
+      if (registered(registry, twin)) state.twins.set(twinKey(twin.deviceId, twin.moduleId), twin);
     }
     return state;
   }

@@ -60,6 +60,7 @@ export interface RegistryObserver {
   deviceAdded(device: DeviceRecord): void;
   moduleAdded(deviceId: string, module: ModuleRecord): void;
   deviceRemoved(deviceId: string): void;
+  moduleRemoved(deviceId: string, moduleId: string): void;
 }
 
 export class Registry {
@@ -142,14 +143,37 @@ export class Registry {
     return mod;
   }
 
-  /** Told of every device removed, after the observer (the hub detaches its links). */
-  readonly removalListeners: Array<(deviceId: string) => void> = [];
+  /**
+   * New keys for a device or module that exists (the registry API's update): the store journals the
+   * record again, so a restart keeps the keys a service set.
+   */
+  updateKeys(deviceId: string, moduleId: string | undefined, keys: { primaryKey?: string; secondaryKey?: string }): void {
+    const device = this.devices.get(deviceId);
+    const record = moduleId === undefined ? device : device?.modules.get(moduleId);
+    if (!device || !record) return;
+    if (keys.primaryKey !== undefined) record.primaryKey = keys.primaryKey;
+    if (keys.secondaryKey !== undefined) record.secondaryKey = keys.secondaryKey;
+    if (moduleId === undefined) this.observer?.deviceAdded(device);
+    else this.observer?.moduleAdded(deviceId, record as ModuleRecord);
+  }
+
+  /** Told of every device (or, with a module id, module) removed, after the observer (the hub detaches its links). */
+  readonly removalListeners: Array<(deviceId: string, moduleId?: string) => void> = [];
 
   removeDevice(deviceId: string): boolean {
     const removed = this.devices.delete(deviceId);
     if (removed) {
       this.observer?.deviceRemoved(deviceId);
       for (const listener of this.removalListeners) listener(deviceId);
+    }
+    return removed;
+  }
+
+  removeModule(deviceId: string, moduleId: string): boolean {
+    const removed = this.devices.get(deviceId)?.modules.delete(moduleId) ?? false;
+    if (removed) {
+      this.observer?.moduleRemoved(deviceId, moduleId);
+      for (const listener of this.removalListeners) listener(deviceId, moduleId);
     }
     return removed;
   }

@@ -46,6 +46,7 @@ type Line =
   | { t: 'device'; d: Omit<StoredDevice, 'modules'> }
   | { t: 'module'; deviceId: string; m: StoredDevice['modules'][number] }
   | { t: 'device-removed'; deviceId: string }
+  | { t: 'module-removed'; deviceId: string; moduleId: string }
   | { t: 'event'; p: string; seq: number; off: number; time: number; dev: string; data: string }
   | { t: 'partition'; p: string; seq: number; off: number }
   | { t: 'c2d'; target: string; m: Omit<StoredC2d, 'encoded'>; data: string }
@@ -163,6 +164,10 @@ export class Store {
     this.append({ t: 'device-removed', deviceId });
   }
 
+  moduleRemoved(deviceId: string, moduleId: string): void {
+    this.append({ t: 'module-removed', deviceId, moduleId });
+  }
+
   event(e: StoredEventRecord): void {
     this.append({
       t: 'event',
@@ -220,6 +225,12 @@ function apply(state: StoredState, line: Line): void {
       // The hub drops a deleted device's twins with it (twins.ts `remove`).
       for (const [key, twin] of state.twins) if (twin.deviceId === line.deviceId) state.twins.delete(key);
       break;
+    case 'module-removed': {
+      const device = state.devices.get(line.deviceId);
+      if (device) device.modules = device.modules.filter((m) => m.moduleId !== line.moduleId);
+      state.twins.delete(twinKey(line.deviceId, line.moduleId));
+      break;
+    }
     case 'twin':
       state.twins.set(twinKey(line.twin.deviceId, line.twin.moduleId), line.twin);
       break;

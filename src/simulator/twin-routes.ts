@@ -1,11 +1,12 @@
 /**
  * The REST routes of twins and of the device registry, as azure-iothub's Registry calls them
  * (registry.js): `GET`/`PATCH /twins/{id}` and `/twins/{id}/modules/{mid}`, `PUT`/`GET`/`DELETE
- * /devices/{id}`. The documents are TwinStore's and Registry's; this is their REST shape and the
+ * /devices/{id}` and `/devices/{id}/modules/{mid}`, `GET /devices/{id}/modules`. The documents are TwinStore's and Registry's; this is their REST shape and the
  * registry's HTTP rules (If-Match, 409 on a second create).
  */
+import { createHash } from 'node:crypto';
 import { isPlainObject } from '../amqp/method-twin-wire';
-import type { Registry, DeviceRecord } from './registry';
+import type { Registry, DeviceRecord, ModuleRecord } from './registry';
 import type { RestRequest, Route } from './rest-api';
 import { ServiceError } from './service-errors';
 import type { TwinStore } from './twins';
@@ -60,12 +61,56 @@ export function twinRoutes({ registry, twins, connected }: TwinRouteParts): Rout
   ];
 }
 
+/**
+ * A module as the registry API returns it ("Modules - Get Identity" in the IoT Hub REST reference:
+ * moduleId, deviceId, managedBy, generationId, etag, connectionState, authentication).
+ */
+function moduleDocument(deviceId: string, module: ModuleRecord, connected: boolean): Record<string, unknown> {
+  return {
+    moduleId: module.moduleId,
+    deviceId,
+    managedBy: null,
+    generationId: module.generationId,
+    etag: etagOf(module),
+    connectionState: connected ? 'Connected' : 'Disconnected',
+    cloudToDeviceMessageCount: 0,
+    authentication: {
+      type: 'sas',
+      symmetricKey: { primaryKey: module.primaryKey, secondaryKey: module.secondaryKey ?? null },
+      x509Thumbprint: { primaryThumbprint: null, secondaryThumbprint: null },
+    },
+  };
+}
+
+/**
+ * A registry record's etag: opaque to clients (azure-iothub only sends it back in If-Match); here it
+ * changes when the keys do, so an update made on a stale read is refused as the hub refuses it.
+ */
+function etagOf(record: { generationId: string; primaryKey: string; secondaryKey?: string }): string {
+  return createHash('sha256')
+    .update(`${record.generationId}/${record.primaryKey}/${record.secondaryKey ?? ''}`)
+    .digest('base64')
+    .slice(0, 12);
+}
+
+/** A stale If-Match on a registry record is 412 PreconditionFailed (412001), as for twins; `*` matches any. */
+function checkIfMatch(request: RestRequest, record: { generationId: string; primaryKey: string; secondaryKey?: string }): void {
+  const ifMatch = header(request, 'if-match');
+  if (ifMatch === undefined) return;
+  const wanted = ifMatch
+    .trim()
+    .replace(/^W\//, '')
+    .replace(/^"(.*)"$/, '$1');
+  if (wanted !== '*' && wanted !== etagOf(record))
+    throw new ServiceError(412, 412001, 'PreconditionFailed', 'The etag in If-Match does not match: the identity changed since it was read.');
+}
+
 /** A device as the registry API returns it (azure-iothub device.js reads these fields). */
 function deviceDocument(device: DeviceRecord, connected: boolean): Record<string, unknown> {
   return {
     deviceId: device.deviceId,
     generationId: device.generationId,
-    etag: Buffer.from(device.generationId).toString('base64'),
+    etag: etagOf(device),
     connectionState: connected ? 'Connected' : 'Disconnected',
     status: 'enabled',
     statusReason: null,
@@ -133,13 +178,17 @@ function deviceRoutes({ registry, connected }: Omit<TwinRouteParts, 'twins'>): R
         // with If-Match it updates (registry.js `create` sends none, `update` sends "*").
         if (existing && header(request, 'if-match') === undefined)
           throw new ServiceError(409, 409001, 'DeviceAlreadyExists', `A device with ID '${deviceId.slice(0, 128)}' is already registered.`);
+        if (existing) {
+          checkIfMatch(request, existing);
+          registry.updateKeys(deviceId, undefined, keysOf(body));
+          return { status: 200, body: deviceDocument(existing, connected(deviceId)) };
+        }
         let device: DeviceRecord;
         try {
-          device = existing ?? registry.addDevice(deviceId, keysOf(body));
+          device = registry.addDevice(deviceId, keysOf(body));
         } catch (err) {
           throw new ServiceError(400, 400004, 'ArgumentInvalid', (err as Error).message);
         }
-        if (existing) Object.assign(existing, keysOf(body));
         return { status: 200, body: deviceDocument(device, connected(deviceId)) };
       },
     },
@@ -149,8 +198,99 @@ function deviceRoutes({ registry, connected }: Omit<TwinRouteParts, 'twins'>): R
       right: 'RegistryWrite',
       handle: (request) => {
         const [deviceId] = request.params;
+        const device = registry.getDevice(deviceId);
+        if (!device) throw notFound(deviceId);
+        checkIfMatch(request, device);
         // Its twin goes with it (the hub's removal listeners, hub.ts).
-        if (!registry.removeDevice(deviceId)) throw notFound(deviceId);
+        registry.removeDevice(deviceId);
+        return { status: 204 };
+      },
+    },
+    ...moduleRoutes({ registry, connected }),
+  ];
+}
+
+/**
+ * The module identities of a device, as azure-iothub's Registry calls them (registry.js `addModule`,
+ * `getModulesOnDevice`, `getModule`, `updateModule`, `removeModule`): `GET /devices/{id}/modules` and
+ * `PUT`/`GET`/`DELETE /devices/{id}/modules/{mid}`, with the device registry's rights and If-Match rules.
+ */
+function moduleRoutes({ registry, connected }: Omit<TwinRouteParts, 'twins'>): Route[] {
+  const deviceOf = (deviceId: string): DeviceRecord => {
+    const device = registry.getDevice(deviceId);
+    if (!device) throw notFound(deviceId);
+    return device;
+  };
+  const moduleOf = (deviceId: string, moduleId: string): ModuleRecord => {
+    const module = deviceOf(deviceId).modules.get(moduleId);
+    if (!module) throw notFound(deviceId, moduleId);
+    return module;
+  };
+  return [
+    {
+      method: 'GET',
+      pattern: ['devices', '*', 'modules'],
+      right: 'RegistryRead',
+      handle: (request) => {
+        const [deviceId] = request.params;
+        const modules = [...deviceOf(deviceId).modules.values()].map((m) => moduleDocument(deviceId, m, connected(deviceId, m.moduleId)));
+        return { status: 200, body: modules };
+      },
+    },
+    {
+      method: 'GET',
+      pattern: ['devices', '*', 'modules', '*'],
+      right: 'RegistryRead',
+      handle: (request) => {
+        const [deviceId, moduleId] = request.params;
+        return { status: 200, body: moduleDocument(deviceId, moduleOf(deviceId, moduleId), connected(deviceId, moduleId)) };
+      },
+    },
+    {
+      method: 'PUT',
+      pattern: ['devices', '*', 'modules', '*'],
+      right: 'RegistryWrite',
+      handle: (request) => {
+        const [deviceId, moduleId] = request.params;
+        const body = request.body;
+        if (!isPlainObject(body)) throw new ServiceError(400, 400006, 'IotHubFormatError', 'The module must be a JSON object.');
+        if ((body.deviceId !== undefined && body.deviceId !== deviceId) || (body.moduleId !== undefined && body.moduleId !== moduleId))
+          throw new ServiceError(400, 400004, 'ArgumentInvalid', 'The deviceId or moduleId in the body does not match the path.');
+        // A module is made on a device that exists: a missing one is 404001 DeviceNotFound.
+        const device = deviceOf(deviceId);
+        const existing = device.modules.get(moduleId);
+        if (existing && header(request, 'if-match') === undefined) {
+          // "409301 ModuleAlreadyExistsOnDevice: The specified module already exists on the device" (troubleshoot-error-codes.md).
+          throw new ServiceError(
+            409,
+            409301,
+            'ModuleAlreadyExistsOnDevice',
+            `Device ${deviceId.slice(0, 128)} already contains a module with ID '${moduleId.slice(0, 128)}'.`,
+          );
+        }
+        if (existing) {
+          checkIfMatch(request, existing);
+          registry.updateKeys(deviceId, moduleId, keysOf(body));
+          return { status: 200, body: moduleDocument(deviceId, existing, connected(deviceId, moduleId)) };
+        }
+        let module: ModuleRecord;
+        try {
+          module = registry.addModule(deviceId, moduleId, keysOf(body));
+        } catch (err) {
+          throw new ServiceError(400, 400004, 'ArgumentInvalid', (err as Error).message);
+        }
+        return { status: 200, body: moduleDocument(deviceId, module, connected(deviceId, moduleId)) };
+      },
+    },
+    {
+      method: 'DELETE',
+      pattern: ['devices', '*', 'modules', '*'],
+      right: 'RegistryWrite',
+      handle: (request) => {
+        const [deviceId, moduleId] = request.params;
+        checkIfMatch(request, moduleOf(deviceId, moduleId));
+        // Its twin and links go with it (the hub's removal listeners, hub.ts).
+        registry.removeModule(deviceId, moduleId);
         return { status: 204 };
       },
     },

@@ -67,8 +67,11 @@ export class TwinStore extends EventEmitter<TwinStoreEvents> {
     return twin;
   }
 
-  remove(deviceId: string): void {
-    for (const [key, twin] of this.twins) if (twin.deviceId === deviceId) this.twins.delete(key);
+  /** Drops a device's twins (its modules' too), or with a module id that module's twin only. */
+  remove(deviceId: string, moduleId?: string): void {
+    for (const [key, twin] of this.twins) {
+      if (twin.deviceId === deviceId && (moduleId === undefined || twin.moduleId === moduleId)) this.twins.delete(key);
+    }
   }
 
   /**

@@ -57,6 +57,7 @@ const CSHARP_ERROR_CODES: Record<string, number> = {
   ModuleNotFound: 404010,
   DeviceNotOnline: 404103,
   DeviceAlreadyExists: 409001,
+  ModuleAlreadyExistsOnDevice: 409301,
   PreconditionFailed: 412001,
   MessageTooLarge: 413001,
   ServerError: 500001,

@@ -50,6 +50,65 @@ describe('twins and registry: official SDKs against the simulator', function () 
     assert.deepEqual(statusOf(gone), { name: 'DeviceNotFoundError', status: 404, errorCode: 404001 });
   });
 
+  it('Registry adds, lists, reads, updates and removes modules; a second add is 409301, a stale etag 412, a module of a missing device 404; a removed module loses its links and its twin', async () => {
+    hub = await startTestHub({ restPort: 0, autoRegister: false });
+    const sim = hub;
+    const registry = registryClient(sim);
+    const fail = (p: Promise<unknown>): Promise<unknown> =>
+      p.then(
+        () => assert.fail('the hub took it'),
+        (e: unknown) => e,
+      );
+    await registry.create({ deviceId: 'edge-1' });
+    const added = (await registry.addModule({ deviceId: 'edge-1', moduleId: 'filter' })).responseBody;
+    assert.deepEqual([added.deviceId, added.moduleId], ['edge-1', 'filter']);
+    assert.ok(added.authentication?.symmetricKey?.primaryKey, 'keys come back');
+    await registry.addModule({ deviceId: 'edge-1', moduleId: 'camera' });
+    assert.deepEqual(statusOf(await fail(registry.addModule({ deviceId: 'edge-1', moduleId: 'filter' }))), {
+      name: 'DeviceAlreadyExistsError',
+      status: 409,
+      errorCode: 409301,
+    });
+    assert.deepEqual(statusOf(await fail(registry.addModule({ deviceId: 'no-such-device', moduleId: 'm' }))), {
+      name: 'DeviceNotFoundError',
+      status: 404,
+      errorCode: 404001,
+    });
+    const listed = (await registry.getModulesOnDevice('edge-1')).responseBody.map((m) => m.moduleId).sort();
+    assert.deepEqual(listed, ['camera', 'filter']);
+
+    // New keys with the etag just read; the same etag again is stale.
+    const read = (await registry.getModule('edge-1', 'camera')).responseBody;
+    const newKey = Buffer.alloc(32, 7).toString('base64');
+    const updated = (await registry.updateModule({ ...read, authentication: { symmetricKey: { primaryKey: newKey, secondaryKey: newKey } } }, false))
+      .responseBody;
+    assert.equal(updated.authentication?.symmetricKey?.primaryKey, newKey);
+    assert.equal(sim.registry.getDevice('edge-1')?.modules.get('camera')?.primaryKey, newKey);
+    assert.notEqual(updated.etag, read.etag);
+    assert.deepEqual(
+      statusOf(await fail(registry.updateModule({ ...read, authentication: { symmetricKey: { primaryKey: newKey, secondaryKey: newKey } } }, false))),
+      { name: 'InvalidEtagError', status: 412, errorCode: 412001 },
+    );
+
+    // A module device client with its twin open; removing the module takes its links and its twin.
+    device = await openDevice(sim, 'edge-1', 'filter');
+    const twin: DeviceTwin = await device.getTwin();
+    await new Promise<void>((resolve, reject) => twin.properties.reported.update({ stage: 2 }, (err?: Error) => (err ? reject(err) : resolve())));
+    assert.ok(sim.twinLinks.isConnected('edge-1', 'filter'));
+    await registry.removeModule('edge-1', 'filter');
+    await waitFor(() => !sim.twinLinks.isConnected('edge-1', 'filter'), "the removed module's twin links detached");
+    // azure-iothub names only DeviceNotFound and IotHubNotFound 404s (rest_api_client.js translateError): a plain Error.
+    assert.deepEqual(statusOf(await fail(registry.getModule('edge-1', 'filter'))), { name: 'Error', status: 404, errorCode: 404010 });
+    assert.deepEqual(statusOf(await fail(registry.getModuleTwin('edge-1', 'filter'))), { name: 'Error', status: 404, errorCode: 404010 });
+    assert.deepEqual(
+      (await registry.getModulesOnDevice('edge-1')).responseBody.map((m) => m.moduleId),
+      ['camera'],
+    );
+    // Made again, it starts with an empty twin.
+    await registry.addModule({ deviceId: 'edge-1', moduleId: 'filter' });
+    assert.deepEqual((await registry.getModuleTwin('edge-1', 'filter')).responseBody.properties.reported, { $version: 1 });
+  });
+
   it('desired properties set through Registry reach the device twin over AMQP; reported ones come back', async () => {
     hub = await startTestHub({ restPort: 0 });
     const registry = registryClient(hub);

@@ -237,6 +237,40 @@ describe('reliability: the simulator keeps its state (--location)', function () 
     assert.deepEqual(fresh.properties.desired, { $version: 1 });
   });
 
+  it('keeps keys a service changed and modules it removed, in the journal as in the snapshot', async () => {
+    const first = await start({ restPort: 0, certDir: testCertDir() });
+    const registry = registryClient(first);
+    await registry.create({ deviceId: 'gw-1' });
+    await registry.addModule({ deviceId: 'gw-1', moduleId: 'keep' });
+    await registry.addModule({ deviceId: 'gw-1', moduleId: 'drop' });
+    first.twins.patchReported('gw-1', 'drop', { stage: 1 });
+    const newKey = Buffer.alloc(32, 9).toString('base64');
+    const device = (await registry.get('gw-1')).responseBody;
+    await registry.update({ ...device, authentication: { symmetricKey: { primaryKey: newKey, secondaryKey: newKey } } });
+    await registry.removeModule('gw-1', 'drop');
+    const look = (hub: SimulatedHub): unknown => {
+      const d = hub.registry.getDevice('gw-1');
+      return { key: d?.primaryKey, modules: [...(d?.modules.keys() ?? [])], dropTwin: hub.twins.snapshot().some((t) => t.moduleId === 'drop') };
+    };
+    const expected = { key: newKey, modules: ['keep'], dropTwin: false };
+    assert.deepEqual(look(first), expected);
+
+    const crashed = await fs.mkdtemp(path.join(os.tmpdir(), 'iothub-sim-crashed-'));
+    try {
+      await fs.copyFile(path.join(dir, 'iothub-sim.journal'), path.join(crashed, 'iothub-sim.journal'));
+      const fromJournal = await startSimulator({ amqpPort: 0, amqpsPort: null, location: crashed });
+      hubs.push(fromJournal);
+      assert.deepEqual(look(fromJournal), expected, 'read back from the journal');
+      await fromJournal.close();
+      hubs.splice(hubs.indexOf(fromJournal), 1);
+    } finally {
+      await fs.rm(crashed, { recursive: true, force: true });
+    }
+    await first.close();
+    hubs.splice(hubs.indexOf(first), 1);
+    assert.deepEqual(look(await start()), expected, 'read back from the snapshot');
+  });
+
   it('refuses a location it cannot use, in one line', async () => {
     const file = path.join(dir, 'a-file');
     await fs.writeFile(file, 'x');
