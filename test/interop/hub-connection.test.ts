@@ -349,7 +349,9 @@ describe('HubConnection', function () {
   });
 
   it('closed by the hub for holding no link (its senders all went idle): it rests until a link is needed, then connects again', async () => {
-    hub = await startTestHub({ linklessTimeoutMs: 300, sweepIntervalMs: 50 });
+    // Longer than opening, putting the token and attaching the first link take on a busy machine: a
+    // connection closed before its first link would reconnect and be counted twice.
+    hub = await startTestHub({ linklessTimeoutMs: 1000, sweepIntervalMs: 50 });
     const sim = hub;
     const identity = parseConnectionString(sim.serviceConnectionString('device'), { gatewayPolicy: true });
     const connection = await open(identity, transportOptions(sim, 'amqp'));
