@@ -47,10 +47,11 @@ describe('device links', function () {
   }
 
   it('a message the flow never settles is handed back after its lock, freeing the credit it held', async () => {
-    const sim = await startTestHub({ c2d: { lockMs: 200 } });
+    // Locks long enough that the redelivered messages are completed within theirs on a busy machine.
+    const sim = await startTestHub({ c2d: { lockMs: 1000 } });
     hub = sim;
     const device = sim.registry.addDevice('idle-1');
-    const inbox = new C2dInbox(connect(sim, sim.deviceConnectionString('idle-1')), { deviceId: 'idle-1' }, { settle: 'manual', prefetch: 1, handBackMs: 300 });
+    const inbox = new C2dInbox(connect(sim, sim.deviceConnectionString('idle-1')), { deviceId: 'idle-1' }, { settle: 'manual', prefetch: 1, handBackMs: 1500 });
     const got: Received[] = [];
     const counts: number[] = [];
     inbox.on('message', (r: Received) => got.push(r));
@@ -76,7 +77,9 @@ describe('device links', function () {
   });
 
   it('the simulator locks a C2D message when it goes out, not while it waits for the device to give credit', async () => {
-    const sim = await startTestHub({ c2d: { lockMs: 600 } });
+    // Each message is held 1.2 s of its 2 s lock (room for a slow machine), 2.4 s in all: past the
+    // second's queueing time plus the lock, within its own lock.
+    const sim = await startTestHub({ c2d: { lockMs: 2000 } });
     hub = sim;
     const device = sim.registry.addDevice('credit-1');
     const inbox = new C2dInbox(connect(sim, sim.deviceConnectionString('credit-1')), { deviceId: 'credit-1' }, { settle: 'manual', prefetch: 1 });
@@ -86,12 +89,12 @@ describe('device links', function () {
     sim.c2d.enqueue('credit-1', undefined, device.generationId, message('b'));
     await waitFor(() => got.length === 1, 'the first message');
     // Hold the first for most of its lock; the second waits for credit meanwhile.
-    await delay(400);
+    await delay(1200);
     assert.equal(got.length, 1, 'nothing past the credit of 1');
     assert.equal(await codeOf(inbox.settle(got[0].lockToken, 'complete')), 'ok');
     await waitFor(() => got.length === 2, 'the second message');
     // Within the second's own lock, though past the time it was queued plus the lock.
-    await delay(400);
+    await delay(1200);
     assert.equal(await codeOf(inbox.settle(got[1].lockToken, 'complete')), 'ok');
     assert.equal(sim.c2d.depth('credit-1'), 0);
     await inbox.close();

@@ -259,7 +259,8 @@ describe('HubReceiver', function () {
 
   describe('locks', () => {
     it('settling after the lock expired rejects with MessageLockLost and the message comes again', async () => {
-      hub = await startTestHub({ c2d: { lockMs: 300 } });
+      // Long enough that the last delivery is completed within its lock on a busy machine.
+      hub = await startTestHub({ c2d: { lockMs: 1000 } });
       const device = deviceReceiver('locky', { credit: 1, settle: 'manual' });
       enqueue('locky', message('slow'));
       await waitFor(() => device.messages.length === 1, 'the message');
@@ -267,7 +268,7 @@ describe('HubReceiver', function () {
       for (let i = 0; i < outcomes.length; i++) {
         // Each failed settle gives the credit back, so the message comes again; let its lock run out too.
         await waitFor(() => device.messages.length === i + 1, `delivery ${i + 1}`);
-        await delay(600);
+        await delay(1500);
         assert.equal(await outcomeOf(device.messages[i].settle(outcomes[i])), 'MessageLockLost', `${outcomes[i]} after the lock expired`);
         assert.equal(started().c2d.depth('locky'), 1, `the message is still queued after a late ${outcomes[i]}`);
       }
@@ -280,7 +281,8 @@ describe('HubReceiver', function () {
     });
 
     it('settling twice rejects the second time with MessageLockLost, whatever the outcomes', async () => {
-      hub = await startTestHub({ c2d: { lockMs: 300 } });
+      // The default lock (a minute): no lock may lapse between the settles, or a lost lock would pass for a second settle.
+      hub = await startTestHub();
       const device = deviceReceiver('twice', { credit: 5, settle: 'manual' });
       for (let i = 0; i < 3; i++) enqueue('twice', message(`twice-${i}`));
       await waitFor(() => device.messages.length === 3, 'three messages');
@@ -390,9 +392,18 @@ describe('HubReceiver', function () {
       assert.equal(device.attaches, 2);
       assert.equal(started().stats.linksAttached - attachedBefore, 1, 'one new link, not two');
       for (let round = 0; round < 3; round++) {
-        started().faults.detachLinks((a) => a.kind === 'c2d');
-        await delay(600);
+        // Each detach meets an attached link: the re-attach waits grow with each detach in a row.
+        const attaches = device.attaches;
+        assert.equal(
+          started().faults.detachLinks((a) => a.kind === 'c2d'),
+          1,
+        );
+        await waitFor(() => device.attaches > attaches, `the attach after detach ${round + 2}`);
       }
+      // Time for an orphan (a second attach for one detach) to show up at the hub.
+      await delay(600);
+      assert.equal(device.attaches, 5);
+      assert.equal(started().stats.linksAttached - attachedBefore, 4, 'one new link per detach');
       assert.equal(c2dLinks(), 1, 'exactly one C2D link at the hub after four detaches');
     });
 

@@ -157,7 +157,8 @@ describe('official IoT SDKs against the simulator', function () {
     const m = new Message('too late');
     m.messageId = 'short-lived';
     m.ack = 'negative';
-    m.expiryTimeUtc = Date.now() + 200;
+    // Long enough to still be queued when send() resolves on a busy machine (the 50 ms sweep removes it once due).
+    m.expiryTimeUtc = Date.now() + 1500;
     await service.send('offline-dev', m);
     assert.equal(hub.c2d.depth('offline-dev'), 1);
     await waitFor(() => feedback.length === 1, 'Expired feedback');

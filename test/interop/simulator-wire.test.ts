@@ -125,7 +125,8 @@ describe('simulator wire behaviour', function () {
   });
 
   it('settles back to receivers in rcv-settle-mode second, and answers a settle after the lock expired with message-lock-lost', async () => {
-    hub = await startTestHub({ c2d: { lockMs: 300 } });
+    // The first delivery must be accepted within its lock after a poll and a round trip: 1 s leaves a busy machine room.
+    hub = await startTestHub({ c2d: { lockMs: 1000 } });
     const client = await raw();
     await client.cbs.putToken(`${hub.hostWithPort}/devices/second`, deviceToken(hub, 'second'));
     const service = await raw();

@@ -203,9 +203,11 @@ describe('TelemetryReader', function () {
     ingest(sim, 2, 'late');
     sim.faults.refuseConnections(60_000);
     // The connection retries on its own timers; only the reader's waits go through the test's clock.
-    const connection = shared(sim, sim.serviceConnectionString(), { reconnectMinMs: 50, reconnectMaxMs: 200, operationTimeoutMs: 300 });
+    // Operation timeouts far longer than a refusal takes: each failure must be the refusal itself,
+    // which a 300 ms timeout could overtake on a busy machine (Timeout instead of NotConnected).
+    const connection = shared(sim, sim.serviceConnectionString(), { reconnectMinMs: 50, reconnectMaxMs: 200, operationTimeoutMs: 5000 });
     const clock = new HeldClock();
-    const telemetry = reader(sim, connection, { clock }, { reconnectMinMs: 1000, reconnectMaxMs: 8000, operationTimeoutMs: 300 });
+    const telemetry = reader(sim, connection, { clock }, { reconnectMinMs: 1000, reconnectMaxMs: 8000, operationTimeoutMs: 5000 });
     const retries: Array<{ code: string; attempt: number; delayMs: number }> = [];
     const failures: TelemetryReaderStatus[] = [];
     const events: TelemetryEvent[] = [];

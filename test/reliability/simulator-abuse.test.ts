@@ -130,7 +130,10 @@ describe('reliability: the simulator under abuse', function () {
   const clean: Array<() => Promise<void>> = [];
 
   beforeEach(async () => {
-    hub = await startTestHub({ wsPort: 0, openTimeoutMs: 300 });
+    // Short, so the silent probes end quickly, but it applies to every connection: the steady client and
+    // the well-behaved ones (TLS, WebSocket, twenty opening at once) must open within it on a busy machine,
+    // and one dropped before its open fails the test. 300 ms left too little room; 1 s keeps the probes short.
+    hub = await startTestHub({ wsPort: 0, openTimeoutMs: 1000 });
     steady = new SteadyClient(hub);
     await until(
       () => steady.connection.state === 'open',
