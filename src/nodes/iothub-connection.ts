@@ -6,6 +6,7 @@
 import { readFileSync } from 'node:fs';
 import type { Node, NodeAPI, NodeDef } from 'node-red';
 import type { Identity } from '../iothub/connection-string';
+import type { DeviceTarget } from '../iothub/device';
 import { HubError } from '../iothub/errors';
 import { HubConnection, type HubConnectionOptions, type HubState } from '../iothub/hub-connection';
 import type { ServiceEndpoint } from '../iothub/service-api';
@@ -37,6 +38,13 @@ export interface ConnectionNode extends Node<ConnectionCredentials> {
   localHub(): Promise<LocalHub | undefined>;
   /** Where the service REST API is and the policy that signs for it (service nodes). */
   serviceEndpoint(): Promise<ServiceEndpoint>;
+  /**
+   * Told the devices a device node acts for. In local mode the in-process simulator registers them at
+   * once, as devices are registered on a real hub before any flow runs: a C2D message or a method call
+   * sent right after deploy then finds its device even before that device's links are up. Elsewhere
+   * (Azure, or a simulator of another process) it does nothing. Never rejects.
+   */
+  devicesNamed(targets: DeviceTarget[]): Promise<void>;
 }
 
 export default function register(RED: NodeAPI): void {
@@ -128,6 +136,16 @@ export default function register(RED: NodeAPI): void {
         return serviceEndpointOf(localHub.identity, undefined, localHub);
       }
       return serviceEndpointOf(identity as Identity, options.ca);
+    };
+
+    node.devicesNamed = async (targets: DeviceTarget[]): Promise<void> => {
+      try {
+        const simulator = (await node.localHub())?.hub;
+        for (const t of targets) simulator?.registry.ensure(t.deviceId, t.moduleId);
+      } catch (err) {
+        // A simulator that did not start has failed the connection already; its users show that.
+        log.node('devices not registered in the local simulator: %s', reasonOf(err));
+      }
     };
 
     node.connectionOptions = async (): Promise<HubConnectionOptions> => {

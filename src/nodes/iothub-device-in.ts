@@ -78,6 +78,7 @@ export default function register(RED: NodeAPI): void {
       const made = await config.connection();
       if (closed || (settingType === 'msg' && deviceId !== requested)) return;
       const target = resolveTarget(made.identity, { deviceId });
+      void config.devicesNamed([target]);
       const box = new C2dInbox(made, target, { settle: manual ? 'manual' : 'auto', prefetch });
       inbox = box;
       box.on('message', (received: Received) => emit(target, received));

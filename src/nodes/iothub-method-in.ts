@@ -54,6 +54,7 @@ export default function register(RED: NodeAPI): void {
       const made = await config.connection();
       if (closed) return;
       const targets: DeviceTarget[] = deviceList(setting).map((deviceId) => resolveTarget(made.identity, { deviceId }));
+      void config.devicesNamed(targets);
       const box = new MethodInbox(made, targets, { methods: handled });
       inbox = box;
       box.on('call', onCall);

@@ -74,6 +74,7 @@ export default function register(RED: NodeAPI): void {
       if (closed) throw new HubError('Closed', 'the node closed');
       // Every listed id is checked before any link is made: one bad id is a setting to fix, not a twin to skip.
       const targets = listed.map((id) => [id, resolveTarget(connection.identity, { deviceId: id.trim() })] as const);
+      void config.devicesNamed(targets.map(([, target]) => target));
       const made: Twins = new Map();
       const group = new LinkGroup();
       for (const [id, target] of targets) {
