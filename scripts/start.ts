@@ -10,6 +10,7 @@ import * as net from 'node:net';
 import * as path from 'node:path';
 import { parseArgs } from 'node:util';
 import { LOCAL_FEEDBACK_FLUSH_MS, startSimulator, type SimulatedHub, type SimulatorOptionsInput } from '../src/simulator';
+import { deviceList } from '../src/nodes/method-twin-fields';
 import { linkPackage, PACKAGE_ROOT, writeSettings } from './node-red-setup';
 
 /** The flow the demo starts with (relative to the package root). */
@@ -50,6 +51,42 @@ export function demoFlows(file: string, amqpPort: number): FlowNode[] {
     if (n.type === 'iothub-connection' && n.mode !== 'azure') n.localPort = amqpPort;
   }
   return out;
+}
+
+/** Registers the devices the flows file names (flowDevices); a file it cannot read registers none. */
+function registerFlowDevices(hub: SimulatedHub, flowsFile: string): void {
+  let nodes: FlowNode[];
+  try {
+    nodes = JSON.parse(readFileSync(flowsFile, 'utf8')) as FlowNode[];
+  } catch {
+    // Node-RED reads the file next and says what is wrong with it.
+    return;
+  }
+  if (!Array.isArray(nodes)) return;
+  for (const id of flowDevices(nodes)) {
+    try {
+      hub.registry.ensure(id);
+    } catch {
+      // An id IoT Hub would refuse: the node that names it says so when it starts.
+    }
+  }
+}
+
+/** The node types whose Device setting names devices that act on the hub (and so must exist there). */
+const DEVICE_NODE_TYPES = new Set(['iothub-device-in', 'iothub-method-in', 'iothub-twin']);
+
+/**
+ * The devices a flows file's device nodes name on a local-mode connection, to register in the simulator
+ * before Node-RED starts, as devices are registered on a real hub before a flow runs (a config node that
+ * runs the simulator in its own Node-RED does the same at deploy). Ids from msg or env are not known here.
+ */
+export function flowDevices(nodes: FlowNode[]): string[] {
+  const local = new Set(nodes.filter((n) => n.type === 'iothub-connection' && n.mode !== 'azure').map((n) => n.id));
+  const ids = nodes
+    .filter((n) => DEVICE_NODE_TYPES.has(n.type) && local.has(String(n.hub)) && (n.deviceIdType === undefined || n.deviceIdType === 'str'))
+    .flatMap((n) => deviceList(typeof n.deviceId === 'string' ? n.deviceId : ''))
+    .filter((id) => id !== '' && !id.includes('${'));
+  return [...new Set(ids)];
 }
 
 /** The simulator `npm start` runs: feedback as often as the config node's local simulator sends it. */
@@ -151,6 +188,7 @@ async function main(): Promise<void> {
   if (values.reset || !existsSync(flowsFile)) {
     writeFileSync(flowsFile, JSON.stringify(demoFlows(path.join(PACKAGE_ROOT, DEMO_FLOW), amqpPort), null, 2) + '\n');
   }
+  if (hub) registerFlowDevices(hub, flowsFile);
 
   const redJs = require.resolve('node-red/red.js', { paths: [PACKAGE_ROOT] });
   const child = spawn(process.execPath, [redJs, '--userDir', userDir, '--settings', path.join(userDir, 'settings.js')], {

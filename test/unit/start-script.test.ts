@@ -3,7 +3,8 @@ import { strict as assert } from 'node:assert';
 import { mkdtempSync, readFileSync, rmSync, statSync } from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { CREDENTIAL_SECRET_FILE, demoCredentialSecret, demoSimulatorOptions } from '../../scripts/start';
+import { CREDENTIAL_SECRET_FILE, DEMO_FLOW, demoCredentialSecret, demoFlows, demoSimulatorOptions, flowDevices } from '../../scripts/start';
+import { PACKAGE_ROOT } from '../../scripts/node-red-setup';
 import { DEFAULT_OPTIONS, LOCAL_FEEDBACK_FLUSH_MS } from '../../src/simulator';
 
 describe('npm start (scripts/start.ts)', () => {
@@ -14,6 +15,24 @@ describe('npm start (scripts/start.ts)', () => {
     assert.equal(options.feedback?.flushIntervalMs, LOCAL_FEEDBACK_FLUSH_MS);
     assert.deepEqual([options.amqpPort, options.amqpsPort], [5672, 5671]);
     assert.equal(options.restPort, 0, 'the REST API (methods, twins) on a free port');
+  });
+
+  it('registers the devices the flows name on a local connection (device in, method in, twin), as a hub has them before a flow runs', () => {
+    assert.deepEqual(flowDevices(demoFlows(path.join(PACKAGE_ROOT, DEMO_FLOW), 5672)), ['demo-sensor'], "the demo's device");
+    const flows = [
+      { id: 'local', type: 'iothub-connection', mode: 'local' },
+      { id: 'cloud', type: 'iothub-connection', mode: 'azure' },
+      { id: 'a', type: 'iothub-device-in', hub: 'local', deviceId: 'press-1' },
+      { id: 'b', type: 'iothub-method-in', hub: 'local', deviceId: 'press-2, press-3', deviceIdType: 'str' },
+      { id: 'c', type: 'iothub-twin', hub: 'local', deviceId: 'press-3 press-4' },
+      { id: 'd', type: 'iothub-device-in', hub: 'cloud', deviceId: 'in-azure' },
+      { id: 'e', type: 'iothub-device-in', hub: 'local', deviceId: 'deviceId', deviceIdType: 'msg' },
+      { id: 'f', type: 'iothub-twin', hub: 'local', deviceId: 'DEVICE', deviceIdType: 'env' },
+      { id: 'g', type: 'iothub-method-in', hub: 'local', deviceId: '${PLC}' },
+      { id: 'h', type: 'iothub-c2d-send', hub: 'local', deviceId: 'only-a-target' },
+      { id: 'i', type: 'iothub-device-in', hub: 'local', deviceId: '' },
+    ];
+    assert.deepEqual(flowDevices(flows), ['press-1', 'press-2', 'press-3', 'press-4']);
   });
 
   it('makes the credential key once per user directory and keeps it there, readable by its owner only', () => {
