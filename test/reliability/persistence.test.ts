@@ -56,6 +56,25 @@ describe('reliability: the simulator keeps its state (--location)', function () 
     return hub;
   }
 
+  /**
+   * Checks a simulator started on a copy of the journal as it stands: what one killed now would read
+   * back (a clean stop rewrites the journal as a snapshot, so only a copy shows the journal itself).
+   */
+  async function fromJournalNow(check: (hub: SimulatedHub) => void): Promise<void> {
+    const crashed = await fs.mkdtemp(path.join(os.tmpdir(), 'iothub-sim-crashed-'));
+    try {
+      await fs.copyFile(path.join(dir, 'iothub-sim.journal'), path.join(crashed, 'iothub-sim.journal'));
+      const hub = await startSimulator({ amqpPort: 0, amqpsPort: null, location: crashed });
+      try {
+        check(hub);
+      } finally {
+        await hub.close();
+      }
+    } finally {
+      await fs.rm(crashed, { recursive: true, force: true });
+    }
+  }
+
   async function owner(hub: SimulatedHub): Promise<RawClient> {
     const client = await openRaw(hub);
     clients.push(client);
@@ -208,18 +227,7 @@ describe('reliability: the simulator keeps its state (--location)', function () 
     const before = { device: twinOf(first, 'press-1'), module: twinOf(first, 'press-1', 'vision') };
     assert.equal(before.device.version, 3, 'a service patch and a device patch counted');
 
-    // A copy of the journal as it stands: what a simulator killed now would read back (no snapshot on stop).
-    const crashed = await fs.mkdtemp(path.join(os.tmpdir(), 'iothub-sim-crashed-'));
-    try {
-      await fs.copyFile(path.join(dir, 'iothub-sim.journal'), path.join(crashed, 'iothub-sim.journal'));
-      const fromJournal = await startSimulator({ amqpPort: 0, amqpsPort: null, location: crashed });
-      hubs.push(fromJournal);
-      assert.deepEqual({ device: twinOf(fromJournal, 'press-1'), module: twinOf(fromJournal, 'press-1', 'vision') }, before);
-      await fromJournal.close();
-      hubs.splice(hubs.indexOf(fromJournal), 1);
-    } finally {
-      await fs.rm(crashed, { recursive: true, force: true });
-    }
+    await fromJournalNow((hub) => assert.deepEqual({ device: twinOf(hub, 'press-1'), module: twinOf(hub, 'press-1', 'vision') }, before));
 
     await first.close();
     hubs.splice(hubs.indexOf(first), 1);
@@ -255,17 +263,7 @@ describe('reliability: the simulator keeps its state (--location)', function () 
     const expected = { key: newKey, modules: ['keep'], dropTwin: false };
     assert.deepEqual(look(first), expected);
 
-    const crashed = await fs.mkdtemp(path.join(os.tmpdir(), 'iothub-sim-crashed-'));
-    try {
-      await fs.copyFile(path.join(dir, 'iothub-sim.journal'), path.join(crashed, 'iothub-sim.journal'));
-      const fromJournal = await startSimulator({ amqpPort: 0, amqpsPort: null, location: crashed });
-      hubs.push(fromJournal);
-      assert.deepEqual(look(fromJournal), expected, 'read back from the journal');
-      await fromJournal.close();
-      hubs.splice(hubs.indexOf(fromJournal), 1);
-    } finally {
-      await fs.rm(crashed, { recursive: true, force: true });
-    }
+    await fromJournalNow((hub) => assert.deepEqual(look(hub), expected, 'read back from the journal'));
     await first.close();
     hubs.splice(hubs.indexOf(first), 1);
     assert.deepEqual(look(await start()), expected, 'read back from the snapshot');
