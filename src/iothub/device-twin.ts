@@ -130,8 +130,15 @@ export class DeviceTwin extends EventEmitter<DeviceTwinEvents> {
     this.sender = new HubSender(connection, address, scope, { maxPending: 100, attachProperties: properties, presettled: true });
     this.receiver = new HubReceiver(connection, address, scope, { credit: 100, settle: 'auto', attachOptions: () => ({ properties }) });
     this.receiver.on('message', (received: Received) => this.onMessage(received.message));
+    // 'attached' once both links are: whichever of the two comes last says so (a status shown at the
+    // receiver's attach alone could stay "connecting" for good while the sender is still on its way).
+    const pairUp = (): void => {
+      if (this.isAttached) this.emit('attached');
+    };
+    this.sender.on('attached', pairUp);
+    this.sender.on('detached', (error: HubError) => this.emit('detached', error));
     this.receiver.on('attached', () => {
-      this.emit('attached');
+      pairUp();
       // Every attach, the first too: a subscription the hub has not confirmed on this link is not there.
       if (this.following) this.sync();
     });

@@ -103,9 +103,12 @@ class MethodEndpoint {
     this.sender = new HubSender(connection, address, scope, { maxPending: MAX_ANSWERS, attachProperties: properties, onLinkLoss: 'fail' });
     this.receiver = new HubReceiver(connection, address, scope, { credit: 100, settle: 'auto', attachOptions: () => ({ properties }) });
     this.receiver.on('message', (received: Received) => onCall(this, received));
-    this.receiver.on('attached', () => {
-      for (const inbox of this.inboxes) inbox.linkAttached(target);
-    });
+    // Told once both links are: whichever of the two attaches last says so.
+    const pairUp = (): void => {
+      if (this.isAttached) for (const inbox of this.inboxes) inbox.linkAttached(target);
+    };
+    this.receiver.on('attached', pairUp);
+    this.sender.on('attached', pairUp);
     const down = (error: HubError): void => {
       this.generation++;
       this.linkLost.abort(new HubError('MethodCallLost', `the method link of ${targetName(target)} went down; the hub has failed its calls`));
@@ -278,7 +281,7 @@ export class MethodInbox extends EventEmitter<MethodInboxEvents> {
     });
   }
 
-  /** @internal The endpoint's receiver attached. */
+  /** @internal Both links of the endpoint are attached. */
   linkAttached(target: DeviceTarget): void {
     this.emit('attached', target);
   }

@@ -103,7 +103,10 @@ export class LinkGroup extends EventEmitter implements WatchedLink {
 
   add(link: WatchedLink): void {
     this.links.push(link);
-    link.on('attached', () => this.emit('attached'));
+    // Attached means every member is: one member's attach must not clear another's error on show.
+    link.on('attached', () => {
+      if (this.isAttached) this.emit('attached');
+    });
     link.on('detached', (error: HubError) => this.emit('detached', error));
   }
 

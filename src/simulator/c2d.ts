@@ -243,6 +243,24 @@ export class C2dQueues {
     return entries.length;
   }
 
+  /**
+   * Drops the queues of a deleted device (its modules' too), or with a module id that module's queue:
+   * deleting an identity deletes its cloud-to-device queue (iot-hub-devguide-messages-c2d.md: the queue
+   * belongs to the device), so a device created again with the same id starts empty. No feedback is
+   * sent for what was dropped, and each drop is journaled as done.
+   */
+  removeIdentity(deviceId: string, moduleId?: string): void {
+    for (const queue of [...this.queues.values()]) {
+      if (queue.deviceId !== deviceId || (moduleId !== undefined && queue.moduleId !== moduleId)) continue;
+      for (const entry of [...queue.entries]) {
+        queue.entries.splice(queue.entries.indexOf(entry), 1);
+        this.unlock(entry);
+        this.observer?.done(queue.target, entry.sequenceNumber);
+      }
+      this.queues.delete(queue.target);
+    }
+  }
+
   close(): void {
     for (const queue of this.queues.values()) {
       for (const entry of queue.entries) if (entry.lock) clearTimeout(entry.lock.timer);

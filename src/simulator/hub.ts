@@ -105,6 +105,8 @@ export class SimulatedHub extends EventEmitter {
         },
       ),
     );
+    // After the links: a receiver detached first leaves no sender behind on a queue that goes.
+    this.registry.removalListeners.push((deviceId, moduleId) => this.c2d.removeIdentity(deviceId, moduleId));
 
     const { registry, partitions, c2d, feedback, eventHub, stats, ports } = this;
     const grantFor = (token: string): Grant => grantFromToken(token, this.tokenContext());

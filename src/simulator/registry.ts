@@ -20,6 +20,8 @@ export interface ModuleRecord {
   primaryKey: string;
   secondaryKey?: string;
   generationId: string;
+  /** Updates through the registry API since this process started (it moves the record's etag). */
+  updates?: number;
 }
 
 export interface DeviceRecord {
@@ -28,6 +30,8 @@ export interface DeviceRecord {
   secondaryKey?: string;
   generationId: string;
   modules: Map<string, ModuleRecord>;
+  /** Updates through the registry API since this process started (it moves the record's etag). */
+  updates?: number;
 }
 
 /** Well-known local keys. They protect nothing: the simulator binds to loopback by default. */
@@ -153,6 +157,7 @@ export class Registry {
     if (!device || !record) return;
     if (keys.primaryKey !== undefined) record.primaryKey = keys.primaryKey;
     if (keys.secondaryKey !== undefined) record.secondaryKey = keys.secondaryKey;
+    record.updates = (record.updates ?? 0) + 1;
     if (moduleId === undefined) this.observer?.deviceAdded(device);
     else this.observer?.moduleAdded(deviceId, record as ModuleRecord);
   }

@@ -82,19 +82,20 @@ function moduleDocument(deviceId: string, module: ModuleRecord, connected: boole
   };
 }
 
+type RegistryRecord = { generationId: string; primaryKey: string; secondaryKey?: string; updates?: number };
+
 /**
  * A registry record's etag: opaque to clients (azure-iothub only sends it back in If-Match); here it
- * changes when the keys do, so an update made on a stale read is refused as the hub refuses it.
+ * changes with every update, as the hub's does, so an update made on a stale read is refused. The
+ * update count is not journaled: after a restart an etag moves with the keys only.
  */
-function etagOf(record: { generationId: string; primaryKey: string; secondaryKey?: string }): string {
-  return createHash('sha256')
-    .update(`${record.generationId}/${record.primaryKey}/${record.secondaryKey ?? ''}`)
-    .digest('base64')
-    .slice(0, 12);
+function etagOf(record: RegistryRecord): string {
+  const seed = `${record.generationId}/${record.primaryKey}/${record.secondaryKey ?? ''}/${record.updates ?? 0}`;
+  return createHash('sha256').update(seed).digest('base64').slice(0, 12);
 }
 
 /** A stale If-Match on a registry record is 412 PreconditionFailed (412001), as for twins; `*` matches any. */
-function checkIfMatch(request: RestRequest, record: { generationId: string; primaryKey: string; secondaryKey?: string }): void {
+function checkIfMatch(request: RestRequest, record: RegistryRecord): void {
   const ifMatch = header(request, 'if-match');
   if (ifMatch === undefined) return;
   const wanted = ifMatch
@@ -183,6 +184,9 @@ function deviceRoutes({ registry, connected }: Omit<TwinRouteParts, 'twins'>): R
           registry.updateKeys(deviceId, undefined, keysOf(body));
           return { status: 200, body: deviceDocument(existing, connected(deviceId)) };
         }
+        // An update (If-Match) of a device that is not there is 404001, as the C# service client's
+        // UpdateDeviceAsync reads it (DeviceNotFoundException); it never creates one. UNVERIFIED for "*".
+        if (header(request, 'if-match') !== undefined) throw notFound(deviceId);
         let device: DeviceRecord;
         try {
           device = registry.addDevice(deviceId, keysOf(body));
@@ -273,6 +277,8 @@ function moduleRoutes({ registry, connected }: Omit<TwinRouteParts, 'twins'>): R
           registry.updateKeys(deviceId, moduleId, keysOf(body));
           return { status: 200, body: moduleDocument(deviceId, existing, connected(deviceId, moduleId)) };
         }
+        // As for devices: an update of a module that is not there is 404010, never a create.
+        if (header(request, 'if-match') !== undefined) throw notFound(deviceId, moduleId);
         let module: ModuleRecord;
         try {
           module = registry.addModule(deviceId, moduleId, keysOf(body));

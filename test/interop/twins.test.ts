@@ -50,6 +50,42 @@ describe('twins and registry: official SDKs against the simulator', function () 
     assert.deepEqual(statusOf(gone), { name: 'DeviceNotFoundError', status: 404, errorCode: 404001 });
   });
 
+  it("Registry updates: an etag moves with every update, a stale one is 412, an update of a device that is not there 404 (never a create); a deleted device's C2D queue goes with it", async () => {
+    hub = await startTestHub({ restPort: 0, autoRegister: false });
+    const sim = hub;
+    const registry = registryClient(sim);
+    const fail = (p: Promise<unknown>): Promise<unknown> =>
+      p.then(
+        () => assert.fail('the hub took it'),
+        (e: unknown) => e,
+      );
+    await registry.create({ deviceId: 'upd-1' });
+    // azure-iothub's update always sends If-Match "*" (registry.js `update`); its module update sends the etag read.
+    const read = (await registry.get('upd-1')).responseBody;
+    await registry.update(read);
+    assert.notEqual((await registry.get('upd-1')).responseBody.etag, read.etag, 'an update without new keys moves the etag too');
+    assert.deepEqual(statusOf(await fail(registry.update({ deviceId: 'ghost-1' }))), { name: 'DeviceNotFoundError', status: 404, errorCode: 404001 });
+    assert.equal(sim.registry.getDevice('ghost-1'), undefined, 'an update created nothing');
+    const module = (await registry.addModule({ deviceId: 'upd-1', moduleId: 'm' })).responseBody;
+    await registry.updateModule(module, false);
+    assert.deepEqual(statusOf(await fail(registry.updateModule(module, false))), { name: 'InvalidEtagError', status: 412, errorCode: 412001 });
+    assert.deepEqual(statusOf(await fail(registry.updateModule({ deviceId: 'upd-1', moduleId: 'ghost' }, true))), {
+      name: 'Error',
+      status: 404,
+      errorCode: 404010,
+    });
+    assert.equal(sim.registry.getDevice('upd-1')?.modules.has('ghost'), false);
+
+    // Messages queued for a device go when it is deleted: created again, it starts with an empty queue.
+    const device = sim.registry.getDevice('upd-1');
+    for (const id of ['c1', 'c2']) sim.c2d.enqueue('upd-1', undefined, device?.generationId ?? '', { message_id: id, body: id });
+    sim.c2d.enqueue('upd-1', 'm', sim.registry.getDevice('upd-1')?.modules.get('m')?.generationId ?? '', { message_id: 'c3', body: 'c3' });
+    assert.deepEqual([sim.c2d.depth('upd-1'), sim.c2d.depth('upd-1', 'm')], [2, 1]);
+    await registry.delete('upd-1');
+    await registry.create({ deviceId: 'upd-1' });
+    assert.deepEqual([sim.c2d.depth('upd-1'), sim.c2d.depth('upd-1', 'm')], [0, 0]);
+  });
+
   it('Registry adds, lists, reads, updates and removes modules; a second add is 409301, a stale etag 412, a module of a missing device 404; a removed module loses its links and its twin', async () => {
     hub = await startTestHub({ restPort: 0, autoRegister: false });
     const sim = hub;

@@ -10,7 +10,7 @@ import helper from 'node-red-node-test-helper';
 import connectionNode from '../../src/nodes/iothub-connection';
 import twinNode from '../../src/nodes/iothub-twin';
 import type { SimulatedHub } from '../../src/simulator';
-import { collect, inject, serverPerTest, type FlowMsg } from '../helpers/flow';
+import { collect, inject, serverPerTest, statuses, type FlowMsg } from '../helpers/flow';
 import { startTestHub, waitFor } from '../helpers/hub';
 import { registryClient } from '../helpers/service-rest';
 
@@ -134,6 +134,24 @@ describe('twin node', function () {
     assert.deepEqual(codes, ['IdentityMismatch', 'MissingDeviceId']);
     assert.match(String(caught.find((m) => m.error?.code === 'IdentityMismatch')?.error?.message), /"press-9" is not a device of this twin node/);
     assert.equal((sim.twins.properties('press-9').reported as Section).$version, 1, 'nothing reached an unlisted device');
+  });
+
+  it("a gateway's twin node shows a device the hub refuses until it is registered, while the other device's twin works", async () => {
+    const sim = await startTestHub({ restPort: 0, autoRegister: false });
+    hub = sim;
+    const registry = registryClient(sim);
+    await registry.create({ deviceId: 'ok-1' });
+    const { out } = await load(sim, sim.serviceConnectionString('device'), { deviceId: 'ok-1, missing-1' });
+    await waitFor(() => out.some((m) => m.topic === 'twin' && m.deviceId === 'ok-1'), "ok-1's twin");
+    await waitFor(() => statuses('twin1').includes('iothub-common.status.device-not-found'), 'the refused device on show');
+    // ok-1 attaching again (a dropped link) must not hide missing-1's refusal behind "connecting".
+    sim.faults.detachLinks((a) => a.kind === 'twin' && a.deviceId === 'ok-1');
+    await waitFor(() => sim.twinLinks.isConnected('ok-1'), "ok-1's twin links back");
+    await new Promise((r) => setTimeout(r, 300));
+    assert.equal(statuses('twin1').at(-1), 'iothub-common.status.device-not-found', `statuses: ${statuses('twin1').join(', ')}`);
+    await registry.create({ deviceId: 'missing-1' });
+    await waitFor(() => statuses('twin1').at(-1) === 'node-red:common.status.connected', 'connected once every device is', 20_000);
+    await waitFor(() => out.some((m) => m.topic === 'twin' && m.deviceId === 'missing-1'), "missing-1's twin once registered");
   });
 
   it('a reconnect in the middle of the subscription: a patch made while away comes back as the whole twin', async () => {
