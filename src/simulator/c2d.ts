@@ -244,10 +244,11 @@ export class C2dQueues {
   }
 
   /**
-   * Drops the queues of a deleted device (its modules' too), or with a module id that module's queue:
-   * deleting an identity deletes its cloud-to-device queue (iot-hub-devguide-messages-c2d.md: the queue
-   * belongs to the device), so a device created again with the same id starts empty. No feedback is
-   * sent for what was dropped, and each drop is journaled as done.
+   * Drops the queues of a deleted device (its modules' too), or with a module id that module's queue.
+   * IoT Hub keeps cloud-to-device messages in per-device queues (iot-hub-devguide-messages-c2d.md); a
+   * device created again under the same id is a new identity with a new generationId, and that the old
+   * one's messages are not handed to it is UNVERIFIED but the only safe reading. No feedback is sent for
+   * what was dropped; each drop is journaled as done.
    */
   removeIdentity(deviceId: string, moduleId?: string): void {
     for (const queue of [...this.queues.values()]) {
