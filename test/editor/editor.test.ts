@@ -459,6 +459,20 @@ describe('the editor in headless Chromium against a real Node-RED 4.x', function
           wires: [['pick-press']],
         },
         { id: 'pick-c2d', type: 'iothub-c2d-send', z: 'pick-tab', hub: 'pick-hub', deviceId: '', deviceIdType: 'msg', x: 400, y: 200, wires: [[]] },
+        // A field that lists devices (a gateway's twins): the picker adds to the list.
+        {
+          id: 'pick-twin',
+          type: 'iothub-twin',
+          z: 'pick-tab',
+          hub: 'pick-hub',
+          deviceId: 'line-2',
+          deviceIdType: 'str',
+          action: 'report',
+          subscribe: true,
+          x: 400,
+          y: 300,
+          wires: [[]],
+        },
       ];
       await nodeRed.deploy(flow);
       const ui = await Editor.open(browser as Browser, nodeRed.url, 'picker');
@@ -513,6 +527,15 @@ describe('the editor in headless Chromium against a real Node-RED 4.x', function
       await assertTranslated(ui, 'the c2d send dialog with the picker');
       await ui.done();
       assert.deepEqual(await ui.page.evaluate(`[RED.nodes.node('pick-c2d').deviceIdType, RED.nodes.node('pick-c2d').deviceId]`), ['str', 'line-3-press']);
+
+      await ui.openNode('pick-twin');
+      await ui.page.click('.iothub-device-pick');
+      await ui.page.locator('.iothub-device-list option[value="line-3-press"]').waitFor({ state: 'attached' });
+      await ui.page.selectOption('.iothub-device-list', 'line-3-press');
+      assert.equal(await ui.page.evaluate(`$('#node-input-deviceId').typedInput('value')`), 'line-2, line-3-press');
+      await ui.screenshot('device-picker-list');
+      await ui.done();
+      assert.equal(await ui.page.evaluate(`RED.nodes.node('pick-twin').deviceId`), 'line-2, line-3-press');
       assert.deepEqual(ui.pageErrors, [], 'uncaught errors in the editor page');
       assert.deepEqual(ui.consoleProblems, [], 'errors the editor logged');
     } finally {
