@@ -18,6 +18,14 @@ function statusOf(err: unknown): { name: string; status: number | undefined; err
   return { name: e.name, status: e.response?.statusCode, errorCode: serviceErrorCode(e.responseBody, e.response?.headers?.['iothub-errorcode']).errorCode };
 }
 
+/** What a call the hub must refuse rejects with. */
+function fail(call: Promise<unknown>): Promise<unknown> {
+  return call.then(
+    () => assert.fail('the hub took it'),
+    (e: unknown) => e,
+  );
+}
+
 describe('twins and registry: official SDKs against the simulator', function () {
   this.timeout(30_000);
   let hub: SimulatedHub;
@@ -54,11 +62,6 @@ describe('twins and registry: official SDKs against the simulator', function () 
     hub = await startTestHub({ restPort: 0, autoRegister: false });
     const sim = hub;
     const registry = registryClient(sim);
-    const fail = (p: Promise<unknown>): Promise<unknown> =>
-      p.then(
-        () => assert.fail('the hub took it'),
-        (e: unknown) => e,
-      );
     await registry.create({ deviceId: 'upd-1' });
     // azure-iothub's update always sends If-Match "*" (registry.js `update`); its module update sends the etag read.
     const read = (await registry.get('upd-1')).responseBody;
@@ -90,11 +93,6 @@ describe('twins and registry: official SDKs against the simulator', function () 
     hub = await startTestHub({ restPort: 0, autoRegister: false });
     const sim = hub;
     const registry = registryClient(sim);
-    const fail = (p: Promise<unknown>): Promise<unknown> =>
-      p.then(
-        () => assert.fail('the hub took it'),
-        (e: unknown) => e,
-      );
     await registry.create({ deviceId: 'edge-1' });
     const added = (await registry.addModule({ deviceId: 'edge-1', moduleId: 'filter' })).responseBody;
     assert.deepEqual([added.deviceId, added.moduleId], ['edge-1', 'filter']);
