@@ -80,7 +80,8 @@ export function grantFromToken(token: string, ctx: TokenContext): Grant {
       throw new AuthError('signature does not match');
     }
     const target = deviceOf(segments);
-    if (target && !ctx.registry.autoRegister && ctx.registry.keysFor(target.deviceId, target.moduleId).length === 0) {
+    // No keys: neither registered nor to be auto-registered (auto-registration off, or deleted).
+    if (target && ctx.registry.keysFor(target.deviceId, target.moduleId).length === 0) {
       throw notRegistered(target.deviceId, target.moduleId, ctx.entityName);
     }
     return { scope: normaliseScope(segments), rights: policy.rights, expiresAt, signer: { type: 'policy', name: policy.name }, eventHub };

@@ -217,7 +217,7 @@ export class LinkRouter {
     const { registry } = this.parts;
     const device = registry.getDevice(deviceId);
     if (device && (moduleId === undefined || device.modules.has(moduleId))) return undefined;
-    if (registry.autoRegister) {
+    if (registry.mayAutoRegister(deviceId, moduleId)) {
       registry.ensure(deviceId, moduleId);
       return undefined;
     }

@@ -72,6 +72,12 @@ export class Registry {
   readonly devices = new Map<string, DeviceRecord>();
   autoRegister: boolean;
   observer: RegistryObserver | undefined;
+  /**
+   * Devices and modules ("<device>" or "<device>/<module>") deleted through the registry API while this
+   * process runs: auto-registration does not bring them back, so a client still retrying with the old
+   * identity is refused as a real hub refuses a deleted device; creating one again clears it.
+   */
+  private readonly deleted = new Set<string>();
 
   constructor(options: RegistryOptions) {
     this.autoRegister = options.autoRegister;
@@ -94,6 +100,7 @@ export class Registry {
     if (!isValidId(deviceId)) throw new Error(`invalid device id "${String(deviceId).slice(0, 40)}"`);
     const existing = this.devices.get(deviceId);
     if (existing) return existing;
+    this.deleted.delete(deviceId);
     const device: DeviceRecord = {
       deviceId,
       primaryKey: keys.primaryKey ?? DEFAULT_KEYS.deviceDefault,
@@ -136,6 +143,7 @@ export class Registry {
     const device = this.addDevice(deviceId);
     const existing = device.modules.get(moduleId);
     if (existing) return existing;
+    this.deleted.delete(`${deviceId}/${moduleId}`);
     const mod: ModuleRecord = {
       moduleId,
       primaryKey: keys.primaryKey ?? DEFAULT_KEYS.deviceDefault,
@@ -168,6 +176,7 @@ export class Registry {
   removeDevice(deviceId: string): boolean {
     const removed = this.devices.delete(deviceId);
     if (removed) {
+      this.deleted.add(deviceId);
       this.observer?.deviceRemoved(deviceId);
       for (const listener of this.removalListeners) listener(deviceId);
     }
@@ -177,6 +186,7 @@ export class Registry {
   removeModule(deviceId: string, moduleId: string): boolean {
     const removed = this.devices.get(deviceId)?.modules.delete(moduleId) ?? false;
     if (removed) {
+      this.deleted.add(`${deviceId}/${moduleId}`);
       this.observer?.moduleRemoved(deviceId, moduleId);
       for (const listener of this.removalListeners) listener(deviceId, moduleId);
     }
@@ -190,16 +200,22 @@ export class Registry {
   /** Keys a device (or module) token may be signed with; auto-registration offers the default key. */
   keysFor(deviceId: string, moduleId?: string): string[] {
     const device = this.devices.get(deviceId);
-    if (!device) return this.autoRegister && isValidId(deviceId) ? [DEFAULT_KEYS.deviceDefault] : [];
+    if (!device) return this.mayAutoRegister(deviceId) ? [DEFAULT_KEYS.deviceDefault] : [];
     if (moduleId === undefined) return keyList(device);
     const mod = device.modules.get(moduleId);
-    if (!mod) return this.autoRegister && isValidId(moduleId) ? [DEFAULT_KEYS.deviceDefault] : [];
+    if (!mod) return this.mayAutoRegister(deviceId, moduleId) ? [DEFAULT_KEYS.deviceDefault] : [];
     return keyList(mod);
+  }
+
+  /** Whether an unknown device (or module) would be registered on first use: auto-registration is on, and it was not deleted. */
+  mayAutoRegister(deviceId: string, moduleId?: string): boolean {
+    if (!this.autoRegister || !isValidId(deviceId) || this.deleted.has(deviceId)) return false;
+    return moduleId === undefined || (isValidId(moduleId) && !this.deleted.has(`${deviceId}/${moduleId}`));
   }
 
   /** Called once a token for a device proves valid, so auto-registered devices exist from then on. */
   ensure(deviceId: string, moduleId?: string): void {
-    if (!this.autoRegister) return;
+    if (!this.mayAutoRegister(deviceId, moduleId)) return;
     if (moduleId !== undefined) this.addModule(deviceId, moduleId);
     else this.addDevice(deviceId);
   }

@@ -89,6 +89,27 @@ describe('twins and registry: official SDKs against the simulator', function () 
     assert.deepEqual([sim.c2d.depth('upd-1'), sim.c2d.depth('upd-1', 'm')], [0, 0]);
   });
 
+  it('a device deleted while its client is connected stays deleted: auto-registration does not let its retries bring it back', async () => {
+    hub = await startTestHub({ restPort: 0 });
+    const sim = hub;
+    const registry = registryClient(sim);
+    device = await openDevice(sim, 'gone-1');
+    const client = device;
+    // A C2D receiver: a link the deletion detaches and the client attaches again by itself.
+    client.on('message', () => undefined);
+    await waitFor(() => sim.snapshot().links > 1, 'the C2D link');
+    assert.ok(sim.registry.getDevice('gone-1'), 'registered by its first token (auto-registration is on)');
+    const refusedBefore = sim.stats.linksRefused + sim.stats.putTokensRefused;
+    await registry.delete('gone-1');
+    // The client retries on its own; each try is refused, none registers the device again.
+    await waitFor(() => sim.stats.linksRefused + sim.stats.putTokensRefused > refusedBefore, "the client's retry refused", 20_000);
+    assert.equal(sim.registry.getDevice('gone-1'), undefined);
+    assert.deepEqual(statusOf(await fail(registry.get('gone-1'))), { name: 'DeviceNotFoundError', status: 404, errorCode: 404001 });
+    // Created again through the API, it is a device once more.
+    await registry.create({ deviceId: 'gone-1' });
+    assert.equal(sim.registry.keysFor('gone-1').length, 1);
+  });
+
   it('Registry adds, lists, reads, updates and removes modules; a second add is 409301, a stale etag 412, a module of a missing device 404; a removed module loses its links and its twin', async () => {
     hub = await startTestHub({ restPort: 0, autoRegister: false });
     const sim = hub;
