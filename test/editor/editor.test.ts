@@ -459,7 +459,8 @@ describe('the editor in headless Chromium against a real Node-RED 4.x', function
           wires: [['pick-press']],
         },
         { id: 'pick-c2d', type: 'iothub-c2d-send', z: 'pick-tab', hub: 'pick-hub', deviceId: '', deviceIdType: 'msg', x: 400, y: 200, wires: [[]] },
-        // A field that lists devices (a gateway's twins): the picker adds to the list.
+        // A field that lists devices (a gateway's twins): the picker adds to the list. Written without action and
+        // subscribe, as a hand-made flow file may be: the dialog shows what the runtime does then.
         {
           id: 'pick-twin',
           type: 'iothub-twin',
@@ -467,8 +468,6 @@ describe('the editor in headless Chromium against a real Node-RED 4.x', function
           hub: 'pick-hub',
           deviceId: 'line-2',
           deviceIdType: 'str',
-          action: 'report',
-          subscribe: true,
           x: 400,
           y: 300,
           wires: [[]],
@@ -529,13 +528,17 @@ describe('the editor in headless Chromium against a real Node-RED 4.x', function
       assert.deepEqual(await ui.page.evaluate(`[RED.nodes.node('pick-c2d').deviceIdType, RED.nodes.node('pick-c2d').deviceId]`), ['str', 'line-3-press']);
 
       await ui.openNode('pick-twin');
+      assert.deepEqual(await ui.page.evaluate(`[$('#node-input-action').val(), $('#node-input-subscribe').prop('checked')]`), ['report', true]);
       await ui.page.click('.iothub-device-pick');
       await ui.page.locator('.iothub-device-list option[value="line-3-press"]').waitFor({ state: 'attached' });
       await ui.page.selectOption('.iothub-device-list', 'line-3-press');
       assert.equal(await ui.page.evaluate(`$('#node-input-deviceId').typedInput('value')`), 'line-2, line-3-press');
       await ui.screenshot('device-picker-list');
       await ui.done();
-      assert.equal(await ui.page.evaluate(`RED.nodes.node('pick-twin').deviceId`), 'line-2, line-3-press');
+      assert.deepEqual(
+        await ui.page.evaluate(`[RED.nodes.node('pick-twin').deviceId, RED.nodes.node('pick-twin').action, RED.nodes.node('pick-twin').subscribe]`),
+        ['line-2, line-3-press', 'report', true],
+      );
       assert.deepEqual(ui.pageErrors, [], 'uncaught errors in the editor page');
       assert.deepEqual(ui.consoleProblems, [], 'errors the editor logged');
     } finally {
