@@ -478,9 +478,12 @@ describe('the editor in headless Chromium against a real Node-RED 4.x', function
       editor = ui;
       await ui.showTab('pick-tab');
       await ui.openNode('pick-c2d');
+      // Written without ack or transport, as a hand-made flow file may be: the dialogs show the runtime's defaults.
+      assert.equal(await ui.page.evaluate(`$('#node-input-ack').val()`), 'none');
 
       // Test connection in local mode: the simulator this Node-RED started on the port, authenticated.
       await ui.openConfigOf('hub');
+      assert.equal(await ui.page.evaluate(`$('#node-config-input-transport').val()`), 'amqps');
       await ui.page.click('#node-config-iothub-check');
       const result = ui.page.locator('#node-config-iothub-check-result');
       await ui.page.locator('#node-config-iothub-check-result.iothub-check-ok').waitFor();
