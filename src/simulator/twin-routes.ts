@@ -106,6 +106,35 @@ function checkIfMatch(request: RestRequest, record: RegistryRecord): void {
     throw new ServiceError(412, 412001, 'PreconditionFailed', 'The etag in If-Match does not match: the identity changed since it was read.');
 }
 
+type Keys = ReturnType<typeof keysOf>;
+
+/**
+ * The registry's PUT of a device or module: without If-Match it creates, and one that exists is a
+ * conflict (409); with If-Match it updates one that exists (a stale etag is 412) and never creates: one
+ * that is not there is 404, as the C# service client's UpdateDeviceAsync reads it (DeviceNotFoundException;
+ * UNVERIFIED for "*").
+ */
+function putIdentity<R extends RegistryRecord>(
+  request: RestRequest,
+  existing: R | undefined,
+  how: { conflict: () => ServiceError; missing: () => ServiceError; update: (keys: Keys) => void; create: (keys: Keys) => R },
+): R {
+  const keys = keysOf(request.body as Record<string, unknown>);
+  const updating = header(request, 'if-match') !== undefined;
+  if (existing) {
+    if (!updating) throw how.conflict();
+    checkIfMatch(request, existing);
+    how.update(keys);
+    return existing;
+  }
+  if (updating) throw how.missing();
+  try {
+    return how.create(keys);
+  } catch (err) {
+    throw new ServiceError(400, 400004, 'ArgumentInvalid', (err as Error).message);
+  }
+}
+
 /** A device as the registry API returns it (azure-iothub device.js reads these fields). */
 function deviceDocument(device: DeviceRecord, connected: boolean): Record<string, unknown> {
   return {
@@ -174,25 +203,14 @@ function deviceRoutes({ registry, connected }: Omit<TwinRouteParts, 'twins'>): R
         if (!isPlainObject(body)) throw new ServiceError(400, 400006, 'IotHubFormatError', 'The device must be a JSON object.');
         if (body.deviceId !== undefined && body.deviceId !== deviceId)
           throw new ServiceError(400, 400004, 'ArgumentInvalid', 'The deviceId in the body does not match the path.');
-        const existing = registry.getDevice(deviceId);
         // Without If-Match a PUT creates, and a second create is 409 DeviceAlreadyExists (409001);
         // with If-Match it updates (registry.js `create` sends none, `update` sends "*").
-        if (existing && header(request, 'if-match') === undefined)
-          throw new ServiceError(409, 409001, 'DeviceAlreadyExists', `A device with ID '${deviceId.slice(0, 128)}' is already registered.`);
-        if (existing) {
-          checkIfMatch(request, existing);
-          registry.updateKeys(deviceId, undefined, keysOf(body));
-          return { status: 200, body: deviceDocument(existing, connected(deviceId)) };
-        }
-        // An update (If-Match) of a device that is not there is 404001, as the C# service client's
-        // UpdateDeviceAsync reads it (DeviceNotFoundException); it never creates one. UNVERIFIED for "*".
-        if (header(request, 'if-match') !== undefined) throw notFound(deviceId);
-        let device: DeviceRecord;
-        try {
-          device = registry.addDevice(deviceId, keysOf(body));
-        } catch (err) {
-          throw new ServiceError(400, 400004, 'ArgumentInvalid', (err as Error).message);
-        }
+        const device = putIdentity(request, registry.getDevice(deviceId), {
+          conflict: () => new ServiceError(409, 409001, 'DeviceAlreadyExists', `A device with ID '${deviceId.slice(0, 128)}' is already registered.`),
+          missing: () => notFound(deviceId),
+          update: (keys) => registry.updateKeys(deviceId, undefined, keys),
+          create: (keys) => registry.addDevice(deviceId, keys),
+        });
         return { status: 200, body: deviceDocument(device, connected(deviceId)) };
       },
     },
@@ -262,29 +280,19 @@ function moduleRoutes({ registry, connected }: Omit<TwinRouteParts, 'twins'>): R
           throw new ServiceError(400, 400004, 'ArgumentInvalid', 'The deviceId or moduleId in the body does not match the path.');
         // A module is made on a device that exists: a missing one is 404001 DeviceNotFound.
         const device = deviceOf(deviceId);
-        const existing = device.modules.get(moduleId);
-        if (existing && header(request, 'if-match') === undefined) {
+        const module = putIdentity(request, device.modules.get(moduleId), {
           // "409301 ModuleAlreadyExistsOnDevice: The specified module already exists on the device" (troubleshoot-error-codes.md).
-          throw new ServiceError(
-            409,
-            409301,
-            'ModuleAlreadyExistsOnDevice',
-            `Device ${deviceId.slice(0, 128)} already contains a module with ID '${moduleId.slice(0, 128)}'.`,
-          );
-        }
-        if (existing) {
-          checkIfMatch(request, existing);
-          registry.updateKeys(deviceId, moduleId, keysOf(body));
-          return { status: 200, body: moduleDocument(deviceId, existing, connected(deviceId, moduleId)) };
-        }
-        // As for devices: an update of a module that is not there is 404010, never a create.
-        if (header(request, 'if-match') !== undefined) throw notFound(deviceId, moduleId);
-        let module: ModuleRecord;
-        try {
-          module = registry.addModule(deviceId, moduleId, keysOf(body));
-        } catch (err) {
-          throw new ServiceError(400, 400004, 'ArgumentInvalid', (err as Error).message);
-        }
+          conflict: () =>
+            new ServiceError(
+              409,
+              409301,
+              'ModuleAlreadyExistsOnDevice',
+              `Device ${deviceId.slice(0, 128)} already contains a module with ID '${moduleId.slice(0, 128)}'.`,
+            ),
+          missing: () => notFound(deviceId, moduleId),
+          update: (keys) => registry.updateKeys(deviceId, moduleId, keys),
+          create: (keys) => registry.addModule(deviceId, moduleId, keys),
+        });
         return { status: 200, body: moduleDocument(deviceId, module, connected(deviceId, moduleId)) };
       },
     },

@@ -45,7 +45,7 @@ export class TwinStore extends EventEmitter<TwinStoreEvents> {
   private readonly twins = new Map<string, TwinState>();
   observer: TwinObserver | undefined;
 
-  /** Twins read back from a store at start; a twin of a device the registry no longer has is not restored. */
+  /** A twin read back from the store at start (persistence.ts restores only those of registered identities). */
   restore(twin: TwinState): void {
     this.twins.set(twinKey(twin.deviceId, twin.moduleId), structuredClone(twin));
   }
